@@ -1,0 +1,32 @@
+# vqbench: `make bench` runs the default benchmark, `make test` runs the tests.
+PYTHON ?= python
+PIP := $(PYTHON) -m pip
+STAMP := .make
+
+.PHONY: install install-test bench test test-slow clean
+
+# Dependencies go into the current Python. The stamp makes a second `make` quick; it is keyed on
+# the requirement files, so editing one reinstalls.
+$(STAMP)/install: requirements/base.txt requirements/codebooks.txt requirements/metrics.txt requirements/nodeps.txt
+	$(PIP) install -q -r requirements/base.txt -r requirements/codebooks.txt -r requirements/metrics.txt
+	$(PIP) install -q --no-deps -r requirements/nodeps.txt
+	@mkdir -p $(STAMP) && touch $@
+
+$(STAMP)/install-test: $(STAMP)/install requirements/test.txt
+	$(PIP) install -q -r requirements/test.txt
+	@mkdir -p $(STAMP) && touch $@
+
+install: $(STAMP)/install
+install-test: $(STAMP)/install-test
+
+bench: install
+	$(PYTHON) run_bench.py
+
+test: install-test
+	$(PYTHON) -m pytest -q
+
+test-slow: install-test
+	$(PYTHON) -m pytest -q -m slow
+
+clean:
+	rm -rf $(STAMP)

@@ -1,0 +1,1 @@
+"""vqbench: config, trainer, evaluator, metrics, records and tables for comparing VQ quantizers."""

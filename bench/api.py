@@ -1,0 +1,55 @@
+"""The programmatic API; the CLI is a thin layer over it.
+
+    from bench import api
+    record = api.run(RunConfig(method="vqgan", codebook_size=256, steps=50))
+    records = api.run_grid(configs)
+    df = api.table("results")
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import pandas as pd
+
+from . import records, tables
+from .config import RunConfig
+from .runner import DEFAULT_OUT, plan, run_one
+
+
+def run(config: RunConfig, out: Path | str = DEFAULT_OUT, force: bool = False, progress: bool = True) -> dict[str, Any]:
+    """One run, in-process: the result record."""
+    return run_one(config, out, force=force, progress=progress)
+
+
+def grid(methods: Iterable[str], datasets: Iterable[str], codebook_sizes: Iterable[int], seeds: Iterable[int],
+         **common: Any) -> list[RunConfig]:
+    """methods x datasets x codebook sizes x seeds, in that nesting order."""
+    return [RunConfig(method=m, dataset=d, codebook_size=k, seed=s, **common)
+            for d in datasets for k in codebook_sizes for m in methods for s in seeds]
+
+
+def run_grid(configs: list[RunConfig], out: Path | str = DEFAULT_OUT, force: bool = False, progress: bool = True,
+             on_record: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Every config, one after another in this process. Every config is validated before the first
+    run starts, so a typo in the last one does not waste the others' time."""
+    for c in configs:
+        plan(c)
+    out_records = []
+    for c in configs:
+        record = run_one(c, out, force=force, progress=progress)
+        if on_record is not None:
+            on_record(record)
+        out_records.append(record)
+    return out_records
+
+
+def table(records_dir: Path | str = DEFAULT_OUT, methods: list[str] | None = None,
+          datasets: list[str] | None = None) -> pd.DataFrame:
+    """Summary table (paper layout) of every record under `records_dir`."""
+    df = tables.frame(records.iter_records(Path(records_dir)))
+    if methods and len(df):
+        df = df[df["Method"].isin(methods)]
+    if datasets and len(df):
+        df = df[df["Dataset"].isin(datasets)]
+    return tables.summary(df)

@@ -1,0 +1,134 @@
+"""Run configuration: presets as plain dataclasses, one RunConfig per grid cell, and the resolved
+config (everything that determines a run's result) whose hash is the run id."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    resolution: int  # training and evaluation resolution (square)
+    ch: int  # base channel count of the encoder/decoder
+    ch_mult: tuple[int, ...]  # channel multiplier per level; len - 1 downsamplings, f = 2^(len-1)
+    num_res_blocks: int
+    attn_resolutions: tuple[int, ...]  # feature-map sizes that get self-attention after each block
+    z_channels: int  # encoder output channels, before quant_conv
+    embed_dim: int  # dimension of one code vector (VQCT quantizes 2*embed_dim channels)
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainPreset:
+    batch_size: int
+    base_lr: float  # learning rate = base_lr * batch_size, as in taming-transformers / the VQCT configs
+    steps: int
+    disc_start: int  # step from which the PatchGAN term is on; >= steps means never
+    disc_weight: float = 0.8  # VQGAN's adaptive weight is multiplied by this
+    disc_layers: int = 3
+    perceptual_weight: float = 1.0  # 0 switches the perceptual network off (recorded)
+    codebook_weight: float = 1.0  # weight of the quantizer's own loss
+    log_every: int = 50
+    ckpt_every: int = 200
+    eval_batch_size: int = 64
+    num_workers: int = 0  # DataLoader workers; 0 for in-memory datasets
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    model: ModelPreset
+    train: TrainPreset
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset(
+            "cpu-tiny",
+            "default: 32 px, f=4, small encoder/decoder; trains in about two minutes per method on 2 CPU cores",
+            ModelPreset(resolution=32, ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(),
+                        z_channels=32, embed_dim=32),
+            TrainPreset(batch_size=32, base_lr=2.5e-5, steps=600, disc_start=10**9, perceptual_weight=0.0,
+                        log_every=25, ckpt_every=200),
+        ),
+        Preset(
+            "paper",
+            "VQCT's configuration: 256 px, f=16 (ch 128, mult 1,1,2,2,4, 2 res blocks, attention at 16), "
+            "embed_dim 256, batch 8, base lr 4.5e-6, L1+LPIPS+hinge PatchGAN from step 10000",
+            ModelPreset(resolution=256, ch=128, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=2, attn_resolutions=(16,),
+                        z_channels=256, embed_dim=256),
+            TrainPreset(batch_size=8, base_lr=4.5e-6, steps=100_000, disc_start=10_000, disc_weight=0.8,
+                        perceptual_weight=1.0, log_every=100, ckpt_every=2000, eval_batch_size=16, num_workers=4),
+        ),
+    ]
+}
+
+
+@dataclass
+class RunConfig:
+    """One cell of the grid. Everything else comes from the preset."""
+
+    method: str
+    dataset: str = "photos"
+    codebook_size: int = 1024
+    seed: int = 0
+    preset: str = "cpu-tiny"
+    steps: int | None = None  # None: the preset's
+    method_options: dict[str, Any] = field(default_factory=dict)
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    data_root: str | None = None
+    device: str | None = None  # None: cuda when available, else cpu (not part of the run id)
+
+
+def preset(name: str) -> Preset:
+    if name not in PRESETS:
+        from methods.registry import unknown_name_message
+
+        raise UserError(unknown_name_message("preset", name, sorted(PRESETS)))
+    return PRESETS[name]
+
+
+def resolve(cfg: RunConfig) -> dict[str, Any]:
+    """Validate the config and expand it into the full dict stored in the record and hashed into the
+    run id: every option of the method, every preset field. Fails before any work starts."""
+    import datasets
+    import methods
+
+    if int(cfg.codebook_size) < 1:
+        raise UserError(f"codebook size must be a positive integer, got {cfg.codebook_size}")
+    if cfg.steps is not None and int(cfg.steps) < 1:
+        raise UserError(f"steps must be a positive integer, got {cfg.steps}")
+    if int(cfg.seed) < 0:
+        raise UserError(f"seed must be a non-negative integer, got {cfg.seed}")
+    p = preset(cfg.preset)
+    datasets.entry(cfg.dataset)
+    options = methods.build_options(cfg.method, **cfg.method_options)
+    train = dataclasses.asdict(p.train)
+    if cfg.steps is not None:
+        train["steps"] = int(cfg.steps)
+    return {
+        "method": cfg.method,
+        "dataset": cfg.dataset,
+        "codebook_size": int(cfg.codebook_size),
+        "seed": int(cfg.seed),
+        "preset": p.name,
+        "steps": train["steps"],
+        "method_options": dataclasses.asdict(options),
+        "dataset_options": dict(cfg.dataset_options),
+        "model": dataclasses.asdict(p.model),
+        "train": train,
+    }
+
+
+def run_id(resolved: dict[str, Any]) -> str:
+    """Readable prefix plus a stable hash of the resolved config: equal configs, equal ids."""
+    blob = json.dumps(resolved, sort_keys=True, default=str).encode()
+    digest = hashlib.sha256(blob).hexdigest()[:10]
+    return f"{resolved['method']}-{resolved['dataset']}-K{resolved['codebook_size']}-s{resolved['seed']}-{digest}"

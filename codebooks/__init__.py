@@ -1,0 +1,1 @@
+"""Transferred codebook priors: corpus -> part-of-speech filter -> language model -> saved prior."""
