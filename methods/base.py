@@ -26,6 +26,11 @@ class Quantizer(nn.Module):
     latent_channels: int
     code_groups: dict[str, tuple[int, int]] = {}
 
+    @classmethod
+    def prepare(cls, codebook_size: int, dim: int, options: object) -> None:
+        """Build whatever this method caches on disk (VQCT: its language-model prior) before runs start,
+        once per machine, so that parallel runs never race to build it. Default: nothing to do."""
+
     def forward(self, z: Tensor) -> QuantOut:  # pragma: no cover - interface
         raise NotImplementedError
 

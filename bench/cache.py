@@ -1,0 +1,17 @@
+"""One cache folder for everything derived once per machine (FID weights and reference statistics,
+codebook priors, decoded datasets): $VQBENCH_CACHE, default ~/.cache/vqbench."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("VQBENCH_CACHE") or Path.home() / ".cache" / "vqbench")
+
+
+def cache_dir(*parts: str) -> Path:
+    """cache_root()/parts..., created."""
+    path = cache_root().joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
