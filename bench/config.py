@@ -59,6 +59,14 @@ PRESETS: dict[str, Preset] = {
                         log_every=25, ckpt_every=200),
         ),
         Preset(
+            "smoke",
+            "seconds-long pipeline check: 16 px, f=2, tiny model, PatchGAN on from step 10, checkpoint every 5 steps",
+            ModelPreset(resolution=16, ch=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,),
+                        z_channels=16, embed_dim=16),
+            TrainPreset(batch_size=8, base_lr=1e-4, steps=20, disc_start=10, disc_layers=2, perceptual_weight=0.0,
+                        log_every=5, ckpt_every=5, eval_batch_size=64),
+        ),
+        Preset(
             "paper",
             "VQCT's configuration: 256 px, f=16 (ch 128, mult 1,1,2,2,4, 2 res blocks, attention at 16), "
             "embed_dim 256, batch 8, base lr 4.5e-6, L1+LPIPS+hinge PatchGAN from step 10000",
