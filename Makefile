@@ -3,7 +3,7 @@ PYTHON ?= python
 PIP := $(PYTHON) -m pip
 STAMP := .make
 
-.PHONY: install install-test bench test test-slow clean
+.PHONY: install install-test bench test test-slow speed clean
 
 # Dependencies go into the current Python. The stamp makes a second `make` quick; it is keyed on
 # the requirement files, so editing one reinstalls.
@@ -27,6 +27,10 @@ test: install-test
 
 test-slow: install-test
 	$(PYTHON) -m pytest -q -m slow
+
+# Needs the test dependencies: the peer implementations it compares against live there.
+speed: install-test
+	$(PYTHON) -m bench.speed
 
 clean:
 	rm -rf $(STAMP)

@@ -90,28 +90,80 @@ class TrainResult:
     last_logs: dict[str, float] = field(default_factory=dict)
 
 
+class TrainStep:
+    """The models, optimizers and losses of one run; calling it does one optimisation step.
+
+    Generator loss: L1 + perceptual_weight * perceptual + codebook_weight * quantizer loss, plus from
+    `disc_start` on the hinge PatchGAN term with VQGAN's adaptive weight; then one discriminator step.
+    """
+
+    def __init__(self, resolved: dict[str, Any], device: torch.device) -> None:
+        t = self.t = resolved["train"]
+        self.device = device
+        self.model = build_model(resolved).to(device)
+        self.disc = PatchDiscriminator(n_layers=t["disc_layers"]).to(device)
+        self.lr = t["base_lr"] * t["batch_size"]  # taming's scaling: base_lr * batch * (GPUs = 1) * (accumulation = 1)
+        self.opt_g = torch.optim.Adam(self.model.parameters(), lr=self.lr, betas=(0.5, 0.9))
+        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=self.lr, betas=(0.5, 0.9))
+        if t["perceptual_weight"] == 0:
+            self.perceptual, self.perceptual_name = None, "off"
+        else:
+            self.perceptual, self.perceptual_name = load_perceptual(device)
+        self.use_bf16 = device.type == "cuda"
+        self.modules = {"model": self.model, "disc": self.disc}
+        self.optimizers = {"opt_g": self.opt_g, "opt_d": self.opt_d}
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
+
+    def __call__(self, x: Tensor, step: int) -> tuple[dict[str, Tensor], Tensor]:
+        """One step on a float batch in [-1, 1]: (detached loss terms, code indices)."""
+        t, model, disc = self.t, self.model, self.disc
+        gan_on = step >= t["disc_start"]
+        with self._autocast():
+            xrec, q = model(x)
+            rec = (x - xrec.float()).abs().mean()
+            nll = rec
+            terms = {"rec": rec}
+            if self.perceptual is not None:
+                terms["perceptual"] = self.perceptual(x, xrec.float()).mean()
+                nll = rec + t["perceptual_weight"] * terms["perceptual"]
+            loss = nll + t["codebook_weight"] * q.loss
+            if gan_on:
+                g_loss = -disc(xrec).float().mean()
+                d_weight = adaptive_gan_weight(nll, g_loss, model.last_layer, t["disc_weight"])
+                loss = loss + d_weight * g_loss
+                terms.update(g_loss=g_loss, d_weight=d_weight)
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(f"loss became {float(loss)} at step {step}")
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        if gan_on:
+            with self._autocast():
+                terms["d_loss"] = hinge_d_loss(disc(x).float(), disc(xrec.detach()).float())
+            self.opt_d.zero_grad(set_to_none=True)
+            terms["d_loss"].backward()
+            self.opt_d.step()
+        terms.update(loss=loss, quant=q.loss, **q.logs)
+        return {k: v.detach() for k, v in terms.items()}, q.indices.detach()
+
+
 def train(resolved: dict[str, Any], dataset: Dataset, run_dir: Path, device: torch.device,
           on_checkpoint: Callable[[int], None] | None = None, progress: bool = True) -> TrainResult:
     """Train to `resolved["train"]["steps"]`, resuming from `run_dir/checkpoint.safetensors` if present."""
     t = resolved["train"]
     torch.manual_seed(resolved["seed"])
-    model = build_model(resolved).to(device)
-    disc = PatchDiscriminator(n_layers=t["disc_layers"]).to(device)
-    lr = t["base_lr"] * t["batch_size"]  # taming's scaling: base_lr * batch * (GPUs = 1) * (accumulation = 1)
-    opt_g = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.9))
-    opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.9))
-    perceptual, perceptual_name = (None, "off") if t["perceptual_weight"] == 0 else load_perceptual(device)
-    modules, optimizers = {"model": model, "disc": disc}, {"opt_g": opt_g, "opt_d": opt_d}
-
+    learner = TrainStep(resolved, device)
+    model = learner.model
     ckpt = run_dir / CKPT_NAME
-    start = load_checkpoint(ckpt, modules, optimizers, device) if ckpt.exists() else 0
+    start = load_checkpoint(ckpt, learner.modules, learner.optimizers, device) if ckpt.exists() else 0
     steps = t["steps"]
     sampler = StepBatchSampler(len(dataset), t["batch_size"], resolved["seed"], start, steps)
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=t["num_workers"],
                         pin_memory=device.type == "cuda", persistent_workers=False)
-    use_bf16 = device.type == "cuda"
     k = model.quantizer.codebook_size
-    window = torch.zeros(k, dtype=torch.long)
+    window = torch.zeros(k, dtype=torch.long)  # code histogram since the last log line
     log_path = run_dir / TRAIN_LOG
     _truncate_log(log_path, start)  # entries written after the checkpoint we resume from are redone
     t0 = time.perf_counter()
@@ -119,57 +171,28 @@ def train(resolved: dict[str, Any], dataset: Dataset, run_dir: Path, device: tor
     bar = tqdm(total=steps, initial=start, disable=not progress, desc=resolved["method"], mininterval=1.0,
                dynamic_ncols=True, leave=False)
     model.train()
-    disc.train()
+    learner.disc.train()
     step = start
     for batch in loader:
-        x = to_float(batch.to(device, non_blocking=True))
-        gan_on = step >= t["disc_start"]
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            xrec, q = model(x)
-            rec = (x - xrec.float()).abs().mean()
-            nll = rec
-            if perceptual is not None:
-                p_loss = perceptual(x, xrec.float()).mean()
-                nll = rec + t["perceptual_weight"] * p_loss
-            loss = nll + t["codebook_weight"] * q.loss
-            if gan_on:
-                g_loss = -disc(xrec).float().mean()
-                d_weight = adaptive_gan_weight(nll, g_loss, model.last_layer, t["disc_weight"])
-                loss = loss + d_weight * g_loss
-        if not torch.isfinite(loss):
-            raise NonFiniteLoss(f"loss became {float(loss)} at step {step}")
-        opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_g.step()
-        if gan_on:
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                d_loss = hinge_d_loss(disc(x).float(), disc(xrec.detach()).float())
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
+        terms, indices = learner(to_float(batch.to(device, non_blocking=True)), step)
         step += 1
-        window += torch.bincount(q.indices.detach().reshape(-1).cpu(), minlength=k)
+        window += torch.bincount(indices.reshape(-1).cpu(), minlength=k)
         if step % t["log_every"] == 0 or step == steps:
             usage = histogram_stats(window)
-            logs = {"step": step, "loss": loss.item(), "rec": rec.item(), "quant": q.loss.item(),
-                    **{k_: float(v) for k_, v in q.logs.items()}, "lr": lr,
+            logs = {"step": step, **{name: float(v) for name, v in terms.items()}, "lr": learner.lr,
                     keys.UTILIZATION: usage[keys.UTILIZATION], keys.PERPLEXITY: usage[keys.PERPLEXITY],
                     "elapsed_s": time.perf_counter() - t0}
-            if perceptual is not None:
-                logs["perceptual"] = p_loss.item()
-            if gan_on:
-                logs["g_loss"], logs["d_loss"], logs["d_weight"] = g_loss.item(), d_loss.item(), float(d_weight)
             with open(log_path, "a") as f:
                 f.write(json.dumps(logs) + "\n")
             window.zero_()
             bar.set_postfix(loss=f"{logs['loss']:.4f}", usage=f"{100 * logs[keys.UTILIZATION]:.0f}%")
         bar.update(1)
         if step % t["ckpt_every"] == 0 or step == steps:
-            save_checkpoint(ckpt, step, modules, optimizers)
+            save_checkpoint(ckpt, step, learner.modules, learner.optimizers)
             if on_checkpoint is not None:
                 on_checkpoint(step)
     bar.close()
-    return TrainResult(model, step, start, time.perf_counter() - t0, perceptual_name, logs)
+    return TrainResult(model, step, start, time.perf_counter() - t0, learner.perceptual_name, logs)
 
 
 def _truncate_log(path: Path, last_step: int) -> None:
@@ -185,4 +208,4 @@ def read_train_log(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-__all__ = ["TrainResult", "NonFiniteLoss", "build_model", "pick_device", "read_train_log", "to_float", "to_uint8", "train"]
+__all__ = ["TrainResult", "TrainStep", "NonFiniteLoss", "build_model", "pick_device", "read_train_log", "to_float", "to_uint8", "train"]

@@ -60,17 +60,22 @@ def nearest_codes(x: Tensor, codebook: Tensor, k: int = 1) -> Tensor:
     """Indices (N, k) of the k codes nearest in L2 to each row of x (N, D), codebook (K, D).
 
     argmin ||x - e||^2 = argmin (||e||^2 - 2 x.e): ||x||^2 is constant per row, so it is skipped.
-    Rows are processed in chunks so that the (chunk, K) distance block stays bounded in memory.
+    Rows are processed in chunks so that the (chunk, K) distance block stays bounded in memory; the
+    block is one buffer reused across chunks (a fresh 512 MB block per chunk costs page faults).
     """
     x = x.float()
     codebook = codebook.float()
     e_sq = codebook.pow(2).sum(1)
-    rows = max(1, _SEARCH_CHUNK_ELEMENTS // max(1, codebook.shape[0]))
-    out = torch.empty(x.shape[0], k, dtype=torch.long, device=x.device)
-    for start in range(0, x.shape[0], rows):
-        block = torch.addmm(e_sq, x[start : start + rows], codebook.t(), beta=1.0, alpha=-2.0)
+    n = x.shape[0]
+    rows = min(n, max(1, _SEARCH_CHUNK_ELEMENTS // max(1, codebook.shape[0])))
+    out = torch.empty(n, k, dtype=torch.long, device=x.device)
+    block = torch.empty(rows, codebook.shape[0], dtype=torch.float32, device=x.device)
+    for start in range(0, n, rows):
+        chunk = x[start : start + rows]
+        dist = block[: len(chunk)]
+        torch.addmm(e_sq, chunk, codebook.t(), beta=1.0, alpha=-2.0, out=dist)
         if k == 1:
-            out[start : start + rows, 0] = block.argmin(1)
+            torch.argmin(dist, dim=1, out=out[start : start + rows, 0])
         else:
-            out[start : start + rows] = block.topk(k, dim=1, largest=False).indices
+            out[start : start + rows] = dist.topk(k, dim=1, largest=False).indices
     return out
