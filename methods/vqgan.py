@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bench.errors import UserError
+
 from .base import QuantOut, Quantizer, flatten_latent, nearest_codes, unflatten_latent
 from .registry import register_method
 
@@ -22,6 +24,15 @@ class VQGANOptions:
     # The original VQGAN code put beta on the codebook term, ||sg[z]-e||^2*beta + ||z-sg[e]||^2
     # (its `legacy=True`). Kept so published VQGAN numbers can be reproduced; off by default.
     legacy: bool = False
+    # ViT-VQGAN (Yu et al., ICLR 2022, https://arxiv.org/abs/2110.04627, Section 3.2) improves code
+    # usage with two changes, both off by default:
+    # l2-normalised codes: latents and codes are projected onto the unit sphere before the search and
+    # the losses, so nearest by L2 is nearest by cosine and no code is out of reach by its norm.
+    l2_normalize: bool = False
+    # Factorised codes: look codes up in a lower dimension (ViT-VQGAN: 768 -> 32 or 8) through a
+    # linear projection of the latent, and project the code back up. None: no projection (the
+    # codebook has the latent's dimension, `dim`).
+    codebook_dim: int | None = None
 
 
 @register_method("vqgan", "VQGAN: nearest-neighbour VQ, straight-through, codebook + commitment loss")
@@ -32,24 +43,44 @@ class VQGANQuantizer(Quantizer):
 
     def __init__(self, codebook_size: int, dim: int, options: VQGANOptions) -> None:
         super().__init__()
+        if options.codebook_dim is not None and not 1 <= options.codebook_dim <= dim:
+            raise UserError(f"vqgan: codebook_dim must be in [1, {dim}] (the latent's dimension), got {options.codebook_dim}")
         self.options = options
         self.codebook_size = codebook_size
         self.latent_channels = dim
-        self.embedding = nn.Embedding(codebook_size, dim)
+        code_dim = dim if options.codebook_dim is None else options.codebook_dim
+        self.embedding = nn.Embedding(codebook_size, code_dim)
         # Taming's initialisation: uniform in +-1/K.
         self.embedding.weight.data.uniform_(-1.0 / codebook_size, 1.0 / codebook_size)
+        if options.codebook_dim is not None:  # only then, so the default's state dict is unchanged
+            self.project_in = nn.Linear(dim, code_dim)
+            self.project_out = nn.Linear(code_dim, dim)
+
+    def _codes(self) -> Tensor:
+        w = self.embedding.weight
+        return F.normalize(w, dim=1) if self.options.l2_normalize else w
 
     def forward(self, z: Tensor) -> QuantOut:
-        rows = flatten_latent(z)
-        idx = nearest_codes(rows, self.embedding.weight)[:, 0]
-        q = unflatten_latent(self.embedding(idx), z)
-        codebook = F.mse_loss(q, z.detach())
-        commitment = F.mse_loss(z, q.detach())
+        factorised = self.options.codebook_dim is not None
+        zl = unflatten_latent(self.project_in(flatten_latent(z)), z) if factorised else z
+        if self.options.l2_normalize:
+            zl = F.normalize(zl, dim=1)
+        rows = flatten_latent(zl)
+        codes = self._codes()
+        idx = nearest_codes(rows, codes)[:, 0]
+        q = unflatten_latent(F.embedding(idx, codes), zl)
+        codebook = F.mse_loss(q, zl.detach())
+        commitment = F.mse_loss(zl, q.detach())
         beta = self.options.beta
         loss = beta * codebook + commitment if self.options.legacy else codebook + beta * commitment
-        z_q = z + (q - z).detach()
+        z_q = zl + (q - zl).detach()
+        if factorised:
+            z_q = unflatten_latent(self.project_out(flatten_latent(z_q)), z_q)
         indices = idx.view(z.shape[0], z.shape[2], z.shape[3])
         return QuantOut(z_q, indices, loss, {"codebook": codebook.detach(), "commitment": commitment.detach()})
 
     def decode_indices(self, indices: Tensor) -> Tensor:
-        return self.embedding(indices).permute(0, 3, 1, 2).contiguous()
+        codes = F.embedding(indices, self._codes())
+        if self.options.codebook_dim is not None:
+            codes = self.project_out(codes)
+        return codes.permute(0, 3, 1, 2).contiguous()
