@@ -12,5 +12,13 @@ from .registry import available, build_options, create, describe, entry, registe
 
 # One import line per method file: importing registers it.
 from . import vqgan  # noqa: E402,F401
+from . import vqgan_ema  # noqa: E402,F401
+from . import lfq  # noqa: E402,F401
+from . import fsq  # noqa: E402,F401
+from . import simvq  # noqa: E402,F401
+from . import cvq  # noqa: E402,F401
+from . import gumbel  # noqa: E402,F401
+from . import ibq  # noqa: E402,F401
+from . import vqct  # noqa: E402,F401
 
 __all__ = ["QuantOut", "Quantizer", "available", "build_options", "create", "describe", "entry", "register_method"]

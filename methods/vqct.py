@@ -1,0 +1,237 @@
+"""VQCT: a visual codebook transferred from a language model, split by part of speech.
+
+Codebook Transfer with Part-of-Speech for Vector-Quantized Image Modeling (Zhang et al., CVPR 2024),
+https://arxiv.org/abs/2403.10071.
+
+Codes are words. Adjectives and nouns of a caption corpus (codebooks/) are encoded by a frozen
+pretrained language model; a 2-layer GCN over the adjective-noun co-occurrence graph maps those
+vectors to the visual codebook, on every forward pass, so a code moves with its graph neighbours.
+The encoder gives 2*dim channels: the first half is replaced by the mean of its top-k nearest
+adjective codes, the second half by its nearest noun code.
+
+Indices live in ONE index space of size K = n_adj + n_noun: adjectives [0, n_adj), nouns
+[n_adj, K) (the noun index is offset, unlike the public code). `indices` is (B, H, W, top_k + 1):
+the top_k adjective indices, nearest first, then the noun index. `decode_indices` recomputes the
+codebook (no dropout) and redoes the top-k mean, so it reproduces z_q of eval-mode forward exactly.
+
+Ablations (registered variants, or options on `vqct`):
+    vqct-nopos   pos_split=False   one joint codebook of the K most frequent words; both halves search it
+    vqct-mlp     transfer="mlp"    the same 2-layer network without the graph
+    vqct-linear  transfer="linear" frozen language-model codes and only a linear map to dim
+    vqct-random  codes="random"    random Gaussian codes of the same shape instead of the language model's
+    vqct-top1    top_k=1           the adjective half takes its single nearest code
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bench.errors import UserError
+
+from .base import QuantOut, Quantizer, flatten_latent, nearest_codes, unflatten_latent
+from .registry import register_method
+
+TRANSFERS = ("gcn", "mlp", "linear")
+CODES = ("lm", "random")
+
+
+@dataclass
+class VQCTOptions:
+    # --- the prior (codebooks/): which words, which language model ---
+    corpus: str = "cupl"  # cupl | text:PATH | coco:PATH | folder:PATH; offline default: CuPL descriptions
+    encoder: str = "minilm"  # minilm | glove | clip | clip:ID_OR_FOLDER | hf:ID_OR_FOLDER (paper: CLIP ViT-B/32)
+    noun_template: str | None = None  # None: the encoder's default, the paper's "a photo of {}"
+    adj_template: str | None = None  # None: the encoder's default, the paper's "a photo of {} object"
+    min_count: int = 10  # words seen more than this many times in the corpus (the paper's threshold)
+    remove_stopwords: bool = False
+    lemmatize: bool = True  # lemmatise nouns (the paper does)
+    # --- the quantizer ---
+    top_k: int = 2  # adjective half = mean of the top_k nearest adjective codes (the paper's k)
+    pos_split: bool = True  # False: no part-of-speech split, one joint codebook (ablation)
+    transfer: str = "gcn"  # gcn (the paper) | mlp (no graph) | linear (frozen codes + linear map)
+    codes: str = "lm"  # lm: language-model vectors | random: Gaussian vectors of the same shape (no language prior)
+    hidden_dim: int | None = None  # GCN/MLP hidden width; None: dim, as the paper (in -> dim -> dim)
+    dropout: float = 0.5  # between the two GCN layers, as the paper; off in eval mode
+    beta: float = 0.25  # commitment weight, as vqgan
+    legacy: bool = False  # beta on the codebook term instead, as vqgan's legacy option
+
+    def build_config(self):
+        """The codebooks.BuildConfig of this prior."""
+        from codebooks import BuildConfig, PosRules
+
+        rules = PosRules(min_count=self.min_count, remove_stopwords=self.remove_stopwords, lemmatize_nouns=self.lemmatize)
+        return BuildConfig(self.corpus, self.encoder, self.noun_template, self.adj_template, rules)
+
+
+def _check(options: VQCTOptions) -> None:
+    if options.transfer not in TRANSFERS:
+        raise UserError(f"vqct: transfer must be one of {', '.join(TRANSFERS)}, got {options.transfer!r}")
+    if options.codes not in CODES:
+        raise UserError(f"vqct: codes must be one of {', '.join(CODES)}, got {options.codes!r}")
+    if options.top_k < 1:
+        raise UserError(f"vqct: top_k must be >= 1, got {options.top_k}")
+    if not 0.0 <= options.dropout < 1.0:
+        raise UserError(f"vqct: dropout must be in [0, 1), got {options.dropout}")
+    if options.hidden_dim is not None and options.hidden_dim < 1:
+        raise UserError(f"vqct: hidden_dim must be positive, got {options.hidden_dim}")
+
+
+def select_words(prior, codebook_size: int, pos_split: bool):
+    """The K codes' node features (K, D), undirected edge index (2, 2E) over them, the adjective
+    and noun index ranges, and the words. With the POS split: the K most frequent words, split in the vocabulary's
+    adjective:noun ratio, adjectives first. Without: the K most frequent words of either kind."""
+    from codebooks.prior import graph_tensors
+
+    if pos_split:
+        sub = prior.subset(codebook_size)
+        x, edge_index = graph_tensors(sub)
+        return x, edge_index, (0, sub.n_adj), (sub.n_adj, codebook_size), sub.adjectives + sub.nouns
+    total = prior.n_adj + prior.n_noun
+    if codebook_size > total:
+        raise UserError(f"codebook size {codebook_size} is larger than the prior's vocabulary ({total} words)")
+    ranked = sorted([(-c, 0, i) for i, c in enumerate(prior.adj_counts)] + [(-c, 1, i) for i, c in enumerate(prior.noun_counts)])
+    kept = ranked[:codebook_size]
+    node = {(kind, i): j for j, (_, kind, i) in enumerate(kept)}
+    x = torch.stack([(prior.adj_vectors if kind == 0 else prior.noun_vectors)[i] for _, kind, i in kept])
+    pairs = [(node[(0, a)], node[(1, n)]) for a, n, _ in prior.edges if (0, a) in node and (1, n) in node]
+    e = torch.tensor(pairs, dtype=torch.long).t() if pairs else torch.zeros(2, 0, dtype=torch.long)
+    words = [(prior.adjectives if kind == 0 else prior.nouns)[i] for _, kind, i in kept]
+    return x, torch.cat([e, e.flip(0)], dim=1), (0, codebook_size), (0, codebook_size), words
+
+
+def normalized_adjacency(edge_index: Tensor, num_nodes: int) -> Tensor:
+    """D^-1/2 (A + I) D^-1/2 as a sparse CSR matrix (Kipf & Welling's GCN propagation), A symmetric 0/1."""
+    loops = torch.arange(num_nodes)
+    row = torch.cat([edge_index[0].cpu(), loops])
+    col = torch.cat([edge_index[1].cpu(), loops])
+    shape = (num_nodes, num_nodes)
+    a = torch.sparse_coo_tensor(torch.stack([row, col]), torch.ones(row.numel()), shape, check_invariants=True).coalesce()
+    r, c = a.indices()  # coalesced: a repeated edge counts once
+    deg = torch.bincount(r, minlength=num_nodes).float()
+    inv_sqrt = deg.pow(-0.5)
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": we use only CSR @ dense
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_coo_tensor(a.indices(), inv_sqrt[r] * inv_sqrt[c], shape, check_invariants=True).to_sparse_csr()
+
+
+class GCNLayer(nn.Module):
+    """One graph convolution: A_hat (X W) + b, with A_hat precomputed (torch_geometric's GCNConv)."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.lin = nn.Linear(in_dim, out_dim, bias=False)
+        self.bias = nn.Parameter(torch.zeros(out_dim))
+        nn.init.xavier_uniform_(self.lin.weight)  # glorot, as GCNConv
+
+    def forward(self, x: Tensor, adjacency: Tensor) -> Tensor:
+        return torch.sparse.mm(adjacency, self.lin(x)) + self.bias
+
+
+class TransferNet(nn.Module):
+    """Language-model vectors (K, D_lm) -> visual codebook (K, dim): 2-layer GCN (or MLP, or linear)."""
+
+    def __init__(self, kind: str, in_dim: int, hidden: int, out_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.kind, self.dropout = kind, dropout
+        if kind == "gcn":
+            self.layer1, self.layer2 = GCNLayer(in_dim, hidden), GCNLayer(hidden, out_dim)
+        elif kind == "mlp":
+            self.layer1, self.layer2 = nn.Linear(in_dim, hidden), nn.Linear(hidden, out_dim)
+        else:
+            self.layer1 = nn.Linear(in_dim, out_dim)
+
+    def forward(self, x: Tensor, adjacency: Tensor, dropout: bool) -> Tensor:
+        if self.kind == "linear":
+            return self.layer1(x)
+        if self.kind == "gcn":
+            h = F.relu(self.layer1(x, adjacency))
+            h = F.dropout(h, self.dropout, training=dropout)
+            return self.layer2(h, adjacency)
+        h = F.dropout(F.relu(self.layer1(x)), self.dropout, training=dropout)
+        return self.layer2(h)
+
+
+def load_prior(options: VQCTOptions):
+    from codebooks import build_prior
+
+    return build_prior(options.build_config())
+
+
+@register_method("vqct-top1", "VQCT ablation: adjective half takes its single nearest code (top_k=1)", top_k=1)
+@register_method("vqct-random", "VQCT ablation: random codes of the same shape, no language prior", codes="random")
+@register_method("vqct-linear", "VQCT ablation: frozen language-model codes and only a linear map", transfer="linear")
+@register_method("vqct-mlp", "VQCT ablation: MLP instead of the GCN (no adjective-noun graph)", transfer="mlp")
+@register_method("vqct-nopos", "VQCT ablation: no part-of-speech split, one joint word codebook", pos_split=False)
+@register_method("vqct", "VQCT: language-model word codes split into adjectives/nouns, transferred by a GCN")
+class VQCTQuantizer(Quantizer):
+    """VQCT (https://arxiv.org/abs/2403.10071): word codes from a language model, transferred by a GCN."""
+
+    Options = VQCTOptions
+
+    @classmethod
+    def prepare(cls, codebook_size: int, dim: int, options: VQCTOptions) -> None:
+        """Build and cache the language-model prior once, and check that it has K words."""
+        _check(options)
+        select_words(load_prior(options), codebook_size, options.pos_split)
+
+    def __init__(self, codebook_size: int, dim: int, options: VQCTOptions) -> None:
+        super().__init__()
+        _check(options)
+        self.options = options
+        self.codebook_size = codebook_size
+        self.dim = dim
+        self.latent_channels = 2 * dim
+        prior = load_prior(options)
+        x, edge_index, self.adj_range, self.noun_range, words = select_words(prior, codebook_size, options.pos_split)
+        n_adj_codes = self.adj_range[1] - self.adj_range[0]
+        if options.top_k > n_adj_codes:
+            raise UserError(f"vqct: top_k={options.top_k} needs at least that many adjective codes; K={codebook_size} "
+                            f"gives {n_adj_codes}")
+        self.code_groups = {"adj": self.adj_range, "noun": self.noun_range} if options.pos_split else {}
+        self.words = words  # code index -> word (for figures; a word tagged both ways appears twice without the split)
+        if options.codes == "random":
+            x = torch.randn(x.shape) * x.std()  # same shape and overall scale, no language
+        # Frozen inputs (persistent: a checkpoint holds everything needed to decode its indices).
+        self.register_buffer("lm_codes", x.float().contiguous())
+        self.register_buffer("edge_index", edge_index)
+        # Derived from edge_index; sparse, so not saved (safetensors holds dense tensors only).
+        self.register_buffer("adjacency", normalized_adjacency(edge_index, codebook_size), persistent=False)
+        self.transfer = TransferNet(options.transfer, x.shape[1], options.hidden_dim or dim, dim, options.dropout)
+
+    def codebook(self, dropout: bool = False) -> Tensor:
+        """The visual codebook (K, dim): the transfer network applied to the frozen word vectors."""
+        return self.transfer(self.lm_codes, self.adjacency, dropout)
+
+    def _lookup(self, codebook: Tensor, adj_idx: Tensor, noun_idx: Tensor) -> Tensor:
+        """(N, k) global adjective indices and (N,) global noun indices -> (N, 2*dim) code rows."""
+        q_adj = codebook[adj_idx].mean(dim=1)
+        return torch.cat([q_adj, codebook[noun_idx]], dim=1)
+
+    def forward(self, z: Tensor) -> QuantOut:
+        codebook = self.codebook(dropout=self.training)
+        rows = flatten_latent(z)
+        (a0, a1), (n0, n1) = self.adj_range, self.noun_range
+        adj_idx = nearest_codes(rows[:, : self.dim], codebook[a0:a1], self.options.top_k) + a0
+        noun_idx = nearest_codes(rows[:, self.dim :], codebook[n0:n1], 1)[:, 0] + n0
+        q = unflatten_latent(self._lookup(codebook, adj_idx, noun_idx), z)
+        codebook_loss = F.mse_loss(q, z.detach())
+        commitment = F.mse_loss(z, q.detach())
+        beta = self.options.beta
+        loss = beta * codebook_loss + commitment if self.options.legacy else codebook_loss + beta * commitment
+        z_q = z + (q - z).detach()
+        indices = torch.cat([adj_idx, noun_idx[:, None]], dim=1).view(z.shape[0], z.shape[2], z.shape[3], -1)
+        return QuantOut(z_q, indices, loss, {"codebook": codebook_loss.detach(), "commitment": commitment.detach()})
+
+    def decode_indices(self, indices: Tensor) -> Tensor:
+        """(B, H, W, top_k+1) -> (B, 2*dim, H, W), with the codebook computed without dropout."""
+        b, h, w, _ = indices.shape
+        flat = indices.reshape(-1, indices.shape[-1])
+        rows = self._lookup(self.codebook(dropout=False), flat[:, :-1], flat[:, -1])
+        return rows.view(b, h, w, -1).permute(0, 3, 1, 2).contiguous()
+
+
+__all__ = ["VQCTOptions", "VQCTQuantizer", "normalized_adjacency", "select_words", "GCNLayer", "TransferNet"]
