@@ -2,14 +2,18 @@
 
 PSNR = "psnr"
 SSIM = "ssim"
-LPIPS = "lpips"
-FID = "fid"
+LPIPS = "lpips"  # standard LPIPS (AlexNet, v0.1) only; None when its backbone was not available
+ST_LPIPS = "st_lpips"  # shift-tolerant LPIPS (stlpips-pytorch, AlexNet): NOT comparable with published LPIPS
+FID = "fid"  # rFID: Inception-v3 pool3, reconstructions vs their originals (see protocol["fid"]["n_images"])
+KID = "kid"  # KID from the same features (unbiased MMD^2, cubic kernel), mean over subsets
+KID_STD = "kid_std"  # its standard deviation over subsets
 UTILIZATION = "utilization"  # fraction of codes used at least once over the evaluation split, in [0, 1]
 PERPLEXITY = "perplexity"  # exp(entropy of the code histogram)
 DEAD_CODES = "dead_codes"  # codes never used over the evaluation split
 
-# Every record carries these keys (None when a metric was not computed).
-RECORD_METRICS = (FID, PSNR, SSIM, LPIPS, UTILIZATION, PERPLEXITY, DEAD_CODES)
+# Every record carries these keys (None when a metric was not computed). Exactly one of LPIPS and
+# ST_LPIPS is set by the evaluator: the one that ran (protocol["lpips"]["name"] says which).
+RECORD_METRICS = (FID, PSNR, SSIM, LPIPS, ST_LPIPS, KID, KID_STD, UTILIZATION, PERPLEXITY, DEAD_CODES)
 
 
 def group_key(metric: str, group: str) -> str:
