@@ -7,10 +7,13 @@
 This package shares its name with Hugging Face `datasets`: the project runs from its checkout and is
 never installed into site-packages.
 """
-from .registry import SPLITS, available, create, describe, entry, register_dataset
+from .files import DATA_ENV, DEFAULT_DATA_ROOT, BadImageError, ImageFiles, data_root
+from .registry import SPLITS, available, canonical_name, check_options, create, describe, entry, locate, register_dataset
 from .tensor_dataset import UInt8Images
 
 # One import line per dataset file: importing registers it.
 from . import photos  # noqa: E402,F401
+from . import ade20k, celebahq, cub200, ffhq, imagefolder, imagenet, mscoco  # noqa: E402,F401
 
-__all__ = ["SPLITS", "UInt8Images", "available", "create", "describe", "entry", "register_dataset"]
+__all__ = ["DATA_ENV", "DEFAULT_DATA_ROOT", "SPLITS", "BadImageError", "ImageFiles", "UInt8Images", "available",
+           "canonical_name", "check_options", "create", "data_root", "describe", "entry", "locate", "register_dataset"]
