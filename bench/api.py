@@ -14,7 +14,7 @@ import pandas as pd
 
 from . import records, tables
 from .config import RunConfig
-from .runner import DEFAULT_OUT, plan, run_one
+from .runner import DEFAULT_OUT, run_one
 
 
 def run(config: RunConfig, out: Path | str = DEFAULT_OUT, force: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -30,18 +30,23 @@ def grid(methods: Iterable[str], datasets: Iterable[str], codebook_sizes: Iterab
 
 
 def run_grid(configs: list[RunConfig], out: Path | str = DEFAULT_OUT, force: bool = False, progress: bool = True,
-             on_record: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Every config, one after another in this process. Every config is validated before the first
-    run starts, so a typo in the last one does not waste the others' time."""
-    for c in configs:
-        plan(c)
-    out_records = []
-    for c in configs:
-        record = run_one(c, out, force=force, progress=progress)
-        if on_record is not None:
-            on_record(record)
-        out_records.append(record)
-    return out_records
+             on_record: Callable[[dict[str, Any]], None] | None = None, ray: bool = True,
+             **ray_options: Any) -> list[dict[str, Any]]:
+    """Every config, as Ray tasks (`ray=True`: a local Ray instance sized to this machine, or a
+    cluster with `address=`), or one after another in this process (`ray=False`). Records come back
+    in the order of `configs`; `on_record` sees each as its run ends. Every config is validated
+    before the first run starts, so a typo in the last one does not waste the others' time.
+    `ray_options`: see `bench.scheduling.run_grid` (address, num_cpus, num_gpus, resources,
+    max_retries, on_checkpoint, worker_imports)."""
+    from . import scheduling
+
+    if ray:
+        return scheduling.run_grid(configs, out, force=force, progress=progress, on_record=on_record, **ray_options)
+    unknown = set(ray_options) - {"on_checkpoint"}
+    if unknown:
+        raise TypeError(f"run_grid(ray=False) takes no Ray options: {', '.join(sorted(unknown))}")
+    return scheduling.run_in_process(configs, out, force=force, progress=progress, on_record=on_record,
+                                     **ray_options)
 
 
 def table(records_dir: Path | str = DEFAULT_OUT, methods: list[str] | None = None,
