@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,9 @@ class TrainPreset:
     log_every: int = 50
     ckpt_every: int = 200
     eval_batch_size: int = 64
+    # rFID, KID and LPIPS at evaluation. Off for `smoke`: at 16 px they mean little, and Inception
+    # on the CPU would make a seconds-long pipeline check take minutes. Recorded as None.
+    perceptual_metrics: bool = True
     num_workers: int = 0  # DataLoader workers; 0 for in-memory datasets
 
 
@@ -64,7 +68,7 @@ PRESETS: dict[str, Preset] = {
             ModelPreset(resolution=16, ch=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,),
                         z_channels=16, embed_dim=16),
             TrainPreset(batch_size=8, base_lr=1e-4, steps=20, disc_start=10, disc_layers=2, perceptual_weight=0.0,
-                        log_every=5, ckpt_every=5, eval_batch_size=64),
+                        log_every=5, ckpt_every=5, eval_batch_size=64, perceptual_metrics=False),
         ),
         Preset(
             "paper",
@@ -90,8 +94,14 @@ class RunConfig:
     preset: str = "cpu-tiny"
     steps: int | None = None  # None: the preset's
     method_options: dict[str, Any] = field(default_factory=dict)
-    dataset_options: dict[str, Any] = field(default_factory=dict)
+    dataset_options: dict[str, Any] = field(default_factory=dict)  # change the images: part of the run id
     data_root: str | None = None
+    # Where the data is and how it is read; none of these changes a finished run's images, so none is
+    # part of the run id: per-dataset folders (--dataset-path NAME=PATH), the opt-in decoded cache,
+    # and skipping unreadable files (counted in the record) instead of failing the run.
+    dataset_paths: dict[str, str] = field(default_factory=dict)
+    dataset_cache: bool = False
+    skip_bad_images: bool = False
     device: str | None = None  # None: cuda when available, else cpu (not part of the run id)
 
 
@@ -116,14 +126,16 @@ def resolve(cfg: RunConfig) -> dict[str, Any]:
     if int(cfg.seed) < 0:
         raise UserError(f"seed must be a non-negative integer, got {cfg.seed}")
     p = preset(cfg.preset)
-    datasets.entry(cfg.dataset)
+    dataset = datasets.canonical_name(cfg.dataset)  # aliases (adeg20k) are recorded as the canonical name
+    datasets.check_options(dataset, cfg.dataset_options)
+    datasets.locate(dataset, cfg.data_root, dataset_path(cfg))  # a missing folder fails before any work
     options = methods.build_options(cfg.method, **cfg.method_options)
     train = dataclasses.asdict(p.train)
     if cfg.steps is not None:
         train["steps"] = int(cfg.steps)
     return {
         "method": cfg.method,
-        "dataset": cfg.dataset,
+        "dataset": dataset,
         "codebook_size": int(cfg.codebook_size),
         "seed": int(cfg.seed),
         "preset": p.name,
@@ -135,8 +147,22 @@ def resolve(cfg: RunConfig) -> dict[str, Any]:
     }
 
 
+def dataset_path(cfg: RunConfig) -> str | None:
+    """The --dataset-path given for this config's dataset (keys may be aliases)."""
+    import datasets
+
+    name = datasets.canonical_name(cfg.dataset)
+    for key, path in cfg.dataset_paths.items():
+        if datasets.canonical_name(key) == name:
+            return path
+    return None
+
+
 def run_id(resolved: dict[str, Any]) -> str:
     """Readable prefix plus a stable hash of the resolved config: equal configs, equal ids."""
     blob = json.dumps(resolved, sort_keys=True, default=str).encode()
     digest = hashlib.sha256(blob).hexdigest()[:10]
-    return f"{resolved['method']}-{resolved['dataset']}-K{resolved['codebook_size']}-s{resolved['seed']}-{digest}"
+    # the id names a folder: imagefolder:/data/x/pics -> imagefolder_x_pics
+    base, _, path = resolved["dataset"].partition(":")
+    dataset = re.sub(r"[^A-Za-z0-9._]+", "_", "_".join([base, *path.strip("/").split("/")[-2:]])).strip("_")[:48]
+    return f"{resolved['method']}-{dataset}-K{resolved['codebook_size']}-s{resolved['seed']}-{digest}"

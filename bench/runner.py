@@ -9,15 +9,18 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
+
 import datasets
 
 from . import records
-from .config import RunConfig, resolve, run_id
+from .config import RunConfig, dataset_path, resolve, run_id
 from .errors import UserError
 from .evaluator import evaluate
 from .trainer import NonFiniteLoss, pick_device, train
 
 DEFAULT_OUT = records.REPO_ROOT / "results"
+CODE_WORDS_NAME = "code_words.json"
 
 
 def plan(config: RunConfig) -> tuple[str, dict[str, Any]]:
@@ -42,16 +45,28 @@ def run_one(config: RunConfig, out: Path | str = DEFAULT_OUT, force: bool = Fals
     record: dict[str, Any] = {
         "run_id": rid, "status": None, "error": None, "config": resolved, "data_root": config.data_root,
         "metrics": {}, "protocol": {}, "versions": records.versions(), "device": str(device),
+        # CPU results differ in the last digits with the thread count (reduction order): record it.
+        "torch_threads": torch.get_num_threads(),
     }
     t0 = time.perf_counter()
+    splits: dict[str, Any] = {}
     try:
-        train_set = datasets.create(config.dataset, "train", resolved["model"]["resolution"], config.data_root,
-                                    **config.dataset_options)
-        val_set = datasets.create(config.dataset, "val", resolved["model"]["resolution"], config.data_root,
-                                  **config.dataset_options)
+        # path, cache, bad-file skipping and the crop seed: how the images are read, not which (see RunConfig)
+        data_options = dict(config.dataset_options, path=dataset_path(config), seed=resolved["seed"],
+                            cache=config.dataset_cache, skip_bad_images=config.skip_bad_images)
+        train_set = splits["train"] = datasets.create(resolved["dataset"], "train", resolved["model"]["resolution"],
+                                                      config.data_root, **data_options)
+        val_set = splits["val"] = datasets.create(resolved["dataset"], "val", resolved["model"]["resolution"],
+                                                  config.data_root, **data_options)
         result = train(resolved, train_set, run_dir, device, on_checkpoint=on_checkpoint, progress=progress)
         metrics, protocol = evaluate(result.model, val_set, run_dir, device, resolved["train"]["eval_batch_size"],
-                                     resolved["train"]["num_workers"])
+                                     resolved["train"]["num_workers"],
+                                     perceptual=resolved["train"]["perceptual_metrics"])
+        quantizer = result.model.quantizer
+        if getattr(quantizer, "words", None):
+            # Words of a language-model codebook (VQCT), index-aligned with code_counts.npy, for the figures.
+            records.write_json_atomic(run_dir / CODE_WORDS_NAME,
+                                      {"groups": quantizer.code_groups, "words": list(quantizer.words)})
         record.update(
             status=records.FINISHED, metrics=metrics, protocol=protocol, steps_done=result.steps,
             resumed_from=result.resumed_from, train_s=result.train_s, perceptual=result.perceptual,
@@ -62,6 +77,8 @@ def run_one(config: RunConfig, out: Path | str = DEFAULT_OUT, force: bool = Fals
         # A failure of the run itself: recorded, never retried. KeyboardInterrupt and a killed
         # worker leave no record, so the run resumes from its checkpoint next time.
         record.update(status=records.FAILED, error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+    # images read, bad files skipped, images upscaled: per split, counted over what this run decoded
+    record["data"] = {name: ds.stats() for name, ds in splits.items() if hasattr(ds, "stats")}
     record["wall_s"] = time.perf_counter() - t0
     records.write_json_atomic(run_dir / records.RECORD_NAME, record)
     return record

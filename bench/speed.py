@@ -27,7 +27,6 @@ from tabulate import tabulate
 import methods
 from bench.errors import UserError
 from methods.base import nearest_codes
-from methods.base import _SEARCH_CHUNK_ELEMENTS  # noqa: F401  (documented chunk size, shown in --help)
 
 COLUMNS = ["method", "K", "B", "H", "W", "D", "ms", "peak_mb", "peer", "peer_ms", "ratio_to_peer", "lower_bound_ms",
            "ratio_to_bound", "note"]
@@ -274,20 +273,20 @@ def eval_rows(device: torch.device, n: int, resolution: int, reps: int) -> list[
 
 
 def _optional_eval_metrics(a: torch.Tensor, b: torch.Tensor, device: torch.device) -> dict[str, Callable[[], Any]]:
-    """LPIPS and FID features, when their modules and weights are available here."""
+    """LPIPS and FID features, when their weights are available here."""
     found: dict[str, Callable[[], Any]] = {}
     try:
         from bench.metrics import lpips as lp
 
-        net = lp.load_lpips(device)
-        found[f"{net.name} (alex)"] = lambda: net.distances(a, b)
+        net = lp.get_network("alex", device)
+        found[net.name] = lambda: lp.distances(a, b, net=net)
     except Exception as exc:  # noqa: BLE001 - report, do not fail the benchmark
         print(f"(LPIPS throughput not measured: {exc})", file=sys.stderr)
     try:
         from bench.metrics import fid
 
-        extractor = fid.load_extractor(device)
-        found["fid features (x2 sets)"] = lambda: (extractor.features(a), extractor.features(b))
+        extractor = fid.get_extractor(device)
+        found["fid features (per image)"] = lambda: fid.inception_features(a, extractor=extractor)
     except Exception as exc:  # noqa: BLE001
         print(f"(FID throughput not measured: {exc})", file=sys.stderr)
     return found

@@ -40,12 +40,14 @@ def to_uint8(images: Tensor) -> Tensor:
     return images.detach().float().clamp(-1.0, 1.0).add(1.0).mul(127.5).round().to(torch.uint8)
 
 
-class StepBatchSampler(Sampler[list[int]]):
+class StepBatchSampler(Sampler[list]):
     """Batches as a pure function of the step: epoch e is a permutation seeded by (seed, e), so a
-    resumed run sees exactly the batches it would have seen."""
+    resumed run sees exactly the batches it would have seen. With `with_epoch`, keys are
+    (index, epoch) so that datasets with random augmentation draw a new crop every epoch."""
 
-    def __init__(self, n: int, batch_size: int, seed: int, start_step: int, steps: int) -> None:
+    def __init__(self, n: int, batch_size: int, seed: int, start_step: int, steps: int, with_epoch: bool = False) -> None:
         self.n, self.batch_size, self.seed, self.start, self.steps = n, batch_size, seed, start_step, steps
+        self.with_epoch = with_epoch
 
     def _perm(self, epoch: int) -> Tensor:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
@@ -59,7 +61,8 @@ class StepBatchSampler(Sampler[list[int]]):
                 if p // self.n != epoch:
                     epoch = p // self.n
                     perm = self._perm(epoch)
-                batch.append(int(perm[p % self.n]))
+                index = int(perm[p % self.n])
+                batch.append((index, epoch) if self.with_epoch else index)
             yield batch
 
     def __len__(self) -> int:
@@ -159,7 +162,8 @@ def train(resolved: dict[str, Any], dataset: Dataset, run_dir: Path, device: tor
     ckpt = run_dir / CKPT_NAME
     start = load_checkpoint(ckpt, learner.modules, learner.optimizers, device) if ckpt.exists() else 0
     steps = t["steps"]
-    sampler = StepBatchSampler(len(dataset), t["batch_size"], resolved["seed"], start, steps)
+    sampler = StepBatchSampler(len(dataset), t["batch_size"], resolved["seed"], start, steps,
+                               with_epoch=getattr(dataset, "takes_epoch", False))
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=t["num_workers"],
                         pin_memory=device.type == "cuda", persistent_workers=False)
     k = model.quantizer.codebook_size
