@@ -31,7 +31,7 @@ FIGURES = "figures"
 GRID_NAME = "reconstructions.png"   # bench.evaluator.GRID_NAME (not imported: it pulls in torch)
 COUNTS_NAME = "code_counts.npy"     # bench.evaluator.COUNTS_NAME
 TRAIN_LOG = "train_log.jsonl"       # bench.trainer.TRAIN_LOG
-WORDS_NAME = "code_words.json"      # written by VQCT runs that know their words (see code_words)
+WORDS_NAME = records.CODE_WORDS_NAME  # written by VQCT runs that know their words (see code_words)
 EXTENSIONS = ("png", "svg")
 MAX_RECON_IMAGES = 8
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 RECORD_NAME = "record.json"
+CODE_WORDS_NAME = "code_words.json"  # words of a language-model codebook (VQCT), index-aligned with code_counts.npy
 FINISHED, FAILED = "finished", "failed"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VERSION = "0.1.0"

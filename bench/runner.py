@@ -20,7 +20,6 @@ from .evaluator import evaluate
 from .trainer import NonFiniteLoss, pick_device, train
 
 DEFAULT_OUT = records.REPO_ROOT / "results"
-CODE_WORDS_NAME = "code_words.json"
 
 
 def plan(config: RunConfig) -> tuple[str, dict[str, Any]]:
@@ -65,7 +64,7 @@ def run_one(config: RunConfig, out: Path | str = DEFAULT_OUT, force: bool = Fals
         quantizer = result.model.quantizer
         if getattr(quantizer, "words", None):
             # Words of a language-model codebook (VQCT), index-aligned with code_counts.npy, for the figures.
-            records.write_json_atomic(run_dir / CODE_WORDS_NAME,
+            records.write_json_atomic(run_dir / records.CODE_WORDS_NAME,
                                       {"groups": quantizer.code_groups, "words": list(quantizer.words)})
         record.update(
             status=records.FINISHED, metrics=metrics, protocol=protocol, steps_done=result.steps,

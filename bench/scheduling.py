@@ -149,6 +149,18 @@ def plan_cells(configs: Sequence[RunConfig]) -> list[Cell]:
     return list(cells.values())
 
 
+def _unfinished(cells: list, out: Path, force: bool, display: "Progress", on_record) -> list:
+    """The cells still to run; a finished one (unless `force`) is reported as done at once."""
+    todo = []
+    for cell in cells:
+        done = None if force else _finished_before(cell, out)
+        if done is not None:
+            _emit(cell, done, display, on_record, show=False)
+        else:
+            todo.append(cell)
+    return todo
+
+
 def _finished_before(cell: Cell, out: Path) -> Record | None:
     existing = records.read_record(records.runs_dir(out) / cell.run_id)
     if existing is not None and existing.get("status") == records.FINISHED:
@@ -331,13 +343,7 @@ def run_in_process(configs: Sequence[RunConfig], out: Path | str = DEFAULT_OUT, 
     out = Path(out)
     cells = plan_cells(configs)
     display = Progress(len(cells), progress, in_place=False)  # the per-run bars own the terminal line
-    todo = []
-    for cell in cells:
-        done = None if force else _finished_before(cell, out)
-        if done is not None:
-            _emit(cell, done, display, on_record, show=False)
-        else:
-            todo.append(cell)
+    todo = _unfinished(cells, out, force, display, on_record)
     for problem in prepare_here(todo):
         print(f"warning: {problem}", file=sys.stderr, flush=True)
     if not todo:
@@ -516,13 +522,7 @@ def run_grid(configs: Sequence[RunConfig], out: Path | str = DEFAULT_OUT, force:
         raise UserError(f"max retries must be >= 0, got {max_retries}")
     cells = plan_cells(configs)
     display = Progress(len(cells), progress)
-    todo = []
-    for cell in cells:
-        done = None if force else _finished_before(cell, out)
-        if done is not None:
-            _emit(cell, done, display, on_record, show=False)
-        else:
-            todo.append(cell)
+    todo = _unfinished(cells, out, force, display, on_record)
     if not todo:
         display.show(force=True)
         display.close()
