@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -50,32 +51,87 @@ def unflatten_latent(rows: Tensor, like: Tensor) -> Tensor:
     return rows.reshape(b, h, w, -1).permute(0, 3, 1, 2).contiguous()
 
 
-# Rows per chunk of the distance matrix. 8192 x 65536 float32 is 2 GiB at worst; typical K is far
-# smaller. Chunking keeps memory bounded however large B*H*W and K grow.
-_SEARCH_CHUNK_ELEMENTS = 1 << 27
+def straight_through(z: Tensor, q: Tensor) -> Tensor:
+    """VQ-VAE's straight-through estimator: the value of `q` exactly, the gradient passed to `z` as if
+    quantisation were the identity; `q` gets none by this path (its gradient comes from the loss).
+    One copy instead of the two passes of `z + (q - z).detach()`, whose value is q only up to rounding."""
+    return _StraightThrough.apply(z, q) if z.requires_grad else q.detach()
+
+
+class _StraightThrough(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z: Tensor, q: Tensor) -> Tensor:  # noqa: ARG004 - z is here for its gradient
+        return q.clone()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        return grad, None
+
+
+def codebook_commitment_loss(q: Tensor, z: Tensor, beta: float, legacy: bool = False) -> tuple[Tensor, dict[str, Tensor]]:
+    """VQ-VAE's ||sg[z] - e||^2 + beta ||z - sg[e]||^2 (the codebook term moves the codes, the commitment
+    term the encoder); `legacy`: beta on the codebook term instead, as the original VQGAN code.
+    Returns the weighted loss and the unweighted terms for the train log."""
+    codebook = F.mse_loss(q, z.detach())
+    commitment = F.mse_loss(z, q.detach())
+    loss = beta * codebook + commitment if legacy else codebook + beta * commitment
+    return loss, {"codebook": codebook.detach(), "commitment": commitment.detach()}
+
+
+# Rows of one distance block. On the CPU the block is sized to stay in a core's L2 cache, so the
+# reduction reads what the matrix product has just written instead of a block that went to memory
+# (measured in bench.speed: 1.5-1.6x the bare product at 256-d codes against 2.1-2.4x for one big
+# block); at least 128 rows keep the product itself efficient when K is large. On a GPU one big block
+# is fastest (fewer launches). Either way the block is capped, so memory stays bounded however large
+# B*H*W and K grow: 65,536 x 65,536 takes 128 rows x 65,536 codes = 32 MiB on the CPU.
+_CPU_BLOCK_ELEMENTS = 1 << 21
+_CPU_MIN_ROWS, _CPU_MAX_ROWS = 128, 2048
+_MAX_BLOCK_ELEMENTS = 1 << 27  # 512 MiB of float32: the cap on any device
+# Up to this many neighbours, k passes of max() beat topk (which sorts on the CPU).
+_REPEATED_MAX_K = 4
+
+
+def search_block_rows(n: int, num_codes: int, device: torch.device) -> int:
+    """Rows of x per distance block for a search of n rows against num_codes codes."""
+    cap = max(1, _MAX_BLOCK_ELEMENTS // num_codes)
+    if device.type == "cpu":
+        rows = min(max(_CPU_BLOCK_ELEMENTS // num_codes, _CPU_MIN_ROWS), _CPU_MAX_ROWS)
+    else:
+        rows = cap
+    return max(1, min(n, rows, cap))
 
 
 @torch.no_grad()
 def nearest_codes(x: Tensor, codebook: Tensor, k: int = 1) -> Tensor:
-    """Indices (N, k) of the k codes nearest in L2 to each row of x (N, D), codebook (K, D).
+    """Indices (N, k) of the k codes nearest in L2 to each row of x (N, D), codebook (K, D), nearest first.
 
-    argmin ||x - e||^2 = argmin (||e||^2 - 2 x.e): ||x||^2 is constant per row, so it is skipped.
-    Rows are processed in chunks so that the (chunk, K) distance block stays bounded in memory; the
-    block is one buffer reused across chunks (a fresh 512 MB block per chunk costs page faults).
+    argmin ||x - e||^2 = argmax (2 x.e - ||e||^2): ||x||^2 is constant per row, so it is skipped. The
+    score is one plain product of [x, 1] with [2e, -||e||^2]: adding ||e||^2 as a bias (addmm) first
+    copies it into every row of the block, which cost up to 1.7x the product itself at small D. It
+    is maximised because max() returning values and indices is ~2.5x faster than argmin() on the
+    CPU; equal codes give equal scores and the first index wins, as with argmin. Rows go through one
+    reused (rows, K) block (a fresh block per chunk costs page faults).
     """
     x = x.float()
     codebook = codebook.float()
-    e_sq = codebook.pow(2).sum(1)
-    n = x.shape[0]
-    rows = min(n, max(1, _SEARCH_CHUNK_ELEMENTS // max(1, codebook.shape[0])))
-    out = torch.empty(n, k, dtype=torch.long, device=x.device)
-    block = torch.empty(rows, codebook.shape[0], dtype=torch.float32, device=x.device)
+    (n, dim), num_codes = x.shape, codebook.shape[0]
+    scored_codes = torch.cat([codebook * 2.0, -codebook.pow(2).sum(1, keepdim=True)], dim=1).t()
+    rows = search_block_rows(n, num_codes, x.device)
+    out = torch.empty(k, n, dtype=torch.long, device=x.device)
+    block = torch.empty(rows, num_codes, dtype=torch.float32, device=x.device)
+    best = torch.empty(rows, dtype=torch.float32, device=x.device)
+    x_one = torch.ones(rows, dim + 1, dtype=torch.float32, device=x.device)  # [x, 1]; the ones column stays
     for start in range(0, n, rows):
         chunk = x[start : start + rows]
-        dist = block[: len(chunk)]
-        torch.addmm(e_sq, chunk, codebook.t(), beta=1.0, alpha=-2.0, out=dist)
-        if k == 1:
-            torch.argmin(dist, dim=1, out=out[start : start + rows, 0])
-        else:
-            out[start : start + rows] = dist.topk(k, dim=1, largest=False).indices
-    return out
+        m = len(chunk)
+        x_one[:m, :dim] = chunk
+        score = block[:m]
+        torch.mm(x_one[:m], scored_codes, out=score)
+        if k > _REPEATED_MAX_K:
+            out[:, start : start + m] = score.topk(k, dim=1).indices.t()
+            continue
+        for j in range(k):
+            torch.max(score, dim=1, out=(best[:m], out[j, start : start + m]))
+            if j + 1 < k:  # take the winner out of the running for the next neighbour
+                score.scatter_(1, out[j, start : start + m, None], float("-inf"))
+    return out.t().contiguous()

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from bench.errors import UserError
 
-from .base import QuantOut, Quantizer, flatten_latent, unflatten_latent
+from .base import QuantOut, Quantizer, codebook_commitment_loss, flatten_latent, straight_through, unflatten_latent
 from .registry import register_method
 
 _DISTANCES = ("cos", "l2")
@@ -87,14 +87,12 @@ class CVQQuantizer(Quantizer):
             sim = self.similarity(rows.detach().float())
             idx = sim.argmax(1)
         q = unflatten_latent(self.embedding(idx), z)
-        codebook_loss = F.mse_loss(q, z.detach())
-        commitment = F.mse_loss(z, q.detach())
-        loss = codebook_loss + self.options.beta * commitment
-        z_q = z + (q - z).detach() if z.requires_grad else q.detach()
+        loss, logs = codebook_commitment_loss(q, z, self.options.beta)
+        z_q = straight_through(z, q)
         if self.training:
             self._reanchor(rows.detach().float(), sim, idx)
         indices = idx.view(z.shape[0], z.shape[2], z.shape[3])
-        return QuantOut(z_q, indices, loss, {"codebook": codebook_loss.detach(), "commitment": commitment.detach()})
+        return QuantOut(z_q, indices, loss, logs)
 
     @torch.no_grad()
     def _reanchor(self, rows: Tensor, sim: Tensor, idx: Tensor) -> None:

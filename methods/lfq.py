@@ -27,7 +27,7 @@ from torch import Tensor
 
 from bench.errors import UserError
 
-from .base import QuantOut, Quantizer, flatten_latent, unflatten_latent
+from .base import QuantOut, Quantizer, flatten_latent, straight_through, unflatten_latent
 from .registry import register_method
 
 # Probabilities are clamped at this value before the log in the entropies: the per-sample
@@ -105,7 +105,7 @@ class LFQQuantizer(Quantizer):
             loss = loss + self.options.entropy_weight * entropy_loss
             logs.update(entropy=entropy_loss.detach(), per_sample_entropy=per_sample.detach(),
                         codebook_entropy=codebook_entropy.detach())
-        z_q = z + (q - z).detach() if z.requires_grad else q
+        z_q = straight_through(z, q)
         return QuantOut(z_q, idx.view(z.shape[0], z.shape[2], z.shape[3]), loss, logs)
 
     def entropies(self, rows: Tensor) -> tuple[Tensor, Tensor]:

@@ -20,7 +20,8 @@ from torch import Tensor, nn
 
 from bench.errors import UserError
 
-from .base import QuantOut, Quantizer, flatten_latent, nearest_codes, unflatten_latent
+from .base import (QuantOut, Quantizer, codebook_commitment_loss, flatten_latent, nearest_codes, straight_through,
+                   unflatten_latent)
 from .registry import register_method
 
 
@@ -58,12 +59,10 @@ class SimVQQuantizer(Quantizer):
         codebook = self.codebook()
         idx = nearest_codes(rows, codebook)[:, 0]
         q = unflatten_latent(F.embedding(idx, codebook), z)
-        codebook_loss = F.mse_loss(q, z.detach())
-        commitment = F.mse_loss(z, q.detach())
-        loss = codebook_loss + self.options.beta * commitment
-        z_q = z + (q - z).detach() if z.requires_grad else q.detach()
+        loss, logs = codebook_commitment_loss(q, z, self.options.beta)
+        z_q = straight_through(z, q)
         indices = idx.view(z.shape[0], z.shape[2], z.shape[3])
-        return QuantOut(z_q, indices, loss, {"codebook": codebook_loss.detach(), "commitment": commitment.detach()})
+        return QuantOut(z_q, indices, loss, logs)
 
     def decode_indices(self, indices: Tensor) -> Tensor:
         # The same C W product as forward, then a lookup: bit-identical to forward's z_q in eval.

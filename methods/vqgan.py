@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.errors import UserError
 
-from .base import QuantOut, Quantizer, flatten_latent, nearest_codes, unflatten_latent
+from .base import (QuantOut, Quantizer, codebook_commitment_loss, flatten_latent, nearest_codes, straight_through,
+                   unflatten_latent)
 from .registry import register_method
 
 
@@ -69,15 +69,12 @@ class VQGANQuantizer(Quantizer):
         codes = self._codes()
         idx = nearest_codes(rows, codes)[:, 0]
         q = unflatten_latent(F.embedding(idx, codes), zl)
-        codebook = F.mse_loss(q, zl.detach())
-        commitment = F.mse_loss(zl, q.detach())
-        beta = self.options.beta
-        loss = beta * codebook + commitment if self.options.legacy else codebook + beta * commitment
-        z_q = zl + (q - zl).detach()
+        loss, logs = codebook_commitment_loss(q, zl, self.options.beta, self.options.legacy)
+        z_q = straight_through(zl, q)
         if factorised:
             z_q = unflatten_latent(self.project_out(flatten_latent(z_q)), z_q)
         indices = idx.view(z.shape[0], z.shape[2], z.shape[3])
-        return QuantOut(z_q, indices, loss, {"codebook": codebook.detach(), "commitment": commitment.detach()})
+        return QuantOut(z_q, indices, loss, logs)
 
     def decode_indices(self, indices: Tensor) -> Tensor:
         codes = F.embedding(indices, self._codes())

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from bench.errors import UserError
 
-from .base import QuantOut, Quantizer, flatten_latent, nearest_codes, unflatten_latent
+from .base import QuantOut, Quantizer, flatten_latent, nearest_codes, straight_through, unflatten_latent
 from .registry import register_method
 
 
@@ -74,7 +74,7 @@ class VQGANEMAQuantizer(Quantizer):
             self._ema_update(rows.detach().float(), idx)
         q = unflatten_latent(q_rows, z)
         commitment = F.mse_loss(z, q)
-        z_q = z + (q - z).detach() if z.requires_grad else q
+        z_q = straight_through(z, q)
         indices = idx.view(z.shape[0], z.shape[2], z.shape[3])
         return QuantOut(z_q, indices, self.options.beta * commitment, {"commitment": commitment.detach()})
 

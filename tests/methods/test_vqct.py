@@ -225,3 +225,42 @@ def test_prepare_builds_the_prior_into_the_cache(tmp_path, monkeypatch):
     assert len(list((tmp_path / "cache" / "codebook_priors").glob("*/metadata.json"))) == 1
     q = methods.create("vqct", 4, DIM, corpus=f"text:{corpus}", encoder="glove", top_k=1)
     assert q.words == ["big", "red", "car", "dog"]
+
+
+def test_propagation_gradient_is_the_dense_products():
+    from methods.vqct import propagate
+
+    q = _make()
+    dense = q.adjacency.to_dense()
+    assert torch.equal(dense, dense.t())  # the custom backward relies on A_hat being symmetric
+    h = torch.randn(K, 5, requires_grad=True)
+    g = torch.randn(K, 5)
+    (propagate(q.adjacency, h) * g).sum().backward()
+    h_ref = h.detach().clone().requires_grad_(True)
+    ((dense @ h_ref) * g).sum().backward()
+    torch.testing.assert_close(h.grad, h_ref.grad)
+
+
+def test_cached_propagated_codes_follow_the_word_vectors():
+    # The first layer uses A_hat @ lm_codes computed once; the codebook must equal the uncached
+    # A_hat (X W) form, and loading other word vectors (a vqct-random checkpoint) must refresh it.
+    q = _make().eval()
+    with torch.no_grad():
+        uncached = q.transfer(q.lm_codes, q.adjacency, False)
+        torch.testing.assert_close(q.codebook(), uncached, atol=1e-5, rtol=1e-4)
+        other = _make("vqct-random")
+        q.load_state_dict(other.state_dict())
+        torch.testing.assert_close(q.codebook(), other.eval().codebook(), atol=1e-5, rtol=1e-4)
+        assert not torch.allclose(q.codebook(), uncached)
+
+
+def test_fast_dropout_keeps_the_expected_share_and_scale():
+    from methods.vqct import fast_dropout
+
+    torch.manual_seed(0)
+    h = torch.ones(400, 500)
+    out = fast_dropout(h, 0.3, True)
+    kept = out != 0
+    assert abs(kept.float().mean().item() - 0.7) < 0.01
+    torch.testing.assert_close(out[kept], torch.full_like(out[kept], 1 / 0.7))
+    assert fast_dropout(h, 0.3, False) is h
