@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import ctypes
 import gc
 import os
 import statistics
@@ -26,10 +27,10 @@ from tabulate import tabulate
 
 import methods
 from bench.errors import UserError
-from methods.base import nearest_codes
+from methods.base import nearest_codes, search_block_rows
 
 COLUMNS = ["method", "K", "B", "H", "W", "D", "ms", "peak_mb", "peer", "peer_ms", "ratio_to_peer", "lower_bound_ms",
-           "ratio_to_bound", "note"]
+           "ratio_to_bound", "ratio_to_vqgan", "note"]
 
 
 @dataclass(frozen=True)
@@ -57,17 +58,44 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def median_ms(fn: Callable[[], Any], device: torch.device, warmup: int = 2, reps: int = 5) -> float:
-    for _ in range(warmup):
-        fn()
-    sync(device)
+# A call slower than this is measured with fewer repetitions: the big shapes take seconds each.
+_SLOW_CALL_MS = 1000.0
+
+
+def _times_ms(fn: Callable[[], Any], device: torch.device, reps: int) -> list[float]:
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
         sync(device)
         times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return times
+
+
+def _warm(fn: Callable[[], Any], device: torch.device, warmup: int, reps: int) -> int:
+    """Run the warm-up calls; returns the repetitions to measure (fewer for calls over a second)."""
+    first = _times_ms(fn, device, 1)[0]
+    if first > _SLOW_CALL_MS:
+        return min(reps, 3)
+    _times_ms(fn, device, warmup - 1)
+    return reps
+
+
+def median_ms(fn: Callable[[], Any], device: torch.device, warmup: int = 2, reps: int = 5) -> float:
+    reps = _warm(fn, device, warmup, reps)
+    return statistics.median(_times_ms(fn, device, reps))
+
+
+def paired_median_ms(fn_a: Callable[[], Any], fn_b: Callable[[], Any], device: torch.device, warmup: int = 2,
+                     reps: int = 5) -> tuple[float, float]:
+    """Medians of two functions timed alternately (a, b, a, b, ...), so that a slow spell of a noisy
+    machine hits both: their ratio is what the targets are about."""
+    reps = min(_warm(fn_a, device, warmup, reps), _warm(fn_b, device, warmup, reps))
+    a, b = [], []
+    for _ in range(reps):
+        a += _times_ms(fn_a, device, 1)
+        b += _times_ms(fn_b, device, 1)
+    return statistics.median(a), statistics.median(b)
 
 
 def _rss_bytes() -> int:
@@ -75,9 +103,19 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _release_free_heap() -> None:
+    """Hand freed heap pages back to the OS (glibc malloc_trim), so that the call's allocations show
+    in the resident set again; after warm-up they would reuse pages already counted and read ~0 MB."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def peak_mb(fn: Callable[[], Any], device: torch.device) -> float:
     """Peak memory above the level before the call: CUDA allocator peak on GPU; on the CPU, the
-    resident set sampled every millisecond by a thread (Linux /proc)."""
+    resident set sampled every millisecond by a thread (Linux /proc), after freed heap pages are
+    returned to the OS."""
     gc.collect()
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -89,6 +127,7 @@ def peak_mb(fn: Callable[[], Any], device: torch.device) -> float:
     if not os.path.exists("/proc/self/statm"):
         fn()
         return float("nan")
+    _release_free_heap()
     base, peak, done = _rss_bytes(), [0], threading.Event()
 
     def sample() -> None:
@@ -107,19 +146,26 @@ def peak_mb(fn: Callable[[], Any], device: torch.device) -> float:
 
 
 def matmul_lower_bound_ms(shape: Shape, device: torch.device, reps: int) -> float:
-    """The distance matrix multiplication alone, x (N, D) @ codebook.T (D, K), in the same row chunks
-    as the search (a full 65,536 x 65,536 product does not fit in memory), into a reused buffer."""
+    """The distance matrix multiplication alone, x (N, D) @ codebook.T (D, K), into a reused buffer:
+    the fastest of several row-block sizes (one block of all rows where it fits in 512 MiB; a full
+    65,536 x 65,536 product does not), so that no choice of the search's own blocks makes the bound
+    easier to meet."""
     x = torch.randn(shape.n, shape.D, device=device)
     e = torch.randn(shape.K, shape.D, device=device)
-    rows = min(shape.n, max(1, (1 << 27) // shape.K))
-    buf = torch.empty(rows, shape.K, device=device)
+    cap = max(1, (1 << 27) // shape.K)
+    candidates = {min(shape.n, r) for r in (search_block_rows(shape.n, shape.K, device), 128, 512, 2048, cap) if r <= cap}
+    best = float("inf")
+    for rows in sorted(candidates):
+        buf = torch.empty(rows, shape.K, device=device)
 
-    def run() -> None:
-        for s in range(0, shape.n, rows):
-            chunk = x[s : s + rows]
-            torch.mm(chunk, e.t(), out=buf[: len(chunk)])
+        def run(rows: int = rows, buf: torch.Tensor = buf) -> None:
+            for s in range(0, shape.n, rows):
+                chunk = x[s : s + rows]
+                torch.mm(chunk, e.t(), out=buf[: len(chunk)])
 
-    return median_ms(run, device, warmup=1, reps=reps)
+        best = min(best, median_ms(run, device, warmup=1, reps=reps))
+        del buf
+    return best
 
 
 # ---- peers (vector-quantize-pytorch), only where it implements the same method -------------------
@@ -180,43 +226,92 @@ def _ours_forward(q: methods.Quantizer) -> Callable[[torch.Tensor], torch.Tensor
     return f
 
 
+# Methods run at the stress shape: their search goes through the blocked `nearest_codes`, or they
+# search no codebook at all (fsq), so memory stays bounded at any N x K. The others hold an (N, K)
+# matrix by design (lfq's entropy, gumbel's logits, cvq's similarities, ibq's softmax: 16 GiB here).
+STRESS_METHODS = ("vqgan", "vqgan-ema", "simvq", "fsq")
+
+
+def _timed(name: str, shape: Shape, device: torch.device, dim: int | None = None):
+    """(quantizer, its forward+backward closure) at a shape, seeded."""
+    torch.manual_seed(0)
+    q = methods.create(name, shape.K, dim or shape.D).to(device).train()
+    z = torch.randn(shape.B, q.latent_channels, shape.H, shape.W, device=device, requires_grad=True)
+    return q, _fwd_bwd(q, _ours_forward(q), z)
+
+
 def quantizer_rows(names: list[str], shapes: list[Shape], device: torch.device, reps: int,
-                   with_peers: bool = True) -> list[dict[str, Any]]:
+                   with_peers: bool = True, stress: Shape | None = None) -> list[dict[str, Any]]:
+    """One row per (method, shape), plus the bare search; `stress` adds that shape for STRESS_METHODS."""
     peers = _peer_factories() if with_peers else {}
+    names = sorted(names, key=lambda n: n != "vqgan")  # vqgan first: every row gets its ratio to it
     rows = []
-    for shape in shapes:
+    for shape in shapes + ([stress] if stress else []):
+        is_stress = shape is stress
         bound = matmul_lower_bound_ms(shape, device, reps)
-        # Nearest-code search alone: the part that must stay near the matmul bound.
         x = torch.randn(shape.n, shape.D, device=device)
         e = torch.randn(shape.K, shape.D, device=device)
-        search = lambda: nearest_codes(x, e)  # noqa: E731
-        ms = median_ms(search, device, warmup=1, reps=reps)
-        rows.append(_row("nearest-code-search", shape, ms, peak_mb(search, device), bound))
-        del x, e
+
+        def search(x: torch.Tensor = x, e: torch.Tensor = e) -> None:
+            nearest_codes(x, e)
+
+        rows.append(_row("nearest-code-search", shape, median_ms(search, device, warmup=1, reps=reps),
+                         peak_mb(search, device), bound))
+        del x, e, search
+        vqgan = None
         for name in names:
+            if is_stress and name not in STRESS_METHODS:
+                continue
             try:
-                torch.manual_seed(0)
-                q = methods.create(name, shape.K, shape.D).to(device).train()
+                q, run = _timed(name, shape, device)
             except UserError as exc:
                 rows.append(_row(name, shape, None, None, bound, note=f"not run: {exc}"))
                 continue
-            z = torch.randn(shape.B, q.latent_channels, shape.H, shape.W, device=device, requires_grad=True)
-            run = _fwd_bwd(q, _ours_forward(q), z)
-            row = _row(name, shape, median_ms(run, device, reps=reps), peak_mb(run, device), bound)
-            if name in peers and shape.n * shape.K * 4 <= 2**31:
-                peer_name, make, fwd = peers[name]
-                torch.manual_seed(0)
-                peer = make(shape).to(device).train()
-                zp = torch.randn(shape.B, _peer_channels(name, shape, q), shape.H, shape.W, device=device,
-                                 requires_grad=True)
-                peer_ms = median_ms(_fwd_bwd(peer, fwd(peer), zp), device, reps=reps)
-                row.update(peer=peer_name, peer_ms=peer_ms, ratio_to_peer=row["ms"] / peer_ms)
-            elif name in peers:
-                row["note"] = "peer not run: it materialises the full N x K distance matrix (> 2 GiB)"
+            row = _measure(name, q, run, shape, device, reps, bound, peers, vqgan)
             rows.append(row)
-            del q, z
+            if name == "vqgan":
+                vqgan = run
+            if name == "vqct" and vqgan is not None:
+                # The same latent size as vqgan (VQCT's latent is two codes wide), as a user swapping
+                # quantizers under one encoder with fixed output channels would see it.
+                half, run_half = _timed(name, shape, device, dim=max(1, shape.D // 2))
+                ms, ref_ms = paired_median_ms(run_half, vqgan, device, reps=reps)
+                extra = _row("vqct (dim D/2)", shape, ms, peak_mb(run_half, device), bound,
+                             note="latent of D channels, as vqgan's")
+                rows.append(dict(extra, ratio_to_vqgan=ms / ref_ms))
+                del half, run_half
+            del q, run
             gc.collect()
     return rows
+
+
+def _measure(name: str, q: methods.Quantizer, run: Callable[[], None], shape: Shape, device: torch.device, reps: int,
+             bound: float, peers: dict, vqgan: Callable[[], None] | None) -> dict[str, Any]:
+    """Our time (paired with the peer's where it exists, else with vqgan's for VQCT) and its ratios."""
+    peer_ok = name in peers and shape.n * shape.K * 4 <= 2**31
+    if peer_ok:
+        peer_name, make, fwd = peers[name]
+        torch.manual_seed(0)
+        peer = make(shape).to(device).train()
+        zp = torch.randn(shape.B, _peer_channels(name, shape, q), shape.H, shape.W, device=device, requires_grad=True)
+        ms, peer_ms = paired_median_ms(run, _fwd_bwd(peer, fwd(peer), zp), device, reps=reps)
+        row = _row(name, shape, ms, peak_mb(run, device), bound)
+        row.update(peer=peer_name, peer_ms=peer_ms, ratio_to_peer=ms / peer_ms)
+        if vqgan is not None:
+            row["ratio_to_vqgan"] = ms / median_ms(vqgan, device, warmup=1, reps=reps)
+        return row
+    if name.startswith("vqct") and vqgan is not None:
+        ms, ref_ms = paired_median_ms(run, vqgan, device, reps=reps)
+        row = _row(name, shape, ms, peak_mb(run, device), bound)
+        row["ratio_to_vqgan"] = ms / ref_ms
+    else:
+        ms = median_ms(run, device, reps=reps)
+        row = _row(name, shape, ms, peak_mb(run, device), bound)
+        if vqgan is not None and name != "vqgan":
+            row["ratio_to_vqgan"] = ms / median_ms(vqgan, device, warmup=1, reps=reps)
+    if name in peers:
+        row["note"] = "peer not run: it materialises the full N x K distance matrix (> 2 GiB)"
+    return row
 
 
 def _peer_channels(name: str, shape: Shape, q: methods.Quantizer) -> int:
@@ -226,20 +321,24 @@ def _peer_channels(name: str, shape: Shape, q: methods.Quantizer) -> int:
 def _row(method: str, s: Shape, ms: float | None, peak: float | None, bound: float, note: str = "") -> dict[str, Any]:
     return {"method": method, "K": s.K, "B": s.B, "H": s.H, "W": s.W, "D": s.D, "ms": ms, "peak_mb": peak,
             "peer": "", "peer_ms": None, "ratio_to_peer": None, "lower_bound_ms": bound,
-            "ratio_to_bound": None if ms is None else ms / bound, "note": note}
+            "ratio_to_bound": None if ms is None else ms / bound, "ratio_to_vqgan": 1.0 if method == "vqgan" else None,
+            "note": note}
 
 
 # ---- full training step and evaluation throughput ------------------------------------------------
 
-def train_step_rows(presets: list[str], method: str, device: torch.device, batch: int | None, reps: int) -> list[dict]:
+def train_step_rows(presets: list[str], method_names: list[str], device: torch.device, paper_batch: int | None,
+                    reps: int) -> list[dict]:
+    """Per preset and method: ms per full training step, images/s, and the quantizer's share of it.
+    `paper_batch` replaces the paper preset's batch (8) where a full one would take too long."""
     from bench.config import RunConfig, resolve
     from bench.trainer import TrainStep
 
     out = []
-    for name in presets:
+    for name, method in ((p, m) for p in presets for m in method_names):
         resolved = resolve(RunConfig(method=method, preset=name, codebook_size=1024))
-        if batch:
-            resolved["train"]["batch_size"] = batch
+        if paper_batch and name == "paper":
+            resolved["train"]["batch_size"] = paper_batch
         resolved["train"]["disc_start"] = 0 if resolved["train"]["disc_start"] < resolved["train"]["steps"] else 10**9
         torch.manual_seed(0)
         learner = TrainStep(resolved, device)
@@ -300,24 +399,34 @@ def _fmt(rows: list[dict]) -> str:
     return tabulate([{k: cell(v) for k, v in r.items()} for r in rows], headers="keys", tablefmt="github")
 
 
+def default_methods() -> list[str]:
+    """Every registered method but the ablation variants (they cost what their base method costs)."""
+    return [n for n in methods.available() if not methods.entry(n).defaults]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="a subset that runs in under a minute on 2 CPU cores")
-    p.add_argument("--methods", default=None, help="comma-separated methods (default: every registered one)")
+    p.add_argument("--methods", default=None,
+                   help="comma-separated methods (default: every registered one but the vqct-* ablations)")
     p.add_argument("--csv", type=Path, default=Path("results/speed.csv"), help="where to write the quantizer rows")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--no-stress", action="store_true", help="skip the 65,536 x 65,536 search shape")
     p.add_argument("--no-train-step", action="store_true", help="skip the full training-step timing")
     args = p.parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    names = args.methods.split(",") if args.methods else methods.available()
+    try:
+        names = [methods.entry(n).name for n in args.methods.split(",")] if args.methods else default_methods()
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     reps = 3 if args.quick else 5
     shapes = list(QUICK_SHAPES if args.quick else FULL_SHAPES)
-    if not args.quick and not args.no_stress:
-        shapes.append(STRESS_SHAPE)
-    print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} CPU threads'}), torch {torch.__version__}")
-    rows = quantizer_rows(names, shapes, device, reps)
-    print("\nquantizer forward+backward (ms, median of %d); lower bound = distance matmul alone" % reps)
+    stress = None if args.quick or args.no_stress else STRESS_SHAPE
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    print(f"device: {device} ({where}), torch {torch.__version__}")
+    rows = quantizer_rows(names, shapes, device, reps, stress=stress)
+    print(f"\nquantizer forward+backward (ms, median of {reps}); lower bound = distance matmul alone")
     print(_fmt(rows))
     args.csv.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.csv.with_name(args.csv.name + ".tmp")
@@ -328,9 +437,10 @@ def main(argv: list[str] | None = None) -> int:
     tmp.replace(args.csv)
     if not args.no_train_step:
         presets = ["cpu-tiny"] if args.quick else ["cpu-tiny", "paper"]
-        batch = None if device.type == "cuda" else (None if args.quick else 2)
-        print("\nfull training step (vqgan, K=1024; paper on the CPU at batch 2)")
-        print(_fmt(train_step_rows(presets, "vqgan", device, batch, reps=2 if not args.quick else 3)))
+        paper_batch = None if device.type == "cuda" else 2
+        step_methods = [m for m in ("vqgan", "vqct") if m in names] or names[:1]
+        print(f"\nfull training step (K=1024{'; paper preset at batch 2 on the CPU' if paper_batch else ''})")
+        print(_fmt(train_step_rows(presets, step_methods, device, paper_batch, reps=3 if args.quick else 2)))
     print("\nevaluation throughput")
     print(_fmt(eval_rows(device, n=16 if args.quick else 64, resolution=32, reps=reps)))
     print(f"\nwrote {args.csv}")
