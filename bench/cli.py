@@ -140,6 +140,9 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset-cache", action="store_true",
                    help="decode each split once into a memory-mapped cache under $VQBENCH_CACHE and read it after")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the encoder, decoder and discriminator (worth it on a GPU for long runs; "
+                        "recorded, not part of the run id)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: results/)")
     p.add_argument("--force", action="store_true", help="rerun finished runs instead of skipping them")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -279,7 +282,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     data = _dataset_settings(args)
     configs = [
         config.RunConfig(method=m, dataset=d, codebook_size=k, seed=s, preset=args.preset, steps=args.steps,
-                         method_options=per_method.get(m, {}), device=args.device, **data)
+                         method_options=per_method.get(m, {}), device=args.device, compile=args.compile, **data)
         for d in args.datasets for k in args.codebook_sizes for m in chosen for s in args.seeds
     ]
 

@@ -103,6 +103,7 @@ class RunConfig:
     dataset_cache: bool = False
     skip_bad_images: bool = False
     device: str | None = None  # None: cuda when available, else cpu (not part of the run id)
+    compile: bool = False  # torch.compile the encoder, decoder and discriminator (how, not what: not in the run id)
 
 
 def preset(name: str) -> Preset:

@@ -46,6 +46,7 @@ def run_one(config: RunConfig, out: Path | str = DEFAULT_OUT, force: bool = Fals
         "metrics": {}, "protocol": {}, "versions": records.versions(), "device": str(device),
         # CPU results differ in the last digits with the thread count (reduction order): record it.
         "torch_threads": torch.get_num_threads(),
+        "compiled": config.compile,
     }
     t0 = time.perf_counter()
     splits: dict[str, Any] = {}
@@ -57,7 +58,8 @@ def run_one(config: RunConfig, out: Path | str = DEFAULT_OUT, force: bool = Fals
                                                       config.data_root, **data_options)
         val_set = splits["val"] = datasets.create(resolved["dataset"], "val", resolved["model"]["resolution"],
                                                   config.data_root, **data_options)
-        result = train(resolved, train_set, run_dir, device, on_checkpoint=on_checkpoint, progress=progress)
+        result = train(resolved, train_set, run_dir, device, on_checkpoint=on_checkpoint, progress=progress,
+                       compile=config.compile)
         metrics, protocol = evaluate(result.model, val_set, run_dir, device, resolved["train"]["eval_batch_size"],
                                      resolved["train"]["num_workers"],
                                      perceptual=resolved["train"]["perceptual_metrics"])

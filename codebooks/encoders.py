@@ -76,6 +76,8 @@ def _load_error(what: str, name: str, exc: Exception) -> UserError:
 
 
 class _HFBase(TextEncoder):
+    what = "language model"  # for the error when it cannot be loaded
+
     def __init__(self, name_or_path: str) -> None:
         self.name_or_path = str(name_or_path)
         self._model = None
@@ -85,11 +87,23 @@ class _HFBase(TextEncoder):
     def is_local(self) -> bool:
         return Path(self.name_or_path).expanduser().is_dir()
 
-    def _load(self) -> None:
-        raise NotImplementedError
-
     def _encode_batch(self, texts: list[str]) -> Tensor:
         raise NotImplementedError
+
+    def _model_class(self):  # noqa: ANN202 - a transformers auto/model class
+        from transformers import AutoModel
+
+        return AutoModel
+
+    def _load(self) -> None:
+        if self._model is None:
+            from transformers import AutoTokenizer
+
+            try:
+                self._tokenizer = AutoTokenizer.from_pretrained(self.name_or_path)
+                self._model = self._model_class().from_pretrained(self.name_or_path).eval()
+            except (OSError, ValueError) as exc:
+                raise _load_error(self.what, self.name_or_path, exc) from None
 
     @torch.no_grad()
     def encode(self, texts: list[str], batch_size: int = 128) -> Tensor:
@@ -126,16 +140,6 @@ class HFMeanPoolEncoder(_HFBase):
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "pooling": "mean", "normalize": self.normalize}
 
-    def _load(self) -> None:
-        if self._model is None:
-            from transformers import AutoModel, AutoTokenizer
-
-            try:
-                self._tokenizer = AutoTokenizer.from_pretrained(self.name_or_path)
-                self._model = AutoModel.from_pretrained(self.name_or_path).eval()
-            except (OSError, ValueError) as exc:
-                raise _load_error("language model", self.name_or_path, exc) from None
-
     def _encode_batch(self, texts: list[str]) -> Tensor:
         batch = self._tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
         hidden = self._model(**batch).last_hidden_state
@@ -164,16 +168,12 @@ class CLIPTextEncoder(_HFBase):
     """A CLIP text tower: the projected text features (CLIP's get_text_features), as the paper used."""
 
     kind = "clip"
+    what = "CLIP text encoder"
 
-    def _load(self) -> None:
-        if self._model is None:
-            from transformers import AutoTokenizer, CLIPTextModelWithProjection
+    def _model_class(self):  # noqa: ANN202
+        from transformers import CLIPTextModelWithProjection
 
-            try:
-                self._tokenizer = AutoTokenizer.from_pretrained(self.name_or_path)
-                self._model = CLIPTextModelWithProjection.from_pretrained(self.name_or_path).eval()
-            except (OSError, ValueError) as exc:
-                raise _load_error("CLIP text encoder", self.name_or_path, exc) from None
+        return CLIPTextModelWithProjection
 
     def _encode_batch(self, texts: list[str]) -> Tensor:
         batch = self._tokenizer(texts, padding=True, truncation=True, return_tensors="pt")

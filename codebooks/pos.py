@@ -245,31 +245,22 @@ def lemmatizer_description(name: str) -> str:
     return f"lemminflect=={md.version('lemminflect')} getLemma(upos=NOUN)"
 
 
-def make_noun_lemmatizer(name: str) -> Callable[[str], str]:
+# Part of speech -> (WordNet's letter, lemminflect's universal tag).
+_LEMMA_POS = {"noun": ("n", "NOUN"), "adjective": ("a", "ADJ")}
+
+
+def make_lemmatizer(name: str, pos: str) -> Callable[[str], str]:
+    """A cached word -> lemma function for nouns or adjectives, by WordNet or lemminflect."""
+    wordnet_pos, upos = _LEMMA_POS[pos]
     if name == "wordnet":
         from nltk.stem import WordNetLemmatizer
 
         wnl = WordNetLemmatizer()
-        return functools.lru_cache(maxsize=None)(lambda w: wnl.lemmatize(w, "n"))
+        return functools.lru_cache(maxsize=None)(lambda w: wnl.lemmatize(w, wordnet_pos))
     from lemminflect import getLemma
 
     def lemma(word: str) -> str:
-        found = getLemma(word, upos="NOUN")
-        return found[0] if found else word
-
-    return functools.lru_cache(maxsize=None)(lemma)
-
-
-def make_adjective_lemmatizer(name: str) -> Callable[[str], str]:
-    if name == "wordnet":
-        from nltk.stem import WordNetLemmatizer
-
-        wnl = WordNetLemmatizer()
-        return functools.lru_cache(maxsize=None)(lambda w: wnl.lemmatize(w, "a"))
-    from lemminflect import getLemma
-
-    def lemma(word: str) -> str:
-        found = getLemma(word, upos="ADJ")
+        found = getLemma(word, upos=upos)
         return found[0] if found else word
 
     return functools.lru_cache(maxsize=None)(lemma)
@@ -301,8 +292,8 @@ def count_words(captions: Iterable[str], rules: PosRules, lemmatizer: str,
     """Tag every caption; count adjectives and (lemmatised) nouns, and adjective-noun bigrams."""
     tag = tagger or FastTagger().tag
     nouns_t, adjs_t = frozenset(rules.noun_tags), frozenset(rules.adj_tags)
-    noun_form = make_noun_lemmatizer(lemmatizer) if rules.lemmatize_nouns else (lambda w: w)
-    adj_form = make_adjective_lemmatizer(lemmatizer) if rules.lemmatize_adjectives else (lambda w: w)
+    noun_form = make_lemmatizer(lemmatizer, "noun") if rules.lemmatize_nouns else (lambda w: w)
+    adj_form = make_lemmatizer(lemmatizer, "adjective") if rules.lemmatize_adjectives else (lambda w: w)
     adjectives, nouns, edges = Counter(), Counter(), Counter()
     for caption in captions:
         tokens = tokenize(caption)

@@ -16,8 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.errors import UserError
-
 from . import files
 from .registry import register_dataset
 
@@ -44,13 +42,9 @@ def celebahq(split: str, resolution: int, root: str | None = None, path: str | N
              **options: Any) -> files.ImageFiles:
     folder = _locate(root, path)
     images = files.numbered_images(folder, recursive=False)
-    lists = {s: files.find_file([folder, folder.parent], [f]) for s, f in SPLIT_FILES.items()}
-    if any(lists.values()):
-        if not all(lists.values()):
-            raise UserError(f"dataset {NAME!r}: found only one of {', '.join(SPLIT_FILES.values())} near {folder}; "
-                            "give both or neither")
-        numbers = files.split_from_lists(NAME, images, lists, folder)[split]
-        rule = f"taming split files {lists['train']} / {lists['val']}"
+    listed = files.taming_split(NAME, images, SPLIT_FILES, folder, where=folder)
+    if listed:
+        numbers, rule = listed[0][split], listed[1]
     else:
         numbers = [k for k in images if files.hash_split(f"{k:05d}", VAL_FRACTION) == split]
         rule = 'hash: val when crc32("%05d" % number) / 2^32 < 1/6'

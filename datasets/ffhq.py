@@ -55,13 +55,9 @@ def ffhq(split: str, resolution: int, root: str | None = None, path: str | None 
     if image_dir is None:
         raise UserError(f"dataset {NAME!r}: no images under {folder / variant}; expected {LAYOUT}")
     images = files.numbered_images(image_dir)
-    lists = {s: files.find_file([folder, folder.parent], [f]) for s, f in SPLIT_FILES.items()}
-    if any(lists.values()):
-        if not all(lists.values()):
-            raise UserError(f"dataset {NAME!r}: found only one of {', '.join(SPLIT_FILES.values())} near {folder}; "
-                            "give both or neither")
-        numbers = files.split_from_lists(NAME, images, lists, image_dir)[split]
-        rule = f"taming split files {lists['train']} / {lists['val']}"
+    listed = files.taming_split(NAME, images, SPLIT_FILES, folder, where=image_dir)
+    if listed:
+        numbers, rule = listed[0][split], listed[1]
     else:
         numbers = [k for k in images if (k >= FIRST_VAL) == (split == "val")]
         rule = f"taming: images 0-{FIRST_VAL - 1} train, {FIRST_VAL}-69999 val"

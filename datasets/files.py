@@ -330,6 +330,19 @@ def numbered_images(folder: Path, recursive: bool = True) -> dict[int, Path]:
     return out
 
 
+def taming_split(dataset: str, images: dict[int, Path], split_files: dict[str, str], folder: Path,
+                 where: Path) -> tuple[list[int], str] | None:
+    """(image numbers of each split, the rule) from taming's split files found in `folder` or its
+    parent, or None when neither is there; one without the other is an error."""
+    lists = {s: find_file([folder, folder.parent], [f]) for s, f in split_files.items()}
+    if not any(lists.values()):
+        return None
+    if not all(lists.values()):
+        raise UserError(f"dataset {dataset!r}: found only one of {', '.join(split_files.values())} near {folder}; "
+                        "give both or neither")
+    return split_from_lists(dataset, images, lists, where), f"taming split files {lists['train']} / {lists['val']}"
+
+
 def split_from_lists(dataset: str, images: dict[int, Path], lists: dict[str, Path], where: Path) -> dict[str, list[int]]:
     """Image numbers per split from split files whose lines name images (matched by trailing number,
     so taming's `imgHQ00042.npy` finds `00042.jpg`). Raises on images the files name but the folder lacks."""

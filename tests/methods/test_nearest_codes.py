@@ -56,7 +56,13 @@ def test_the_block_is_what_the_product_writes(monkeypatch):
     _small_blocks(monkeypatch, 10)
     monkeypatch.setattr(torch, "mm", spy)
     base.nearest_codes(torch.randn(500, 4), torch.randn(100, 4))
-    assert seen and max(seen) <= 10 * 100 and len(seen) == 50
+    assert seen and max(seen) <= 10 * base.padded_codes(100) and len(seen) == 50
+
+
+@pytest.mark.parametrize("k", [1, 20, 50, 739, 1024])
+def test_padded_width_is_a_round_number_close_to_k(k):
+    p = base.padded_codes(k)
+    assert p >= k and (p == k or p % 16 == 0) and p <= max(k * 1.05, k + 15)
 
 
 def test_straight_through_value_is_q_and_gradient_goes_to_z():
