@@ -38,3 +38,16 @@ def test_gpu_uses_channels_last_and_bf16():
     r = _resolved()["model"]["resolution"]
     terms, _ = learner(torch.rand(2, 3, r, r, device="cuda") * 2 - 1, 0)
     assert torch.isfinite(terms["loss"])
+
+
+@pytest.mark.slow  # compiling with inductor takes about a minute on 2 cores
+def test_compiled_steps_match_eager_ones():
+    r = _resolved()["model"]["resolution"]
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, r, r) * 2 - 1
+    losses = {}
+    for compile in (False, True):
+        torch.manual_seed(0)
+        learner = TrainStep(_resolved(), torch.device("cpu"), compile=compile)
+        losses[compile] = [float(learner(x, step)[0]["loss"]) for step in range(2)]
+    assert losses[True] == pytest.approx(losses[False], rel=1e-5)
