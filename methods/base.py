@@ -89,6 +89,12 @@ _CPU_MIN_ROWS, _CPU_MAX_ROWS = 128, 2048
 _MAX_BLOCK_ELEMENTS = 1 << 27  # 512 MiB of float32: the cap on any device
 # Up to this many neighbours, k passes of max() beat topk (which sorts on the CPU).
 _REPEATED_MAX_K = 4
+# On the CPU, a nearest-code search (k = 1) over more than twice this many codes also splits the codes
+# into column tiles with a running maximum, so that a block keeps ~1024 rows: at K = 65,536 a
+# cache-sized block would hold only 128 rows, and the product runs slower at that height (measured
+# against the bare product: 65,536 x 65,536 at D = 32, 2.33x untiled and 2.03x tiled; 2,048 x 65,536
+# at D = 256, 2.05x untiled and 1.7x tiled).
+_CPU_CODE_TILE = 2048
 
 
 def padded_codes(num_codes: int) -> int:
@@ -129,15 +135,20 @@ def nearest_codes(x: Tensor, codebook: Tensor, k: int = 1) -> Tensor:
     scored_codes[:dim, : len(codebook)] = codebook.t() * 2.0
     scored_codes[dim, : len(codebook)] = -codebook.pow(2).sum(1)
     scored_codes[dim, len(codebook) :] = float("-inf")
-    rows = search_block_rows(n, num_codes, x.device)
+    tiled = k == 1 and x.device.type == "cpu" and num_codes > 2 * _CPU_CODE_TILE
+    width = _CPU_CODE_TILE if tiled else num_codes
+    rows = search_block_rows(n, width, x.device)
     out = torch.empty(k, n, dtype=torch.long, device=x.device)
-    block = torch.empty(rows, num_codes, dtype=torch.float32, device=x.device)
+    block = torch.empty(rows, width, dtype=torch.float32, device=x.device)
     best = torch.empty(rows, dtype=torch.float32, device=x.device)
     x_one = torch.ones(rows, dim + 1, dtype=torch.float32, device=x.device)  # [x, 1]; the ones column stays
     for start in range(0, n, rows):
         chunk = x[start : start + rows]
         m = len(chunk)
         x_one[:m, :dim] = chunk
+        if tiled:
+            _best_over_tiles(x_one[:m], scored_codes, block[:m], best[:m], out[0, start : start + m])
+            continue
         score = block[:m]
         torch.mm(x_one[:m], scored_codes, out=score)
         if k > _REPEATED_MAX_K:
@@ -148,3 +159,22 @@ def nearest_codes(x: Tensor, codebook: Tensor, k: int = 1) -> Tensor:
             if j + 1 < k:  # take the winner out of the running for the next neighbour
                 score.scatter_(1, out[j, start : start + m, None], float("-inf"))
     return out.t().contiguous()
+
+
+def _best_over_tiles(x_one: Tensor, scored_codes: Tensor, block: Tensor, best: Tensor, index: Tensor) -> None:
+    """Into `index`: the argmax over all codes of x_one @ scored_codes, one column tile of `block`'s
+    width at a time, keeping a running maximum (`best`). Strictly greater wins, so the first index
+    keeps a tie, as in one max over all columns."""
+    width, num_codes = block.shape[1], scored_codes.shape[1]
+    tile_best = torch.empty_like(best)
+    tile_index = torch.empty_like(index)
+    for t0 in range(0, num_codes, width):
+        score = block[:, : min(width, num_codes - t0)]
+        torch.mm(x_one, scored_codes[:, t0 : t0 + width], out=score)
+        if t0 == 0:
+            torch.max(score, dim=1, out=(best, index))
+            continue
+        torch.max(score, dim=1, out=(tile_best, tile_index))
+        better = tile_best > best
+        torch.where(better, tile_best, best, out=best)
+        torch.where(better, tile_index + t0, index, out=index)

@@ -25,6 +25,18 @@ def test_matches_brute_force(monkeypatch, rows, k):
     assert torch.equal(ours, ref)
 
 
+@pytest.mark.parametrize("tile", [16, 64])
+def test_code_tiles_with_a_running_maximum_match_brute_force(monkeypatch, tile):
+    monkeypatch.setattr(base, "_CPU_CODE_TILE", tile)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(300, 8, generator=g)
+    e = torch.randn(1000, 8, generator=g)
+    e[700] = e[5]  # the same code in a later tile: the first index must keep the tie
+    ours = base.nearest_codes(x, e)[:, 0]
+    assert torch.equal(ours, torch.cdist(x.double(), e.double()).argmin(1))
+    assert torch.equal(base.nearest_codes(e[5:6] + 1e-4, e)[:, 0], torch.tensor([5]))
+
+
 def test_a_tie_goes_to_the_first_code():
     # Codes 1 and 3 are the same vector: every row nearest to it must get index 1, as argmin would.
     e = torch.tensor([[5.0, 5.0], [0.0, 1.0], [-5.0, -5.0], [0.0, 1.0]])
