@@ -28,6 +28,7 @@ def test_matches_brute_force(monkeypatch, rows, k):
 @pytest.mark.parametrize("tile", [16, 64])
 def test_code_tiles_with_a_running_maximum_match_brute_force(monkeypatch, tile):
     monkeypatch.setattr(base, "_CPU_CODE_TILE", tile)
+    monkeypatch.setattr(base, "_CPU_TILED_ABOVE", 2)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(300, 8, generator=g)
     e = torch.randn(1000, 8, generator=g)
