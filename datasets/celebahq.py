@@ -44,7 +44,8 @@ def celebahq(split: str, resolution: int, root: str | None = None, path: str | N
     images = files.numbered_images(folder, recursive=False)
     listed = files.taming_split(NAME, images, SPLIT_FILES, folder, where=folder)
     if listed:
-        numbers, rule = listed[0][split], listed[1]
+        by_split, rule = listed
+        numbers = by_split[split]
     else:
         numbers = [k for k in images if files.hash_split(f"{k:05d}", VAL_FRACTION) == split]
         rule = 'hash: val when crc32("%05d" % number) / 2^32 < 1/6'

@@ -57,7 +57,8 @@ def ffhq(split: str, resolution: int, root: str | None = None, path: str | None 
     images = files.numbered_images(image_dir)
     listed = files.taming_split(NAME, images, SPLIT_FILES, folder, where=image_dir)
     if listed:
-        numbers, rule = listed[0][split], listed[1]
+        by_split, rule = listed
+        numbers = by_split[split]
     else:
         numbers = [k for k in images if (k >= FIRST_VAL) == (split == "val")]
         rule = f"taming: images 0-{FIRST_VAL - 1} train, {FIRST_VAL}-69999 val"

@@ -248,7 +248,7 @@ class VQCTQuantizer(Quantizer):
         key = (self.lm_codes.data_ptr(), self.lm_codes._version, self.adjacency.device)
         if getattr(self, "_propagated_key", None) != key:
             with torch.no_grad():
-                self._propagated = torch.sparse.mm(self.adjacency, self.lm_codes)
+                self._propagated = propagate(self.adjacency, self.lm_codes)
             self._propagated_key = key
         return self._propagated
 
@@ -264,11 +264,9 @@ class VQCTQuantizer(Quantizer):
         codebook = self.codebook(dropout=self.training)
         rows = flatten_latent(z)
         (a0, a1), (n0, n1) = self.adj_range, self.noun_range
-        with torch.no_grad():
-            search = codebook.detach()
-            adj_idx = nearest_codes(rows[:, : self.dim], search[a0:a1], self.options.top_k).add_(a0)
-            noun_idx = nearest_codes(rows[:, self.dim :], search[n0:n1], 1).add_(n0)
-            idx = torch.cat([adj_idx, noun_idx], dim=1)
+        adj_idx = nearest_codes(rows[:, : self.dim], codebook[a0:a1], self.options.top_k).add_(a0)
+        noun_idx = nearest_codes(rows[:, self.dim :], codebook[n0:n1], 1).add_(n0)
+        idx = torch.cat([adj_idx, noun_idx], dim=1)
         q = unflatten_latent(self._lookup(codebook, idx), z)
         loss, logs = codebook_commitment_loss(q, z, self.options.beta, self.options.legacy)
         z_q = straight_through(z, q)
