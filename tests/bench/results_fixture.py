@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from bench import records
@@ -86,3 +87,11 @@ def write_fixture(out: Path, images: bool = True) -> list[dict[str, Any]]:
         if method == "vqct":
             (run_dir / "code_words.json").write_text(json.dumps(VQCT_WORDS))
     return recs
+
+
+@pytest.fixture(scope="module", name="out")
+def results_out(tmp_path_factory) -> Path:
+    """The fixture records in a fresh results folder, once per test module (import it to use `out`)."""
+    folder = tmp_path_factory.mktemp("results")
+    write_fixture(folder)
+    return folder

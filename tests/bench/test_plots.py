@@ -10,14 +10,7 @@ import pytest
 from PIL import Image
 
 from bench import plots, tables
-from tests.bench.results_fixture import VQCT_WORDS, write_fixture
-
-
-@pytest.fixture(scope="module")
-def out(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("results")
-    write_fixture(folder)
-    return folder
+from tests.bench.results_fixture import VQCT_WORDS, results_out, write_fixture  # noqa: F401 - results_out is the `out` fixture
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from urllib.parse import unquote
 import pytest
 
 from bench import cli, report
-from tests.bench.results_fixture import write_fixture
+from tests.bench.results_fixture import results_out, write_fixture  # noqa: F401 - results_out is the `out` fixture
 
 
 class Page(HTMLParser):
@@ -27,13 +27,6 @@ class Page(HTMLParser):
 
     def handle_data(self, data):
         self.text.append(data)
-
-
-@pytest.fixture(scope="module")
-def out(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("results")
-    write_fixture(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
