@@ -1,7 +1,9 @@
 # vqbench: `make bench` runs the default benchmark, `make test` runs the tests.
 PYTHON ?= python
 PIP := $(PYTHON) -m pip
-STAMP := .make
+# One stamp folder per interpreter (keyed on sys.prefix): a stamp written for one virtual environment
+# must never let `make test` skip installing into another.
+STAMP := .make/$(shell $(PYTHON) -c 'import hashlib, sys; print(hashlib.sha1(sys.prefix.encode()).hexdigest()[:12])')
 
 .PHONY: install install-test bench test test-slow speed clean
 
@@ -33,4 +35,4 @@ speed: install-test
 	$(PYTHON) -m bench.speed
 
 clean:
-	rm -rf $(STAMP)
+	rm -rf .make

@@ -78,24 +78,48 @@ def standard_available(net: str = "alex") -> bool:
 
 
 def _import_stlpips() -> types.ModuleType:
-    """stlpips_pytorch.stlpips; it imports IPython and torchsummary at load time without using them,
-    so where they are not installed, empty stand-ins let it load."""
-    for _ in range(3):
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                return importlib.import_module("stlpips_pytorch.stlpips")
-        except ModuleNotFoundError as exc:
-            if exc.name == "torchsummary":
-                stub = types.ModuleType("torchsummary")
-                stub.summary = lambda *a, **k: None  # type: ignore[attr-defined]
-                sys.modules["torchsummary"] = stub
-            elif exc.name == "IPython":
-                stub = types.ModuleType("IPython")
-                stub.embed = lambda *a, **k: None  # type: ignore[attr-defined]
-                sys.modules["IPython"] = stub
+    """stlpips_pytorch.stlpips. It imports IPython (for `embed`) and torchsummary at load time and
+    uses neither. Where they are not installed, empty stand-ins are put into sys.modules for the
+    import only and taken out again before this returns: a stand-in left behind breaks matplotlib
+    and Ray, which look IPython up in sys.modules and read attributes it does not have."""
+    if "stlpips_pytorch.stlpips" in sys.modules:
+        return sys.modules["stlpips_pytorch.stlpips"]
+    added: dict[str, object] = {}  # name -> what sys.modules held before (absent: _ABSENT)
+    try:
+        for _ in range(len(_STAND_INS) + 1):
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    return importlib.import_module("stlpips_pytorch.stlpips")
+            except ModuleNotFoundError as exc:
+                if exc.name not in _STAND_INS or exc.name in added:
+                    raise
+                added[exc.name] = sys.modules.get(exc.name, _ABSENT)
+                sys.modules[exc.name] = _STAND_INS[exc.name]()
+        raise ImportError("stlpips_pytorch could not be imported")  # pragma: no cover - loop always returns
+    finally:
+        for name, before in added.items():
+            if before is _ABSENT:
+                sys.modules.pop(name, None)
             else:
-                raise
-    return importlib.import_module("stlpips_pytorch.stlpips")
+                sys.modules[name] = before  # type: ignore[assignment]
+
+
+_ABSENT = object()
+
+
+def _stand_in(name: str, **attrs: object):
+    def make() -> types.ModuleType:
+        module = types.ModuleType(name)
+        module.__dict__.update(attrs)
+        return module
+
+    return make
+
+
+_STAND_INS = {
+    "IPython": _stand_in("IPython", embed=lambda *a, **k: None),
+    "torchsummary": _stand_in("torchsummary", summary=lambda *a, **k: None),
+}
 
 
 def _load_standard(net: str) -> nn.Module:
