@@ -2,7 +2,7 @@
 """vqbench command line. See `python run_bench.py --help`; all logic lives in bench/."""
 import sys
 
-from bench.cli import main
+from bench.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,9 +12,10 @@ from typing import Any, Callable, Iterable
 
 import pandas as pd
 
-from . import records, tables
-from .config import RunConfig
-from .runner import DEFAULT_OUT, run_one
+from bench.runs import records
+from bench.reporting import tables
+from bench.runs.config import RunConfig
+from bench.runs.runner import DEFAULT_OUT, run_one
 
 
 def run(config: RunConfig, out: Path | str = DEFAULT_OUT, force: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -38,7 +39,7 @@ def run_grid(configs: list[RunConfig], out: Path | str = DEFAULT_OUT, force: boo
     before the first run starts, so a typo in the last one does not waste the others' time.
     `ray_options`: see `bench.scheduling.run_grid` (address, num_cpus, num_gpus, resources,
     max_retries, on_checkpoint, worker_imports)."""
-    from . import scheduling
+    from bench.scheduling import grid as scheduling
 
     if ray:
         return scheduling.run_grid(configs, out, force=force, progress=progress, on_record=on_record, **ray_options)

@@ -1,5 +1,2 @@
-"""Errors caused by the user's input. The CLI prints them as one line and exits with code 2."""
-
-
-class UserError(Exception):
-    """Bad input: an unknown name, an impossible number, a missing folder. Never retried."""
+"""Moved to bench.core.errors; this alias goes once every importer uses the new path."""
+from bench.core.errors import UserError  # noqa: F401

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from bench.cache import cache_dir
-from bench.errors import UserError
+from bench.core.paths import cache_dir
+from bench.core.errors import UserError
 
 from . import pos
 from .corpus import DEFAULT_CORPUS, load_corpus
@@ -61,7 +61,7 @@ last_build: BuildInfo | None = None  # what the latest build_prior call did (for
 
 
 def _vqbench_version() -> str:
-    from bench.records import VERSION
+    from bench.runs.records import VERSION
 
     return VERSION
 

@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.errors import UserError
+from bench.core.errors import UserError
 
 DEFAULT_CORPUS = "cupl"
 KINDS = ("cupl", "text", "coco", "folder")

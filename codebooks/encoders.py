@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from bench.errors import UserError
+from bench.core.errors import UserError
 
 DEFAULT_ENCODER = "minilm"
 PAPER_CLIP = "openai/clip-vit-base-patch32"

@@ -29,8 +29,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from bench.cache import cache_dir
-from bench.errors import UserError
+from bench.core.paths import cache_dir
+from bench.core.errors import UserError
 
 TAGGER_RESOURCE = "taggers/averaged_perceptron_tagger_eng/"
 TAGGER_FILES = ("weights", "tagdict", "classes")

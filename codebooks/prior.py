@@ -104,7 +104,7 @@ class Prior:
         folder = Path(folder)
         missing = [f for f in FILES if not (folder / f).is_file()]
         if missing:
-            from bench.errors import UserError
+            from bench.core.errors import UserError
 
             raise UserError(f"{folder} is not a codebook prior (missing {', '.join(missing)})")
         adjs = _read_tsv(folder / "adjectives.tsv")

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
-from bench.cache import cache_dir
+from bench.core.paths import cache_dir
 
 from .files import BAD, UPSCALED, ImageFiles
 

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from torch.utils.data import Dataset
 
-from bench.errors import UserError
+from bench.core.errors import UserError
 from methods.registry import unknown_name_message
 
 SPLITS = ("train", "val")

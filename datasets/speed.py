@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    from bench.errors import UserError
+    from bench.core.errors import UserError
 
     try:
         main()

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from bench.errors import UserError
+from bench.core.errors import UserError
 
 from .base import QuantOut, Quantizer, flatten_latent, unflatten_latent
 from .registry import register_method

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.errors import UserError
+from bench.core.errors import UserError
 
 from .base import QuantOut, Quantizer, flatten_latent, unflatten_latent
 from .lfq import entropy

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.errors import UserError
+from bench.core.errors import UserError
 
 from .base import QuantOut, Quantizer, flatten_latent, straight_through, unflatten_latent
 from .registry import register_method

@@ -10,7 +10,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from bench.errors import UserError
+from bench.core.errors import UserError
 
 from .base import Quantizer
 

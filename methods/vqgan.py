@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.errors import UserError
+from bench.core.errors import UserError
 
 from .base import (QuantOut, Quantizer, codebook_commitment_loss, flatten_latent, nearest_codes, straight_through,
                    unflatten_latent)

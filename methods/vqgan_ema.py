@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.errors import UserError
+from bench.core.errors import UserError
 
 from .base import QuantOut, Quantizer, flatten_latent, nearest_codes, straight_through, unflatten_latent
 from .registry import register_method

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import main
+from bench.cli.main import main
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = ["--preset", "smoke", "--steps", "4", "--codebook-sizes", "16", "--no-progress"]

@@ -16,8 +16,8 @@ def _example() -> str:
 
 CHECK = """
 import torch, methods
-from bench.runner import run_one
-from bench.config import RunConfig
+from bench.runs.runner import run_one
+from bench.runs.config import RunConfig
 assert "my-vq" in methods.available()
 q = methods.create("my-vq", 32, 8).eval()
 z = torch.randn(2, 8, 4, 4)

@@ -5,7 +5,7 @@ import string
 import pytest
 import torch
 
-from bench.errors import UserError
+from bench.core.errors import UserError
 from codebooks import BuildConfig, PosRules, Prior, build, build_prior
 from codebooks.encoders import make_encoder
 

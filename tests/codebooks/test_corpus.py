@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from bench.errors import UserError
+from bench.core.errors import UserError
 from codebooks.corpus import load_corpus
 
 

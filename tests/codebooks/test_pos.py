@@ -5,7 +5,7 @@ import random
 import nltk
 import pytest
 
-from bench.errors import UserError
+from bench.core.errors import UserError
 from codebooks import pos
 from codebooks.corpus import read_cupl
 

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import datasets
-from bench.errors import UserError
+from bench.core.errors import UserError
 from datasets import cache as dcache
 
 from .fake_trees import BUILDERS, dataset_name, write_image

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import config, evaluator, runner
-from bench.cli import main
+from bench.runs import config
+from bench.evaluation import evaluator
+from bench.runs import runner
+from bench.cli.main import main
 
 from .fake_trees import BUILDERS, write_image
 

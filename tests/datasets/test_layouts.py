@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import datasets
-from bench.errors import UserError
+from bench.core.errors import UserError
 from datasets import ade20k, celebahq, cub200, ffhq, imagenet, mscoco
 
 from .fake_trees import BUILDERS, dataset_name, write_image

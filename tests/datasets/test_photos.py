@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import datasets
-from bench.errors import UserError
+from bench.core.errors import UserError
 
 
 @pytest.fixture(scope="module")

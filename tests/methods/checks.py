@@ -10,9 +10,9 @@ from safetensors.torch import load_file, save_file
 
 import datasets
 import methods
-from bench.config import RunConfig
-from bench.runner import plan
-from bench.trainer import build_model, to_float, train
+from bench.runs.config import RunConfig
+from bench.runs.runner import plan
+from bench.training.trainer import build_model, to_float, train
 
 
 def latent(q: methods.Quantizer, seed: int = 0, b: int = 2, hw: int = 4, scale: float = 1.0) -> torch.Tensor:

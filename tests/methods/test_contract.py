@@ -66,7 +66,7 @@ def test_gradient_reaches_the_input(name):
 
 
 def test_gradient_reaches_the_encoder_through_the_autoencoder(name):
-    from bench.autoencoder import VQAutoencoder
+    from bench.models.autoencoder import VQAutoencoder
 
     torch.manual_seed(0)
     q = methods.create(name, K, DIM)

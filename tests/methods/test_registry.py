@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 
 import methods
-from bench.errors import UserError
+from bench.core.errors import UserError
 from methods.base import Quantizer
 from methods.registry import register_method
 

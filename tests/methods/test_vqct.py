@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 import methods
-from bench.errors import UserError
+from bench.core.errors import UserError
 from methods.vqct import VQCTOptions, VQCTQuantizer, load_prior, normalized_adjacency
 
 K, DIM = 64, 8
@@ -204,7 +204,7 @@ def test_variants_are_registered_with_their_switches():
 
 
 def test_usage_reported_per_codebook():
-    from bench.metrics.usage import CodeUsage
+    from bench.evaluation.metrics.usage import CodeUsage
 
     q = _make().eval()
     usage = CodeUsage(q.codebook_size, q.code_groups)

@@ -4,8 +4,8 @@ import json
 import pytest
 import torch
 
-from bench.config import RunConfig, resolve
-from bench.trainer import build_model, read_train_log, to_float, train
+from bench.runs.config import RunConfig, resolve
+from bench.training.trainer import build_model, read_train_log, to_float, train
 
 
 @torch.no_grad()
@@ -35,7 +35,7 @@ def test_vqct_reconstruction_loss_falls(tmp_path):
 
 @pytest.mark.slow
 def test_vqct_run_one_record(tmp_path):
-    from bench.runner import run_one
+    from bench.runs.runner import run_one
 
     record = run_one(RunConfig(method="vqct", codebook_size=256, steps=100), tmp_path, progress=False)
     assert record["status"] == "finished", record.get("error")

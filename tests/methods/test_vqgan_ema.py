@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import methods
-from bench.errors import UserError
+from bench.core.errors import UserError
 from tests.methods.checks import assert_checkpoint_restores_state, assert_training_reduces_reconstruction_loss, latent
 
 

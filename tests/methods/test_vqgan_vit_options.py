@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 import methods
-from bench.errors import UserError
+from bench.core.errors import UserError
 from tests.methods.checks import assert_checkpoint_restores_state, latent
 
 

@@ -1,0 +1,157 @@
+"""`python -m bench.metrics ORIG_DIR RECON_DIR`: the protocol's image metrics (PSNR, SSIM, LPIPS or
+ST-LPIPS, rFID, KID) for two folders of images with the same file names, without training.
+
+Images are read with PIL, converted to RGB uint8 (as torch-fidelity reads folders) and must all have
+one size. Human-readable lines go first; the last line is one JSON object {"metrics", "protocol"}.
+`python -m bench.metrics --clear-cache [DATASET]` removes cached FID reference statistics;
+`python -m bench.metrics --throughput N` times the feature extractors on this machine.
+Bad input prints one line and exits with code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+
+class InputError(Exception):
+    pass
+
+
+def image_names(folder: Path) -> list[str]:
+    if not folder.is_dir():
+        raise InputError(f"{folder} is not a folder")
+    return sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def load_folder(folder: Path, names: Sequence[str]) -> torch.Tensor:
+    """uint8 (N, 3, H, W) of the named images, in that order."""
+    arrays, size = [], None
+    for name in names:
+        with Image.open(folder / name) as im:
+            a = np.asarray(im.convert("RGB"))
+        if size is None:
+            size = a.shape
+        elif a.shape != size:
+            raise InputError(f"{folder / name} is {a.shape[1]}x{a.shape[0]}, the others {size[1]}x{size[0]}: "
+                             "all images must have one size")
+        arrays.append(a)
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def paired_names(orig_dir: Path, recon_dir: Path) -> list[str]:
+    a, b = image_names(orig_dir), image_names(recon_dir)
+    if not a:
+        raise InputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {orig_dir}")
+    only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+    if only_a or only_b:
+        raise InputError(f"the folders must hold the same file names: only in {orig_dir}: {only_a[:5]}"
+                         f"{'...' if len(only_a) > 5 else ''}; only in {recon_dir}: {only_b[:5]}"
+                         f"{'...' if len(only_b) > 5 else ''}")
+    return a
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # inf PSNR of identical images: JSON has no infinity
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.metrics", description=__doc__.split("\n\n")[0])
+    p.add_argument("orig_dir", nargs="?", type=Path, help="folder of original images")
+    p.add_argument("recon_dir", nargs="?", type=Path, help="folder of reconstructions with the same file names")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64; results do "
+                   "not depend on it)")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--no-perceptual", action="store_true", help="PSNR and SSIM only (no LPIPS, rFID, KID)")
+    p.add_argument("--clear-cache", nargs="?", const="", default=None, metavar="DATASET",
+                   help="remove cached FID reference statistics (of DATASET, or all) and exit")
+    p.add_argument("--throughput", type=int, default=None, metavar="N",
+                   help="time Inception features and LPIPS on N tiles of the embedded photos dataset and exit")
+    p.add_argument("--resolution", type=int, default=32, help="tile size for --throughput (default 32)")
+    return p
+
+
+def throughput(n: int, resolution: int, batch_size: int, device: str) -> dict:
+    """Images per second of the FID features and of LPIPS on this machine (after a warm-up batch)."""
+    import os
+    import time
+
+    import datasets
+
+    from bench.evaluation.metrics import fid, lpips
+
+    images = datasets.create("photos", "val", resolution).images
+    images = images.repeat((n + len(images) - 1) // len(images), 1, 1, 1)[:n]
+    other = images.flip(-1)
+    ext = fid.get_extractor(device)
+    net = lpips.get_network("alex", device)
+    fid.inception_features(images[:2], extractor=ext)
+    lpips.distances(images[:2], other[:2], net=net)
+    t0 = time.perf_counter()
+    fid.inception_features(images, batch_size, extractor=ext)
+    t1 = time.perf_counter()
+    lpips.distances(images, other, batch_size, net=net)
+    t2 = time.perf_counter()
+    return {"n_images": n, "resolution": resolution, "batch_size": batch_size, "device": device,
+            "torch_threads": torch.get_num_threads(), "load_avg_1min": os.getloadavg()[0],
+            "inception_images_per_s": n / (t1 - t0), "lpips_name": net.name, "lpips_images_per_s": n / (t2 - t1)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from bench.evaluation.metrics import fid
+
+    if args.clear_cache is not None:
+        n = fid.clear_cache(args.clear_cache or None)
+        print(json.dumps({"removed": n}))
+        return 0
+    if args.throughput is not None:
+        print(json.dumps(throughput(args.throughput, args.resolution, args.batch_size, args.device)))
+        return 0
+    try:
+        if args.orig_dir is None or args.recon_dir is None:
+            raise InputError("give ORIG_DIR and RECON_DIR (or --clear-cache)")
+        if args.batch_size < 1:
+            raise InputError(f"--batch-size must be positive, got {args.batch_size}")
+        names = paired_names(args.orig_dir, args.recon_dir)
+        originals = load_folder(args.orig_dir, names)
+        recons = load_folder(args.recon_dir, names)
+        if originals.shape != recons.shape:
+            raise InputError(f"originals are {tuple(originals.shape[-2:])} px, reconstructions "
+                             f"{tuple(recons.shape[-2:])} px")
+    except (InputError, OSError) as exc:
+        print(f"python -m bench.metrics: error: {exc}", file=sys.stderr)
+        return 2
+    from bench.evaluation.evaluator import image_metrics
+
+    metrics, protocol = image_metrics(originals, recons, None, args.batch_size, args.device,
+                                      perceptual=not args.no_perceptual, use_cache=False)
+    protocol = {"n_images": len(names), "resolution": list(originals.shape[-2:]), "orig_dir": str(args.orig_dir),
+                "recon_dir": str(args.recon_dir), **protocol}
+    for key, value in metrics.items():
+        if value is not None:
+            print(f"{key:>10}: {value:.6g}")
+    if protocol.get("fid", {}).get("rank_deficient"):
+        print(f"note: FID from {len(names)} images (< {fid.MIN_FULL_RANK}): rank-deficient covariance, "
+              "not comparable with FIDs from more images")
+    print(json.dumps(_json_safe({"metrics": metrics, "protocol": protocol}), sort_keys=True, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

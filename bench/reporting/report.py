@@ -1,0 +1,228 @@
+"""`results/report.html`: one static page with the tables, the figures, the protocol and environment
+of the runs, and links to each run's folder.
+
+Self-contained: figures are embedded as PNG data URIs (the SVGs beside them under figures/ are
+linked), the style sheet is inline, there is no script and nothing is fetched, so the page reads the
+same from a file:// URL, a web server or an archive. Links to run folders are relative to the page.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from bench.reporting import plots
+from bench.runs import records
+from bench.reporting import tables
+
+REPORT_NAME = "report.html"
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;
+color:#222;line-height:1.45}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:1em 0;font-size:.9em}
+caption{text-align:left;font-weight:600;padding:.3em 0}
+th,td{padding:.25em .6em;border-bottom:1px solid #e4e4e4;vertical-align:top}
+thead th{border-bottom:2px solid #444;text-align:left}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+tr:hover td{background:#f6f8fa}
+figure{margin:1.5em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{font-size:.9em;color:#555}
+ul.notes{font-size:.85em;color:#444}
+code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.9em}
+.failed{color:#b00020}.missing{color:#8a6d00}
+nav ul{columns:2}
+"""
+
+
+def _esc(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _kv_table(data: dict[str, Any], caption: str) -> str:
+    rows = "\n".join(f"<tr><th scope=\"row\">{_esc(k)}</th><td class=\"mono\">{_esc(_short(v))}</td></tr>"
+                     for k, v in data.items())
+    return f"<table class=\"kv\"><caption>{_esc(caption)}</caption><tbody>\n{rows}\n</tbody></table>"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, default=str)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+FIGURE_TEXT = {
+    "code_frequency": "Sorted code frequencies over the validation split, one curve per run: a curve that "
+                      "ends early or falls steeply is a collapsed codebook.",
+    "utilization": "Share of the codebook used in each logging window during training (train_log.jsonl).",
+    "sweep": "rFID and usage against codebook size; error bars are the std over seeds.",
+    "reconstructions": "The same validation images (top row) reconstructed by each method.",
+    "vqct_words": "VQCT: the most used adjective and noun codes, labelled with their words.",
+}
+
+
+def _figures_html(figures: dict[str, list[Path]], base: Path) -> str:
+    parts = []
+    for kind, paths in figures.items():
+        for png in [p for p in paths if p.suffix == ".png"]:
+            svg = png.with_suffix(".svg")
+            rel_svg = os.path.relpath(svg, base)
+            alt = f"{kind.replace('_', ' ')}: {png.stem}"
+            parts.append(
+                f"<figure id=\"fig-{_esc(png.stem)}\">\n<img alt=\"{_esc(alt)}\" src=\"{_data_uri(png)}\">\n"
+                f"<figcaption><strong>{_esc(png.stem)}</strong>. {_esc(FIGURE_TEXT.get(kind, ''))} "
+                f"<a href=\"{_esc(rel_svg)}\">SVG</a></figcaption></figure>")
+    return "\n".join(parts) if parts else "<p>No figures: no finished runs with the files they need.</p>"
+
+
+def _runs_html(runs: pd.DataFrame, out: Path, base: Path) -> str:
+    if runs.empty:
+        return "<p>No runs.</p>"
+    head = ["Run", "Dataset", "Method", "K", "Seed", "Preset", "Steps", "Status", "Wall s", "Error", "Files"]
+    body = []
+    for _, r in runs.iterrows():
+        rid = str(r["run_id"])
+        folder = os.path.relpath(records.runs_dir(out) / rid, base)
+        status = str(r["Status"])
+        err = "" if pd.isna(r.get("Error")) or r.get("Error") is None else str(r["Error"]).splitlines()[0][:200]
+        wall = "" if pd.isna(r.get("wall_s")) else f"{r['wall_s']:.0f}"
+        body.append(
+            "<tr>" + "".join([
+                f"<td class=\"mono\"><a href=\"{_esc(folder)}/\">{_esc(rid)}</a></td>",
+                *(f"<td>{_esc(r[c])}</td>" for c in ("Dataset", "Method")),
+                *(f"<td class=\"num\">{_esc(r[c])}</td>" for c in ("Codebook size", "Seed")),
+                f"<td>{_esc(r['Preset'])}</td><td class=\"num\">{_esc(r['Steps'])}</td>",
+                f"<td class=\"{'' if status == records.FINISHED else 'failed'}\">{_esc(status)}</td>",
+                f"<td class=\"num\">{wall}</td><td>{_esc(err)}</td>",
+                f"<td><a href=\"{_esc(folder)}/record.json\">record</a></td>"]) + "</tr>")
+    return ("<table class=\"runs\"><thead><tr>" + "".join(f"<th scope=\"col\">{h}</th>" for h in head)
+            + "</tr></thead><tbody>\n" + "\n".join(body) + "\n</tbody></table>")
+
+
+def _distinct(recs: list[dict[str, Any]], field: str,
+              drop: Sequence[str] = ()) -> list[tuple[dict[str, Any], list[str]]]:
+    """Distinct values of record[field] (dicts, minus `drop` keys) with the runs that share each."""
+    seen: dict[str, tuple[dict[str, Any], list[str]]] = {}
+    for r in recs:
+        value = {k: v for k, v in (r.get(field) or {}).items() if k not in drop}
+        if not value:
+            continue
+        key = json.dumps(value, sort_keys=True, default=str)
+        seen.setdefault(key, (value, []))[1].append(str(r.get("run_id")))
+    return list(seen.values())
+
+
+def _protocol_html(recs: list[dict[str, Any]]) -> str:
+    parts = []
+    for dataset in sorted({(r.get("config") or {}).get("dataset") for r in recs if r.get("status") == records.FINISHED},
+                          key=str):
+        rs = [r for r in recs if (r.get("config") or {}).get("dataset") == dataset and r.get("protocol")]
+        variants = _distinct(rs, "protocol", drop=("eval_s",))
+        for i, (proto, ids) in enumerate(variants):
+            label = str(dataset)
+            if len(variants) > 1:
+                label += f" (variant {i + 1} of {len(variants)}: {len(ids)} runs)"
+            parts.append(_kv_table(proto, f"Evaluation protocol: {label}"))
+    return "\n".join(parts) or "<p>No finished runs, so no protocol to show.</p>"
+
+
+def _environment_html(recs: list[dict[str, Any]]) -> str:
+    parts = []
+    for versions, ids in _distinct(recs, "versions"):
+        devices = sorted({str(r.get("device")) for r in recs if str(r.get("run_id")) in ids})
+        parts.append(_kv_table({**versions, "device": ", ".join(devices), "runs": len(ids)},
+                               f"Environment ({len(ids)} runs)"))
+    return "\n".join(parts) or "<p>No version information in the records.</p>"
+
+
+def _sources_html(reported: pd.DataFrame | None) -> str:
+    if reported is None or reported.empty:
+        return ("<p>Published numbers are not shown (build with <code>--with-reported</code>). Their sources are "
+                "listed in <code>bench/reported_results.csv</code>.</p>")
+    items = []
+    for ref, g in reported.groupby("Ref", sort=False):
+        r = g.iloc[0]
+        items.append(f"<li><strong>{_esc(ref)}</strong>: {_esc(r['paper'])}, {_esc(r['table'])}. "
+                     f"<a href=\"{_esc(r['url'])}\">{_esc(r['url'])}</a>. Protocol: {_esc(r['protocol'])}.</li>")
+    return "<ul>" + "".join(items) + "</ul>"
+
+
+def render_html(built: dict[str, Any], figs: dict[str, Any], recs: list[dict[str, Any]], out: Path,
+                title: str = "vqbench results", base: Path | None = None) -> str:
+    """The page as a string; links are relative to `base` (the page's folder, default `out`)."""
+    base = Path(base or out)
+    summ, runs, rep = built["summary"], built["runs"], built["reported"]
+    n_ok = int((runs["Status"] == records.FINISHED).sum()) if len(runs) else 0
+    n_failed = int((runs["Status"] == records.FAILED).sum()) if len(runs) else 0
+    generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    tables_html = tables.render(summ, "html", rep, built["failures"]) if len(summ) else "<p>No results.</p>"
+    cross_html = tables.render_cross(built["cross"], "html", rep) if built.get("cross") is not None else (
+        "<p>One dataset only: no cross-dataset summary.</p>")
+    notes = figs.get("notes") or []
+    notes_html = ("<ul class=\"notes\">" + "".join(f"<li>{_esc(n)}</li>" for n in notes) + "</ul>") if notes else ""
+    sections = [
+        ("tables", "Results per dataset", tables_html),
+        ("summary", "Cross-dataset summary", cross_html),
+        ("figures", "Figures", _figures_html(figs["figures"], base) + notes_html),
+        ("runs", "Runs", _runs_html(runs, out, base)),
+        ("protocol", "Protocol", _protocol_html(recs)),
+        ("environment", "Environment", _environment_html(recs)),
+        ("sources", "Published numbers: sources", _sources_html(rep)),
+    ]
+    nav = "<nav><ul>" + "".join(f"<li><a href=\"#{sid}\">{_esc(t)}</a></li>" for sid, t, _ in sections) + "</ul></nav>"
+    body = "\n".join(f"<section id=\"{sid}\">\n<h2>{_esc(t)}</h2>\n{content}\n</section>"
+                     for sid, t, content in sections)
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_esc(title)}</title>
+<link rel="icon" href="data:,">
+<style>{CSS}</style>
+</head>
+<body>
+<header>
+<h1>{_esc(title)}</h1>
+<p>Generated {generated} from {len(runs)} run records ({n_ok} finished, {n_failed} failed) under
+<code>{_esc(records.runs_dir(out))}</code>. Best value per column in <strong>bold</strong>, second
+<u>underlined</u>; mean ± sample std over seeds; published numbers are in <em>italics</em> and never ranked.</p>
+</header>
+{nav}
+{body}
+</body>
+</html>
+"""
+
+
+def write_report(out: Path | str, methods: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
+                 metrics: Sequence[str] | None = None, group_by: Sequence[str] = tables.DEFAULT_GROUP_BY,
+                 with_reported: bool = True, path: Path | str | None = None,
+                 built: dict[str, Any] | None = None) -> Path:
+    """Build tables and figures from the records under `out` and write OUT/report.html (or `path`),
+    atomically. Returns the page's path."""
+    out = Path(out)
+    built = built or tables.build(out, methods, datasets, metrics, group_by, with_reported)
+    figs = plots.make_all(out, built)
+    run_ids = set(built["runs"]["run_id"]) if len(built["runs"]) else set()
+    recs = [r for r in records.iter_records(out) if r.get("run_id") in run_ids]
+    target = Path(path) if path else out / REPORT_NAME
+    page = render_html(built, figs, recs, out, base=target.parent.resolve() if path else out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, target)
+    return target

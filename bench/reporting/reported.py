@@ -1,0 +1,57 @@
+"""Published numbers (bench/reported_results.csv) as rows of the summary frame, marked "reported".
+
+The data file says where each number comes from (paper, table, URL) and under which protocol it was
+measured; the tables show them in italics with a reference marker and never rank them against
+measured rows.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from bench.evaluation.metrics import keys
+
+DATA_FILE = Path(__file__).resolve().parent / "reported_results.csv"
+REQUIRED = ("ref", "paper", "table", "url", "dataset", "method", "codebook_size", "protocol")
+METRIC_COLUMNS = (keys.FID, keys.PSNR, keys.SSIM, keys.LPIPS, keys.UTILIZATION, keys.PERPLEXITY)
+
+
+def load(path: Path | str = DATA_FILE) -> pd.DataFrame:
+    """The data file as is (utilisation as a fraction), after checking every row names its source."""
+    df = pd.read_csv(path, comment="#", dtype={"vqbench_method": str})
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}")
+    bad = df[df[list(REQUIRED)].isna().any(axis=1)]
+    if len(bad):
+        raise ValueError(f"{path}: rows {list(bad.index)} lack a source or protocol field")
+    df["vqbench_method"] = df["vqbench_method"].fillna("")
+    return df
+
+
+def reported_rows(datasets: Sequence[str] | None = None, methods: Sequence[str] | None = None,
+                  metrics: Sequence[str] | None = None, path: Path | str = DATA_FILE) -> pd.DataFrame:
+    """Rows shaped like `tables.summary` rows (Source "reported"), for the given datasets and (by
+    their vqbench name) methods. Metric values are scaled as the tables show them."""
+    from bench.reporting.tables import REPORTED, metric_spec
+
+    df = load(path)
+    if datasets is not None:
+        df = df[df["dataset"].isin(list(datasets))]
+    if methods:
+        df = df[df["vqbench_method"].isin(list(methods))]
+    rows = []
+    for _, r in df.iterrows():
+        row = {"Dataset": r["dataset"], "Method": r["method"], "Codebook size": int(r["codebook_size"]),
+               "Tokens": None if pd.isna(r.get("tokens")) else int(r["tokens"]), "Source": REPORTED, "Ref": r["ref"],
+               "Finished": 0, "Failed": 0, "Expected": 0, "Status": REPORTED,
+               "fid_n_images": math.nan if pd.isna(r.get("fid_n_images")) else float(r["fid_n_images"]),
+               "paper": r["paper"], "table": r["table"], "url": r["url"], "protocol": r["protocol"]}
+        for k in (metrics or METRIC_COLUMNS):
+            v = r.get(k)
+            row[k] = math.nan if v is None or pd.isna(v) else float(v) * metric_spec(k).scale
+        rows.append(row)
+    return pd.DataFrame(rows)

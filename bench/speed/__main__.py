@@ -1,0 +1,5 @@
+import sys
+
+from bench.speed.benchmark import main
+
+sys.exit(main())

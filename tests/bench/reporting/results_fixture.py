@@ -1,0 +1,97 @@
+"""Hand-written result records with known values, shared by the table, plot and report tests.
+
+`write_fixture(out)` writes OUT/runs/<run_id>/ folders the way the runner does (record.json,
+reconstructions.png, code_counts.npy, train_log.jsonl) without training anything.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench.runs import records
+
+# (dataset, method, K, seed) -> metrics. Means and stds below are what the tests expect.
+#   photos/vqgan/K=16: fid 10, 14 -> mean 12, std 2.828427; psnr 20, 22 -> 21 ± 1.414214
+#   photos/vqct/K=16:  fid 8 (one seed, 1024 images -> dagger); psnr 25 -> best PSNR
+#   photos/lfq/K=16:   seed 0 failed -> a "failed" row
+#   photos/vqgan/K=32: one seed; photos/vqct/K=32 has no record -> "missing"
+RUNS: list[tuple[str, str, int, int, dict[str, float] | None]] = [
+    ("photos", "vqgan", 16, 0, {"fid": 10.0, "psnr": 20.0, "ssim": 0.50, "lpips": 0.30, "utilization": 0.50,
+                               "perplexity": 6.0}),
+    ("photos", "vqgan", 16, 1, {"fid": 14.0, "psnr": 22.0, "ssim": 0.60, "lpips": 0.20, "utilization": 0.75,
+                               "perplexity": 8.0}),
+    ("photos", "vqct", 16, 0, {"fid": 8.0, "psnr": 25.0, "ssim": 0.55, "lpips": 0.25, "utilization": 1.0,
+                              "perplexity": 12.0, "utilization_adj": 1.0, "utilization_noun": 1.0}),
+    ("photos", "lfq", 16, 0, None),
+    ("photos", "vqgan", 32, 0, {"fid": 9.0, "psnr": 23.0, "ssim": 0.58, "lpips": 0.22, "utilization": 0.25,
+                               "perplexity": 5.0}),
+    ("cub200", "vqgan", 16, 0, {"fid": 30.0, "psnr": 19.0, "ssim": 0.40, "lpips": 0.40, "utilization": 0.30,
+                               "perplexity": 4.0}),
+    ("cub200", "vqct", 16, 0, {"fid": 20.0, "psnr": 18.0, "ssim": 0.45, "lpips": 0.35, "utilization": 0.90,
+                              "perplexity": 11.0, "utilization_adj": 0.8, "utilization_noun": 1.0}),
+]
+FID_IMAGES = {"vqct": 1024}  # other methods: 4096 images, no dagger
+VQCT_WORDS = {"adj": ["red", "small", "furry", "shiny", "wooden", "old"],
+              "noun": ["dog", "tree", "car", "house", "bird", "cup", "road", "sky", "boat", "lamp"]}
+
+
+def make_record(dataset: str, method: str, k: int, seed: int, metrics: dict[str, float] | None) -> dict[str, Any]:
+    run_id = f"{dataset}-{method}-k{k}-s{seed}"
+    full = {key: None for key in ("fid", "psnr", "ssim", "lpips", "utilization", "perplexity", "dead_codes")}
+    if metrics:
+        full.update(metrics)
+        full["dead_codes"] = round(k * (1 - metrics["utilization"]))
+    n_fid = FID_IMAGES.get(method, 4096)
+    return {
+        "run_id": run_id, "status": records.FINISHED if metrics else records.FAILED,
+        "error": None if metrics else "NonFiniteLoss: loss became nan at step 3",
+        "config": {"method": method, "dataset": dataset, "codebook_size": k, "seed": seed, "preset": "cpu-tiny",
+                   "steps": 40, "model": {"resolution": 32}},
+        "metrics": full if metrics else {},
+        "protocol": {"n_images": n_fid, "fid": {"n_images": n_fid, "weights": "pt_inception-2015-12-05"},
+                     "lpips": "alex", "split": "val", "resolution": 32} if metrics else {},
+        "versions": {"vqbench": "0.1.0", "python": "3.11", "torch": "2.x"},
+        "device": "cpu", "tokens": 16 if metrics else None, "wall_s": 12.5, "train_s": 10.0,
+    }
+
+
+def write_fixture(out: Path, images: bool = True) -> list[dict[str, Any]]:
+    recs = []
+    rng = np.random.default_rng(0)
+    for dataset, method, k, seed, metrics in RUNS:
+        rec = make_record(dataset, method, k, seed, metrics)
+        run_dir = records.runs_dir(out) / rec["run_id"]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        records.write_json_atomic(run_dir / records.RECORD_NAME, rec)
+        recs.append(rec)
+        if not metrics or not images:
+            continue
+        # originals row over reconstructions row, 4 images of 8x8 (the evaluator's layout)
+        # the same validation images for every run of a dataset, as the evaluator gives them
+        orig = np.random.default_rng(len(dataset)).integers(0, 255, size=(8, 32, 3), dtype=np.uint8)
+        recon = np.clip(orig.astype(int) + rng.integers(-20, 20, size=orig.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(np.concatenate([orig, recon], axis=0)).save(run_dir / "reconstructions.png")
+        used = int(round(k * metrics["utilization"]))
+        counts = np.zeros(k, dtype=np.int64)
+        counts[:used] = rng.integers(1, 100, size=used)
+        np.save(run_dir / "code_counts.npy", counts)
+        with open(run_dir / "train_log.jsonl", "w") as f:
+            for step in (10, 20, 30, 40):
+                f.write(json.dumps({"step": step, "loss": 1.0 / step, "utilization": metrics["utilization"] * step / 40,
+                                    "perplexity": 2.0}) + "\n")
+        if method == "vqct":
+            (run_dir / "code_words.json").write_text(json.dumps(VQCT_WORDS))
+    return recs
+
+
+@pytest.fixture(scope="module", name="out")
+def results_out(tmp_path_factory) -> Path:
+    """The fixture records in a fresh results folder, once per test module (import it to use `out`)."""
+    folder = tmp_path_factory.mktemp("results")
+    write_fixture(folder)
+    return folder

@@ -1,0 +1,137 @@
+"""The HTML report on a fixture of records: self-contained, every table and figure present, links to
+run folders that exist; and (marked `browser`) the page in headless Chromium: no console errors,
+every table and figure shown."""
+from __future__ import annotations
+
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+
+from bench.cli import main as cli
+from bench.reporting import report
+from tests.bench.reporting.results_fixture import results_out, write_fixture  # noqa: F401 - results_out is the `out` fixture
+
+
+class Page(HTMLParser):
+    """Tags of interest, with their attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: dict[str, list[dict[str, str]]] = {}
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.setdefault(tag, []).append(dict(attrs))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+@pytest.fixture(scope="module")
+def page_path(out) -> Path:
+    return report.write_report(out, with_reported=True)
+
+
+@pytest.fixture(scope="module")
+def page(page_path) -> Page:
+    p = Page()
+    p.feed(page_path.read_text(encoding="utf-8"))
+    return p
+
+
+def test_written_where_expected(out, page_path):
+    assert page_path == out / "report.html"
+    assert not list(out.glob(".report.html.tmp"))
+    assert (out / "figures").is_dir()
+
+
+def test_self_contained(page):
+    assert "script" not in page.tags  # nothing runs, so nothing can fail in a browser
+    assert "link" in page.tags and all(link["href"].startswith("data:") for link in page.tags["link"])
+    imgs = page.tags["img"]
+    assert imgs and all(img["src"].startswith("data:image/png;base64,") for img in imgs)
+    assert all(img.get("alt") for img in imgs)
+
+
+def test_every_table_and_figure(out, page):
+    tabs = [t for t in page.tags["table"] if t.get("class") == "results"]
+    assert len(tabs) == 3  # photos, cub200, and the cross-dataset summary
+    pngs = sorted((out / "figures").glob("*.png"))
+    assert len(page.tags["img"]) == len(pngs) == 9
+    figure_ids = {f["id"] for f in page.tags["figure"]}
+    assert figure_ids == {f"fig-{p.stem}" for p in pngs}
+
+
+def test_links_to_run_folders_and_svgs_resolve(out, page):
+    hrefs = [a["href"] for a in page.tags["a"] if not a["href"].startswith(("#", "http"))]
+    run_links = [h for h in hrefs if h.startswith("runs/")]
+    assert len({h.split("/")[1] for h in run_links}) == 7  # every record, failed ones too
+    for h in hrefs:
+        assert (out / unquote(h)).exists(), h
+
+
+def test_content(page):
+    text = " ".join(page.text)
+    for needle in ("Results per dataset", "Cross-dataset summary", "Protocol", "Environment",
+                   "pt_inception-2015-12-05", "NonFiniteLoss", "missing", "Liang et al., LG-VQ",
+                   "rFID from fewer than 2048 images"):
+        assert needle in text, needle
+    strong = page.tags.get("strong", [])
+    assert strong  # best values are bold
+
+
+def test_report_subcommand(tmp_path):
+    write_fixture(tmp_path, images=False)
+    target = tmp_path / "elsewhere" / "r.html"
+    assert cli.main(["report", "--out", str(tmp_path), "--datasets", "photos", "--path", str(target)]) == 0
+    p = Page()
+    p.feed(target.read_text())
+    # links are relative to the page, wherever it is written
+    for a in p.tags["a"]:
+        if a["href"].startswith("../"):
+            assert (target.parent / unquote(a["href"])).exists(), a["href"]
+
+
+@pytest.mark.browser
+def test_page_in_headless_chromium(out, page_path, page):
+    try:  # a failure, not a skip: this test runs only when asked for with -m browser
+        from selenium import webdriver
+    except ImportError:
+        pytest.fail("needs selenium (requirements/test.txt)")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    assert chromium and driver_path, "needs Debian's chromium and chromium-driver (apt-get install chromium-driver)"
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1280,2000"):
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
+    try:
+        driver.get(page_path.resolve().as_uri())
+        assert driver.title == "vqbench results"
+        severe = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+        assert severe == []
+        tabs = driver.find_elements(By.CSS_SELECTOR, "table")
+        assert len(tabs) == len(page.tags["table"])
+        for t in tabs:
+            driver.execute_script("arguments[0].scrollIntoView()", t)
+            assert t.is_displayed() and t.size["height"] > 0 and t.size["width"] > 0
+        imgs = driver.find_elements(By.TAG_NAME, "img")
+        assert len(imgs) == len(page.tags["img"]) == 9
+        for img in imgs:
+            driver.execute_script("arguments[0].scrollIntoView()", img)
+            assert img.is_displayed()
+            assert driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
+        # nothing was fetched from anywhere: figures are data URIs, the style is inline
+        assert driver.execute_script("return performance.getEntriesByType('resource').length") == 0
+        assert driver.get_log("browser") == []
+    finally:
+        driver.quit()

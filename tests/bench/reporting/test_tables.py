@@ -1,0 +1,205 @@
+"""Tables from hand-written records with known values (tests/bench/results_fixture.py): means and
+stds, best/second marks on the right cells, failed and missing runs kept, every format parsed back."""
+from __future__ import annotations
+
+import io
+import math
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench import api
+from bench.cli import main as cli
+from bench.reporting import reported
+from bench.reporting import tables
+from tests.bench.reporting.results_fixture import write_fixture
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("results")
+    write_fixture(folder, images=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def built(out):
+    return tables.build(out)
+
+
+def row(summ: pd.DataFrame, dataset: str, method: str, k: int) -> pd.Series:
+    hit = summ[(summ["Dataset"] == dataset) & (summ["Method"] == method) & (summ["Codebook size"] == k)]
+    assert len(hit) == 1, hit
+    return hit.iloc[0]
+
+
+def test_mean_and_sample_std_over_seeds(built):
+    r = row(built["summary"], "photos", "vqgan", 16)
+    assert r["fid"] == pytest.approx(12.0) and r["fid_std"] == pytest.approx(math.sqrt(8))
+    assert r["psnr"] == pytest.approx(21.0) and r["psnr_std"] == pytest.approx(math.sqrt(2))
+    assert r["utilization"] == pytest.approx(62.5)  # shown in percent
+    assert r["Finished"] == 2 and r["Expected"] == 2 and r["Status"] == "ok"
+    one = row(built["summary"], "photos", "vqct", 16)
+    assert one["psnr"] == pytest.approx(25.0) and pd.isna(one["psnr_std"])  # one seed: no std
+
+
+def test_failed_and_missing_runs_keep_their_rows(built):
+    failed = row(built["summary"], "photos", "lfq", 16)
+    assert failed["Status"] == "failed" and failed["Failed"] == 1 and pd.isna(failed["psnr"])
+    missing = row(built["summary"], "photos", "vqct", 32)
+    assert missing["Status"] == "missing" and missing["Finished"] == 0
+    text = tables.render(built["summary"], "terminal", failures=built["failures"])
+    assert "0/2 (1 failed)" in text and "missing" in text
+    assert "NonFiniteLoss" in text  # the failure's error is in the notes
+
+
+def _md_tables(text: str) -> dict[str, pd.DataFrame]:
+    """Parse the Markdown output back: {dataset: frame of cell strings}."""
+    out, current, lines = {}, None, []
+    for line in text.splitlines() + [""]:
+        m = re.match(r"### Reconstruction on (.+)", line)
+        if m:
+            current, lines = m.group(1), []
+        elif line.startswith("|") and current:
+            lines.append([c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]])
+        elif lines and current:
+            out[current] = pd.DataFrame(lines[2:], columns=lines[0])
+            current, lines = None, []
+    return out
+
+
+def test_markdown_bold_best_underline_second_and_arrows(built):
+    md = _md_tables(tables.render(built["summary"], "md"))
+    photos = md["photos"].set_index(["Method", "Codebook size"])
+    assert {"rFID ↓", "PSNR ↑", "SSIM ↑", "LPIPS ↓", "Usage % ↑", "Perplexity"} <= set(photos.columns)
+    # rFID (lower is better): vqct 8.00 best, vqgan K=32 9.00 second, vqgan K=16 12.00 unmarked
+    assert photos.loc[("vqct", "16"), "rFID ↓"] == "**8.00†**"
+    assert photos.loc[("vqgan", "32"), "rFID ↓"] == "<u>9.00</u>"
+    assert photos.loc[("vqgan", "16"), "rFID ↓"] == "12.00 ± 2.83"
+    # PSNR (higher is better): vqct 25 best, vqgan K=32 23 second
+    assert photos.loc[("vqct", "16"), "PSNR ↑"] == "**25.00**"
+    assert photos.loc[("vqgan", "32"), "PSNR ↑"] == "<u>23.00</u>"
+    # Usage: vqct 100 best, vqgan K=16 62.5 second; perplexity never marked
+    assert photos.loc[("vqct", "16"), "Usage % ↑"] == "**100.0**"
+    assert photos.loc[("vqgan", "16"), "Usage % ↑"] == "<u>62.5 ± 17.7</u>"
+    assert not any("**" in c or "<u>" in c for c in photos["Perplexity"])
+    assert photos.loc[("lfq", "16"), "Runs"] == "0/2 (1 failed)"
+
+
+def test_latex_booktabs_marks_and_parse_back(built):
+    tex = tables.render(built["summary"], "tex")
+    assert tex.count(r"\toprule") == 2 and tex.count(r"\midrule") == 2 and tex.count(r"\bottomrule") == 2
+    assert r"rFID $\downarrow$" in tex and r"PSNR $\uparrow$" in tex and r"Usage \% $\uparrow$" in tex
+    photos = tex.split(r"\caption{Reconstruction on photos}")[1].split(r"\bottomrule")[0]
+    rows = {}
+    for line in photos.split(r"\midrule")[1].strip().splitlines():
+        cells = [c.strip() for c in line.rstrip("\\ ").split(" & ")]
+        rows[(cells[0], cells[1])] = cells
+    header = [h.strip() for h in photos.split(r"\toprule")[1].split(r"\midrule")[0].rstrip("\\ \n").split(" & ")]
+    fid = header.index(r"rFID $\downarrow$")
+    assert rows[("vqct", "16")][fid] == r"\textbf{8.00$^\dagger$}"
+    assert rows[("vqgan", "32")][fid] == r"\underline{9.00}"
+    assert rows[("vqgan", "16")][fid] == r"12.00 $\pm$ 2.83"
+
+
+def test_csv_parses_back_to_the_same_frame(built):
+    back = pd.read_csv(io.StringIO(tables.render(built["summary"], "csv")))
+    summ = built["summary"]
+    assert list(back.columns) == list(summ.columns)
+    for col in ("fid", "fid_std", "psnr", "utilization"):
+        pd.testing.assert_series_equal(back[col].astype(float), summ[col].astype(float), check_names=False)
+    assert back.loc[back["Status"] == "failed", "Method"].tolist() == ["lfq"]
+
+
+def test_terminal_parses_back(built):
+    text = tables.render(built["summary"], "terminal")
+    block = text.split("Reconstruction on cub200\n")[1].split("\n\n")[0].splitlines()
+    header = [c.strip() for c in block[0].strip("|").split("|")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in block[2:]]
+    df = pd.DataFrame(cells, columns=header).set_index("Method")
+    assert df.loc["vqct", "rFID ↓"] == "20.00†"  # 1024 FID images: dagger
+    assert df.loc["vqgan", "rFID ↓"] == "30.00"   # 4096 FID images: none
+    assert df.loc["vqct", "Usage % ↑"] == "90.0"
+
+
+def test_fid_dagger_footnote(built):
+    text = tables.render(built["summary"], "md")
+    assert "† rFID from fewer than 2048 images (n = 1024)" in text
+
+
+def test_cross_dataset_summary(built):
+    cross = built["cross"]
+    assert cross is not None and cross.attrs["metric"] == "fid"
+    vqct = cross[(cross["Method"] == "vqct") & (cross["Codebook size"] == 16)].iloc[0]
+    assert vqct["photos"] == pytest.approx(8.0) and vqct["cub200"] == pytest.approx(20.0)
+    md = tables.render_cross(cross, "md")
+    assert "| vqct | 16 | **20.00†** | **8.00†** |" in md
+    assert "| vqgan | 16 | <u>30.00</u> | 12.00 ± 2.83 |" in md
+
+
+def test_filters_metrics_and_group_by(out):
+    b = tables.build(out, methods=["vqgan"], datasets=["photos"], metrics=["psnr", "utilization_adj"])
+    summ = b["summary"]
+    assert set(summ["Method"]) == {"vqgan"} and set(summ["Dataset"]) == {"photos"}
+    assert tables.metrics_of(summ) == ["psnr", "utilization_adj"]
+    assert "Usage % (adj) ↑" in tables.render(summ, "md")
+    by_seed = tables.build(out, datasets=["photos"], group_by=["method", "codebook_size", "seed"])["summary"]
+    assert len(by_seed[(by_seed["Method"] == "vqgan") & (by_seed["Codebook size"] == 16)]) == 2
+    with pytest.raises(ValueError, match="did you mean fid"):
+        tables.build(out, metrics=["fdi"])
+    with pytest.raises(ValueError, match="cannot group by"):
+        tables.build(out, group_by=["methd"])
+
+
+def test_protocols_are_never_averaged_together(tmp_path):
+    recs = write_fixture(tmp_path, images=False)
+    from bench.runs import records
+    r = dict(recs[0], run_id="photos-vqgan-k16-s0-paper", config=dict(recs[0]["config"], preset="paper", steps=1000))
+    records.write_json_atomic(records.runs_dir(tmp_path) / r["run_id"] / records.RECORD_NAME, r)
+    summ = tables.build(tmp_path, datasets=["photos"])["summary"]
+    vq16 = summ[(summ["Method"] == "vqgan") & (summ["Codebook size"] == 16)]
+    assert set(vq16["Preset"]) == {"cpu-tiny", "paper"} and "Steps" in summ.columns
+
+
+def test_reported_rows_are_marked_and_never_ranked(out):
+    b = tables.build(out, datasets=["cub200"], with_reported=True)
+    summ = b["summary"]
+    rep = summ[summ["Source"] == tables.REPORTED]
+    assert len(rep) >= 3 and (rep["Ref"] == "lgvq2024").all()
+    md = tables.render(summ, "md", b["reported"])
+    cub = _md_tables(md)["cub200"].set_index("Method")
+    # CVQ's published 3.61 would be the best rFID, but reported rows are italic and unranked
+    assert cub.loc["*CVQ [R1]*", "rFID ↓"] == "*3.61*"
+    assert cub.loc["vqct", "rFID ↓"] == "**20.00†**"
+    assert cub.loc["*CVQ [R1]*", "Runs"] == "*reported*"
+    assert "[R1] Liang et al., LG-VQ" in md and "openreview.net" in md
+
+
+def test_reported_data_file_rows_all_name_source_and_protocol():
+    df = reported.load()
+    assert len(df) > 0
+    for col in ("paper", "table", "url", "protocol"):
+        assert df[col].astype(str).str.len().min() > 3
+    assert df["url"].str.startswith("https://").all()
+    assert set(df["dataset"]) <= {"ade20k", "celebahq", "cub200", "mscoco", "imagenet", "ffhq"}
+    assert df["utilization"].dropna().between(0, 1).all()
+
+
+def test_api_table_still_returns_the_summary(out):
+    df = api.table(out, methods=["vqgan"], datasets=["photos"])
+    assert set(df["Method"]) == {"vqgan"} and {"fid", "psnr", "Finished", "Failed"} <= set(df.columns)
+
+
+def test_cli_table_formats_and_files(out, capsys):
+    assert cli.main(["table", "--out", str(out), "--format", "csv", "--metrics", "fid,psnr"]) == 0
+    back = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert {"fid", "psnr", "Status"} <= set(back.columns)
+    for name in ("results.md", "results.csv", "results.tex", "results_summary.md"):
+        assert (out / "tables" / name).is_file()
+    assert cli.main(["table", "--out", str(out), "--with-reported", "--datasets", "cub200", "--format", "md"]) == 0
+    assert "*reported*" in capsys.readouterr().out
+    assert cli.main(["table", "--out", str(out), "--metrics", "nope"]) == 2
+    assert "unknown metric 'nope'" in capsys.readouterr().err
+    assert cli.main(["table", "--out", str(out / "empty")]) == 2

@@ -1,0 +1,40 @@
+"""A run killed with SIGKILL after a checkpoint resumes and finishes with the right number of steps."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.runs import records
+from bench.training.checkpoint import CKPT_NAME
+from bench.runs.config import RunConfig, resolve, run_id
+from bench.runs.runner import run_one
+
+REPO = Path(__file__).resolve().parents[3]
+STEPS = 400
+
+
+def test_killed_run_resumes(tmp_path):
+    code = (
+        "from bench.runs.runner import run_one; from bench.runs.config import RunConfig; "
+        f"run_one(RunConfig(method='vqgan', preset='smoke', codebook_size=16, steps={STEPS}), {str(tmp_path)!r}, progress=False)"
+    )
+    cfg = RunConfig(method="vqgan", preset="smoke", codebook_size=16, steps=STEPS)
+    run_dir = records.runs_dir(tmp_path) / run_id(resolve(cfg))
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)
+    try:
+        deadline = time.time() + 240
+        while not (run_dir / CKPT_NAME).exists():
+            assert proc.poll() is None, "the run ended before its first checkpoint"
+            assert time.time() < deadline, "no checkpoint within 240 s"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert records.read_record(run_dir) is None
+    rec = run_one(cfg, tmp_path, progress=False)
+    assert rec["status"] == "finished"
+    assert 0 < rec["resumed_from"] < STEPS and rec["steps_done"] == STEPS
