@@ -8,13 +8,14 @@ as decoding every time: both go through `stored_form` then `finish`.
 """
 from __future__ import annotations
 
+import os
 import zlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 # PIL's resize is antialiased for every filter but NEAREST: the kernel is widened by the scale factor
@@ -27,8 +28,11 @@ FILTERS = {
 }
 TRAIN_CROPS = ("random", "center")
 ALPHA_BACKGROUND = (255, 255, 255)  # transparent pixels become white, not whatever colour they hide
+# 16-bit RGB(A) PNGs never reach to_rgb8 as 16-bit: PIL has no such mode and decodes them to RGB(A) by
+# keeping each sample's high byte, so their rule is v // 256, not the grey rule (they differ by at most 1).
 COLOR_RULE = ("8-bit RGB: grey/1-bit/palette/CMYK/YCbCr/LAB converted by PIL; alpha (RGBA, LA, palette "
-              "transparency) composited over white; 16-bit (I;16*, I) scaled by 1/257 and rounded; "
+              "transparency) composited over white; 16-bit grey (I;16*, I) scaled by 1/257 and rounded; "
+              "16-bit RGB/RGBA PNG: high byte (v // 256, PIL's decoder); "
               "EXIF orientation ignored (as torchvision and taming do)")
 
 
@@ -133,6 +137,13 @@ def finish(stored: np.ndarray, p: Preprocess, name: str, epoch: int) -> Tensor:
 
 def decode(path: str) -> Image.Image:
     """Open and fully decode (a truncated file raises here, not later)."""
-    with Image.open(path) as img:
-        img.load()
-        return to_rgb8(img)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return to_rgb8(img)
+    except UnidentifiedImageError:
+        # PIL says "cannot identify image file" for an empty file too, which reads like a format problem;
+        # a 0-byte file (an interrupted copy or download) is worth naming as such
+        if os.path.getsize(path) == 0:
+            raise OSError("empty file (0 bytes)") from None
+        raise
