@@ -12,8 +12,8 @@ from typing import Any, Callable, Iterable
 
 import pandas as pd
 
-from bench.runs import records
 from bench.reporting import tables
+from bench.runs import records
 from bench.runs.config import RunConfig
 from bench.runs.runner import DEFAULT_OUT, run_one
 

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from bench.core.paths import cache_dir
+from bench.core.atomic import write_json_atomic
 from bench.core.errors import UserError
+from bench.core.paths import cache_dir
 
 from . import pos
 from .corpus import DEFAULT_CORPUS, load_corpus
@@ -84,9 +85,7 @@ def _counts(corpus, rules: pos.PosRules, lemmatizer: str, tagger: dict, log) -> 
     t0 = time.perf_counter()
     counts = pos.count_words(corpus.captions, rules, lemmatizer)
     log(f"tagged {len(corpus.captions)} captions in {time.perf_counter() - t0:.1f}s")
-    tmp = path.with_name(f"{path.name}.{id(counts)}.tmp")
-    tmp.write_text(json.dumps(counts.to_json()))
-    tmp.replace(path)
+    write_json_atomic(path, counts.to_json())
     return counts
 
 

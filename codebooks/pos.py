@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
-import json
 import os
 import pickle
 import re
@@ -29,8 +28,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from bench.core.paths import cache_dir
+from bench.core.atomic import write_json_atomic
 from bench.core.errors import UserError
+from bench.core.paths import cache_dir
 
 TAGGER_RESOURCE = "taggers/averaged_perceptron_tagger_eng/"
 TAGGER_FILES = ("weights", "tagdict", "classes")
@@ -107,9 +107,7 @@ def build_tagger_data(root: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for name, obj in (("weights", weights), ("tagdict", tagdict), ("classes", sorted(classes))):
         final = folder / f"averaged_perceptron_tagger_eng.{name}.json"
-        tmp = final.with_name(f"{final.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(obj))
-        os.replace(tmp, final)  # atomic: parallel builders never see half a file
+        write_json_atomic(final, obj)  # parallel builders never see half a file
     return folder
 
 

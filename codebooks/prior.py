@@ -10,15 +10,14 @@ adjective-noun edges with counts, and metadata. One folder, plain files:
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from bench.core.atomic import atomic_folder
 
 from .pos import Vocabulary, split_sizes
 
@@ -78,22 +77,13 @@ class Prior:
         from safetensors.torch import save_file
 
         folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", suffix=".tmp", dir=folder.parent))
-        try:
+        with atomic_folder(folder) as tmp:
             _write_tsv(tmp / "adjectives.tsv", zip(self.adjectives, self.adj_counts))
             _write_tsv(tmp / "nouns.tsv", zip(self.nouns, self.noun_counts))
             _write_tsv(tmp / "edges.tsv", ((self.adjectives[a], self.nouns[n], c) for a, n, c in self.edges))
             save_file({"adjectives": self.adj_vectors.contiguous(), "nouns": self.noun_vectors.contiguous()},
                       str(tmp / "vectors.safetensors"))
             (tmp / "metadata.json").write_text(json.dumps(self.metadata, indent=1, sort_keys=True) + "\n")
-            try:
-                os.rename(tmp, folder)
-            except OSError:
-                if not (folder / "metadata.json").is_file():
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         self.path = folder
         return folder
 

@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
+from bench.core.atomic import atomic_folder
 from bench.core.paths import cache_dir
 
 from .files import BAD, UPSCALED, ImageFiles
@@ -69,9 +69,6 @@ class _Decode(Dataset):
 def build(ds: ImageFiles, folder: Path, workers: int | None = None) -> dict[str, Any]:
     """Decode every image of `ds` once into `folder` (atomically: a temp folder, then a rename)."""
     workers = min(8, os.cpu_count() or 1) if workers is None else workers
-    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     n = len(ds)
     index = np.zeros((n, 3), dtype=np.int64)
     flags = np.zeros(n, dtype=np.uint8)
@@ -79,7 +76,7 @@ def build(ds: ImageFiles, folder: Path, workers: int | None = None) -> dict[str,
     t0 = time.perf_counter()
     offset = 0
     loader = DataLoader(_Decode(ds), batch_size=None, num_workers=workers, collate_fn=_identity)
-    try:
+    with atomic_folder(folder) as tmp:  # another process that finished the same cache first wins
         with open(tmp / "images.u8", "wb") as f:
             for j, arr, upscaled, err in loader:
                 if err is not None:
@@ -99,13 +96,6 @@ def build(ds: ImageFiles, folder: Path, workers: int | None = None) -> dict[str,
                 "bytes": offset, "build_s": time.perf_counter() - t0, "stores_full": ds.prep.stores_full,
                 "resize_filter": ds.prep.resize_filter, "version": CACHE_VERSION}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        try:
-            os.replace(tmp, folder)
-        except OSError:  # another process finished the same cache first: use theirs
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return meta
 
 

@@ -19,11 +19,11 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
 
-from bench.errors import UserError
+from bench.core.errors import UserError
 
 from . import preprocess as pp
+from .base import ImageDataset
 
 DATA_ENV = "VQBENCH_DATA"
 DEFAULT_DATA_ROOT = "~/data"  # used when neither --data-root nor $VQBENCH_DATA is given
@@ -157,7 +157,7 @@ def check_disjoint(name: str, train: Iterable[str], val: Iterable[str]) -> None:
 _warned: set[tuple[str, str]] = set()
 
 
-class ImageFiles(Dataset):
+class ImageFiles(ImageDataset):
     """Images decoded from files, one per item, as uint8 (3, R, R) tensors.
 
     A key is an index, or (index, epoch): the random crop and flip of a training image are seeded by

@@ -5,10 +5,11 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+
+from .base import ImageDataset
 
 
-class UInt8Images(Dataset):
+class UInt8Images(ImageDataset):
     """Holds a uint8 tensor (N, 3, R, R). `protocol` describes how the images were made."""
 
     takes_epoch = True  # (index, epoch) keys work; the epoch changes nothing here

@@ -27,10 +27,33 @@ class Quantizer(nn.Module):
     latent_channels: int
     code_groups: dict[str, tuple[int, int]] = {}
 
+    # Capabilities the harness reads instead of knowing methods by name:
+    # the quantizer's memory does not grow with N x K (its code search is blocked), so the speed
+    # benchmark may run it at the 65,536 x 65,536 stress shape. False for methods that hold an
+    # (N, K) matrix by design (logits, probabilities, similarities).
+    bounded_memory: bool = False
+
+    @classmethod
+    def check(cls, codebook_size: int, dim: int, options: object) -> None:
+        """Raise a UserError for a combination of K, dim and options this method cannot build (a K
+        that is not a power of two for LFQ, a K beyond a vocabulary, ...). Called by the registry for
+        every run before any run starts, and by `__init__`. Default: every combination is valid."""
+
+    @classmethod
+    def parameter_count(cls, codebook_size: int, dim: int, options: object) -> int:
+        """How many parameters training would hold for this configuration, for the memory check
+        before any run starts. Default: one learned (K, dim) codebook."""
+        return int(codebook_size) * int(dim)
+
     @classmethod
     def prepare(cls, codebook_size: int, dim: int, options: object) -> None:
         """Build whatever this method caches on disk (VQCT: its language-model prior) before runs start,
         once per machine, so that parallel runs never race to build it. Default: nothing to do."""
+
+    def code_labels(self) -> dict | None:
+        """Names of the codes, where codes have names (VQCT: words), as {"groups": code_groups,
+        "words": [one per index]}, for the figures; None when codes are just vectors."""
+        return None
 
     def forward(self, z: Tensor) -> QuantOut:  # pragma: no cover - interface
         raise NotImplementedError

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from bench.core.errors import UserError
 
-from .base import QuantOut, Quantizer, codebook_commitment_loss, flatten_latent, straight_through, unflatten_latent
+from .base import Quantizer, QuantOut, codebook_commitment_loss, flatten_latent, straight_through, unflatten_latent
 from .registry import register_method
 
 _DISTANCES = ("cos", "l2")
@@ -55,8 +55,8 @@ class CVQQuantizer(Quantizer):
 
     Options = CVQOptions
 
-    def __init__(self, codebook_size: int, dim: int, options: CVQOptions) -> None:
-        super().__init__()
+    @classmethod
+    def check(cls, codebook_size: int, dim: int, options: CVQOptions) -> None:
         if options.distance not in _DISTANCES:
             raise UserError(f"cvq: distance must be one of {', '.join(_DISTANCES)}, got {options.distance!r}")
         if options.anchor not in _ANCHORS:
@@ -65,6 +65,10 @@ class CVQQuantizer(Quantizer):
             raise UserError(f"cvq: decay must be in (0, 1), got {options.decay}")
         if options.beta < 0:
             raise UserError(f"cvq: beta must be >= 0, got {options.beta}")
+
+    def __init__(self, codebook_size: int, dim: int, options: CVQOptions) -> None:
+        super().__init__()
+        self.check(codebook_size, dim, options)
         self.options = options
         self.codebook_size = codebook_size
         self.latent_channels = dim

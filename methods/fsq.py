@@ -28,7 +28,7 @@ from torch import Tensor
 
 from bench.core.errors import UserError
 
-from .base import QuantOut, Quantizer, flatten_latent, unflatten_latent
+from .base import Quantizer, QuantOut, flatten_latent, unflatten_latent
 from .registry import register_method
 
 # Table 1 of the paper: recommended levels per target codebook size.
@@ -108,6 +108,16 @@ class FSQQuantizer(Quantizer):
     """Finite scalar quantisation (https://arxiv.org/abs/2309.15505)."""
 
     Options = FSQOptions
+
+    bounded_memory = True
+
+    @classmethod
+    def check(cls, codebook_size: int, dim: int, options: FSQOptions) -> None:
+        levels_for(codebook_size, options.levels)  # raises for a K no levels give
+
+    @classmethod
+    def parameter_count(cls, codebook_size: int, dim: int, options: FSQOptions) -> int:
+        return 0  # the codebook is the implicit grid of levels
 
     def __init__(self, codebook_size: int, dim: int, options: FSQOptions) -> None:
         super().__init__()

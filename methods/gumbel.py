@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from bench.core.errors import UserError
 
-from .base import QuantOut, Quantizer, flatten_latent, unflatten_latent
+from .base import Quantizer, QuantOut, flatten_latent, unflatten_latent
 from .registry import register_method
 
 
@@ -54,8 +54,12 @@ class GumbelQuantizer(Quantizer):
 
     Options = GumbelOptions
 
-    def __init__(self, codebook_size: int, dim: int, options: GumbelOptions) -> None:
-        super().__init__()
+    @classmethod
+    def parameter_count(cls, codebook_size: int, dim: int, options: GumbelOptions) -> int:
+        return 2 * codebook_size * dim + codebook_size  # logits projection and the code embedding
+
+    @classmethod
+    def check(cls, codebook_size: int, dim: int, options: GumbelOptions) -> None:
         if not options.temp_start > 0 or not options.temp_min > 0:
             raise UserError("gumbel: temp_start and temp_min must be positive")
         if options.temp_min > options.temp_start:
@@ -64,6 +68,10 @@ class GumbelQuantizer(Quantizer):
             raise UserError(f"gumbel: anneal_steps must be >= 1, got {options.anneal_steps}")
         if options.kl_weight < 0:
             raise UserError(f"gumbel: kl_weight must be >= 0, got {options.kl_weight}")
+
+    def __init__(self, codebook_size: int, dim: int, options: GumbelOptions) -> None:
+        super().__init__()
+        self.check(codebook_size, dim, options)
         self.options = options
         self.codebook_size = codebook_size
         self.latent_channels = dim

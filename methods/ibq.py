@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from bench.core.errors import UserError
 
-from .base import QuantOut, Quantizer, flatten_latent, unflatten_latent
+from .base import Quantizer, QuantOut, flatten_latent, unflatten_latent
 from .lfq import entropy
 from .registry import register_method
 
@@ -48,12 +48,16 @@ class IBQQuantizer(Quantizer):
 
     Options = IBQOptions
 
-    def __init__(self, codebook_size: int, dim: int, options: IBQOptions) -> None:
-        super().__init__()
+    @classmethod
+    def check(cls, codebook_size: int, dim: int, options: IBQOptions) -> None:
         if options.beta < 0 or options.entropy_weight < 0:
             raise UserError("ibq: beta and entropy_weight must be >= 0")
         if options.entropy_temperature <= 0:
             raise UserError(f"ibq: entropy_temperature must be positive, got {options.entropy_temperature}")
+
+    def __init__(self, codebook_size: int, dim: int, options: IBQOptions) -> None:
+        super().__init__()
+        self.check(codebook_size, dim, options)
         self.options = options
         self.codebook_size = codebook_size
         self.latent_channels = dim

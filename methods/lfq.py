@@ -27,7 +27,7 @@ from torch import Tensor
 
 from bench.core.errors import UserError
 
-from .base import QuantOut, Quantizer, flatten_latent, straight_through, unflatten_latent
+from .base import Quantizer, QuantOut, flatten_latent, straight_through, unflatten_latent
 from .registry import register_method
 
 # Probabilities are clamped at this value before the log in the entropies: the per-sample
@@ -69,14 +69,22 @@ class LFQQuantizer(Quantizer):
 
     Options = LFQOptions
 
-    def __init__(self, codebook_size: int, dim: int, options: LFQOptions) -> None:
-        super().__init__()
+    @classmethod
+    def parameter_count(cls, codebook_size: int, dim: int, options: LFQOptions) -> int:
+        return 0  # the codebook is the set of sign vectors, implicit
+
+    @classmethod
+    def check(cls, codebook_size: int, dim: int, options: LFQOptions) -> None:
         if codebook_size < 2 or codebook_size & (codebook_size - 1):
             raise UserError(power_of_two_message("lfq", codebook_size))
         if options.temperature <= 0:
             raise UserError(f"lfq: temperature must be positive, got {options.temperature}")
         if options.entropy_weight < 0 or options.commitment_weight < 0:
             raise UserError("lfq: entropy_weight and commitment_weight must be >= 0")
+
+    def __init__(self, codebook_size: int, dim: int, options: LFQOptions) -> None:
+        super().__init__()
+        self.check(codebook_size, dim, options)
         self.options = options
         self.codebook_size = codebook_size
         self.bits = codebook_size.bit_length() - 1

@@ -20,8 +20,15 @@ from torch import Tensor, nn
 
 from bench.core.errors import UserError
 
-from .base import (QuantOut, Quantizer, codebook_commitment_loss, flatten_latent, nearest_codes, straight_through,
-                   unflatten_latent)
+from .base import (
+    Quantizer,
+    QuantOut,
+    codebook_commitment_loss,
+    flatten_latent,
+    nearest_codes,
+    straight_through,
+    unflatten_latent,
+)
 from .registry import register_method
 
 
@@ -40,10 +47,20 @@ class SimVQQuantizer(Quantizer):
 
     Options = SimVQOptions
 
-    def __init__(self, codebook_size: int, dim: int, options: SimVQOptions) -> None:
-        super().__init__()
+    bounded_memory = True
+
+    @classmethod
+    def parameter_count(cls, codebook_size: int, dim: int, options: SimVQOptions) -> int:
+        return codebook_size * dim + dim * dim  # the frozen codebook (held, not trained) and the learned map
+
+    @classmethod
+    def check(cls, codebook_size: int, dim: int, options: SimVQOptions) -> None:
         if options.beta < 0:
             raise UserError(f"simvq: beta must be >= 0, got {options.beta}")
+
+    def __init__(self, codebook_size: int, dim: int, options: SimVQOptions) -> None:
+        super().__init__()
+        self.check(codebook_size, dim, options)
         self.options = options
         self.codebook_size = codebook_size
         self.latent_channels = dim

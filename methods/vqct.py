@@ -32,8 +32,15 @@ from torch import Tensor, nn
 
 from bench.core.errors import UserError
 
-from .base import (QuantOut, Quantizer, codebook_commitment_loss, flatten_latent, nearest_codes, straight_through,
-                   unflatten_latent)
+from .base import (
+    Quantizer,
+    QuantOut,
+    codebook_commitment_loss,
+    flatten_latent,
+    nearest_codes,
+    straight_through,
+    unflatten_latent,
+)
 from .registry import register_method
 
 TRANSFERS = ("gcn", "mlp", "linear")
@@ -79,6 +86,13 @@ def _check(options: VQCTOptions) -> None:
         raise UserError(f"vqct: dropout must be in [0, 1), got {options.dropout}")
     if options.hidden_dim is not None and options.hidden_dim < 1:
         raise UserError(f"vqct: hidden_dim must be positive, got {options.hidden_dim}")
+
+
+def _check_top_k(options: VQCTOptions, codebook_size: int, adj_range: tuple[int, int]) -> None:
+    n_adj_codes = adj_range[1] - adj_range[0]
+    if options.top_k > n_adj_codes:
+        raise UserError(f"vqct: top_k={options.top_k} needs at least that many adjective codes; K={codebook_size} "
+                        f"gives {n_adj_codes}")
 
 
 def select_words(prior, codebook_size: int, pos_split: bool):
@@ -208,10 +222,17 @@ class VQCTQuantizer(Quantizer):
     Options = VQCTOptions
 
     @classmethod
+    def check(cls, codebook_size: int, dim: int, options: VQCTOptions) -> None:
+        """The options, then K against the prior's vocabulary and top_k against the adjective codes
+        K gives. Loads the prior, building it on first use (cached afterwards)."""
+        _check(options)
+        _, _, adj_range, _, _ = select_words(load_prior(options), codebook_size, options.pos_split)
+        _check_top_k(options, codebook_size, adj_range)
+
+    @classmethod
     def prepare(cls, codebook_size: int, dim: int, options: VQCTOptions) -> None:
         """Build and cache the language-model prior once, and check that it has K words."""
-        _check(options)
-        select_words(load_prior(options), codebook_size, options.pos_split)
+        cls.check(codebook_size, dim, options)
 
     def __init__(self, codebook_size: int, dim: int, options: VQCTOptions) -> None:
         super().__init__()
@@ -222,10 +243,7 @@ class VQCTQuantizer(Quantizer):
         self.latent_channels = 2 * dim
         prior = load_prior(options)
         x, edge_index, self.adj_range, self.noun_range, words = select_words(prior, codebook_size, options.pos_split)
-        n_adj_codes = self.adj_range[1] - self.adj_range[0]
-        if options.top_k > n_adj_codes:
-            raise UserError(f"vqct: top_k={options.top_k} needs at least that many adjective codes; K={codebook_size} "
-                            f"gives {n_adj_codes}")
+        _check_top_k(options, codebook_size, self.adj_range)
         self.code_groups = {"adj": self.adj_range, "noun": self.noun_range} if options.pos_split else {}
         self.words = words  # code index -> word (for figures; a word tagged both ways appears twice without the split)
         if options.codes == "random":
@@ -236,6 +254,9 @@ class VQCTQuantizer(Quantizer):
         # Derived from edge_index; sparse, so not saved (safetensors holds dense tensors only).
         self.register_buffer("adjacency", normalized_adjacency(edge_index, codebook_size), persistent=False)
         self.transfer = TransferNet(options.transfer, x.shape[1], options.hidden_dim or dim, dim, options.dropout)
+
+    def code_labels(self) -> dict:
+        return {"groups": self.code_groups, "words": list(self.words)}
 
     def codebook(self, dropout: bool = False) -> Tensor:
         """The visual codebook (K, dim): the transfer network applied to the frozen word vectors."""

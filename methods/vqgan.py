@@ -13,8 +13,15 @@ from torch import Tensor, nn
 
 from bench.core.errors import UserError
 
-from .base import (QuantOut, Quantizer, codebook_commitment_loss, flatten_latent, nearest_codes, straight_through,
-                   unflatten_latent)
+from .base import (
+    Quantizer,
+    QuantOut,
+    codebook_commitment_loss,
+    flatten_latent,
+    nearest_codes,
+    straight_through,
+    unflatten_latent,
+)
 from .registry import register_method
 
 
@@ -41,10 +48,22 @@ class VQGANQuantizer(Quantizer):
 
     Options = VQGANOptions
 
-    def __init__(self, codebook_size: int, dim: int, options: VQGANOptions) -> None:
-        super().__init__()
+    bounded_memory = True
+
+    @classmethod
+    def parameter_count(cls, codebook_size: int, dim: int, options: VQGANOptions) -> int:
+        code_dim = dim if options.codebook_dim is None else options.codebook_dim
+        projections = 0 if options.codebook_dim is None else 2 * (dim * code_dim) + dim + code_dim
+        return codebook_size * code_dim + projections
+
+    @classmethod
+    def check(cls, codebook_size: int, dim: int, options: VQGANOptions) -> None:
         if options.codebook_dim is not None and not 1 <= options.codebook_dim <= dim:
             raise UserError(f"vqgan: codebook_dim must be in [1, {dim}] (the latent's dimension), got {options.codebook_dim}")
+
+    def __init__(self, codebook_size: int, dim: int, options: VQGANOptions) -> None:
+        super().__init__()
+        self.check(codebook_size, dim, options)
         self.options = options
         self.codebook_size = codebook_size
         self.latent_channels = dim

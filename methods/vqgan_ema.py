@@ -24,7 +24,7 @@ from torch import Tensor
 
 from bench.core.errors import UserError
 
-from .base import QuantOut, Quantizer, flatten_latent, nearest_codes, straight_through, unflatten_latent
+from .base import Quantizer, QuantOut, flatten_latent, nearest_codes, straight_through, unflatten_latent
 from .registry import register_method
 
 
@@ -43,14 +43,20 @@ class VQGANEMAQuantizer(Quantizer):
 
     Options = VQGANEMAOptions
 
-    def __init__(self, codebook_size: int, dim: int, options: VQGANEMAOptions) -> None:
-        super().__init__()
+    bounded_memory = True
+
+    @classmethod
+    def check(cls, codebook_size: int, dim: int, options: VQGANEMAOptions) -> None:
         if not 0.0 < options.decay < 1.0:
             raise UserError(f"vqgan-ema: decay must be in (0, 1), got {options.decay}")
         if options.eps <= 0:
             raise UserError(f"vqgan-ema: eps must be positive, got {options.eps}")
         if options.beta < 0:
             raise UserError(f"vqgan-ema: beta must be >= 0, got {options.beta}")
+
+    def __init__(self, codebook_size: int, dim: int, options: VQGANEMAOptions) -> None:
+        super().__init__()
+        self.check(codebook_size, dim, options)
         self.options = options
         self.codebook_size = codebook_size
         self.latent_channels = dim

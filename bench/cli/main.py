@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bench import api
-from bench.runs import config
-from bench.reporting import tables
 from bench.core.errors import UserError
+from bench.reporting import tables
+from bench.runs import config, presets
 from bench.runs.runner import DEFAULT_OUT
 
 DEFAULT_METHODS = ("vqct", "vqgan")  # the seed paper against its base; every registered method if vqct is absent
@@ -124,7 +124,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codebook-sizes", type=_list(_positive_int), default=list(DEFAULT_CODEBOOK_SIZES),
                    help="comma-separated codebook sizes K (default: 256)")
     p.add_argument("--seeds", type=_list(_non_negative_int), default=[0], help="comma-separated seeds (default: 0)")
-    p.add_argument("--preset", default="cpu-tiny", help=f"one of {', '.join(config.PRESETS)} (default: cpu-tiny)")
+    p.add_argument("--preset", default="cpu-tiny", help=f"one of {', '.join(presets.PRESETS)} (default: cpu-tiny)")
     p.add_argument("--steps", type=_positive_int, default=None, help="training steps (default: the preset's)")
     p.add_argument("--option", type=_option, action="append", default=[], metavar="METHOD.KEY=VALUE",
                    help="a method option, e.g. vqgan.beta=0.5 (repeatable)")
@@ -262,7 +262,7 @@ def list_everything() -> str:
     lines.append("datasets:")
     lines += [f"  {name:<16} {desc}" for name, desc in datasets.describe().items()]
     lines.append("presets:")
-    lines += [f"  {p.name:<16} {p.description}" for p in config.PRESETS.values()]
+    lines += [f"  {p.name:<16} {p.description}" for p in presets.PRESETS.values()]
     return "\n".join(lines)
 
 

@@ -92,7 +92,6 @@ def throughput(n: int, resolution: int, batch_size: int, device: str) -> dict:
     import time
 
     import datasets
-
     from bench.evaluation.metrics import fid, lpips
 
     images = datasets.create("photos", "val", resolution).images

@@ -15,15 +15,15 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from bench.models.autoencoder import VQAutoencoder
+from bench.core import run_folder
+from bench.core.atomic import atomic_path
+from bench.core.images import to_float, to_uint8
 from bench.evaluation.metrics import fid as fid_metric
 from bench.evaluation.metrics import image_quality, keys
 from bench.evaluation.metrics import lpips as lpips_metric
 from bench.evaluation.metrics.usage import CodeUsage
-from bench.training.trainer import to_float, to_uint8
+from bench.models.autoencoder import VQAutoencoder
 
-GRID_NAME = "reconstructions.png"
-COUNTS_NAME = "code_counts.npy"
 GRID_IMAGES = 16
 
 
@@ -91,9 +91,8 @@ def save_grid(originals: Tensor, recons: Tensor, path: Path, n: int = GRID_IMAGE
     top = torch.cat(list(originals[:n]), dim=2)
     bottom = torch.cat(list(recons[:n]), dim=2)
     grid = torch.cat([top, bottom], dim=1).permute(1, 2, 0).numpy()
-    tmp = path.with_name(path.name + ".tmp.png")
-    Image.fromarray(np.ascontiguousarray(grid)).save(tmp)
-    tmp.replace(path)
+    with atomic_path(path, suffix=".png") as tmp:
+        Image.fromarray(np.ascontiguousarray(grid)).save(tmp, format="PNG")
 
 
 def evaluate(model: VQAutoencoder, dataset: Dataset, run_dir: Path, device: torch.device,
@@ -107,8 +106,9 @@ def evaluate(model: VQAutoencoder, dataset: Dataset, run_dir: Path, device: torc
                                    perceptual=perceptual)
     metrics.update(image)
     metrics.update(usage.stats())
-    save_grid(originals, recons, run_dir / GRID_NAME)
-    np.save(run_dir / COUNTS_NAME, usage.counts.numpy())
+    save_grid(originals, recons, run_dir / run_folder.GRID)
+    with atomic_path(run_dir / run_folder.CODE_COUNTS, suffix=".npy") as tmp:
+        np.save(tmp, usage.counts.numpy())
     protocol = {
         **getattr(dataset, "protocol", {}),
         "n_images": len(originals),

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from methods.base import QuantOut, Quantizer
+from methods.base import Quantizer, QuantOut
 
 
 def _norm(ch: int) -> nn.GroupNorm:

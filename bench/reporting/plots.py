@@ -12,7 +12,6 @@ folder that lacks a file: a failed or old run simply has no curve.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,15 +23,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bench.runs import records
-from bench.reporting import tables  # noqa: E402
+from bench.core import run_folder
+from bench.core.atomic import atomic_path
 from bench.evaluation.metrics import keys  # noqa: E402
+from bench.reporting import tables  # noqa: E402
+from bench.runs import records
+from bench.training.train_log import read_train_log
 
 FIGURES = "figures"
-GRID_NAME = "reconstructions.png"   # bench.evaluator.GRID_NAME (not imported: it pulls in torch)
-COUNTS_NAME = "code_counts.npy"     # bench.evaluator.COUNTS_NAME
-TRAIN_LOG = "train_log.jsonl"       # bench.trainer.TRAIN_LOG
-WORDS_NAME = records.CODE_WORDS_NAME  # written by VQCT runs that know their words (see code_words)
 EXTENSIONS = ("png", "svg")
 MAX_RECON_IMAGES = 8
 
@@ -46,9 +44,8 @@ def _save(fig: plt.Figure, folder: Path, stem: str) -> list[Path]:
     paths = []
     for ext in EXTENSIONS:
         path = folder / f"{stem}.{ext}"
-        tmp = folder / f".{stem}.tmp.{ext}"
-        fig.savefig(tmp, format=ext, bbox_inches="tight", metadata={"Date": None} if ext == "svg" else None)
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=f".{ext}") as tmp:
+            fig.savefig(tmp, format=ext, bbox_inches="tight", metadata={"Date": None} if ext == "svg" else None)
         paths.append(path)
     plt.close(fig)
     return paths
@@ -89,7 +86,7 @@ def code_frequency(runs: pd.DataFrame, out: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6, 3.6))
         drawn = 0
         for _, r in sub.iterrows():
-            path = records.runs_dir(out) / r["run_id"] / COUNTS_NAME
+            path = run_folder.runs_dir(out) / r["run_id"] / run_folder.CODE_COUNTS
             if not path.exists():
                 continue
             counts = np.sort(np.load(path).astype(float))[::-1]
@@ -112,19 +109,6 @@ def code_frequency(runs: pd.DataFrame, out: Path) -> list[Path]:
     return paths
 
 
-def read_train_log(run_dir: Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / TRAIN_LOG
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:  # a run killed mid-write leaves half a line; the rest still plots
-            continue
-    return out
-
-
 def utilization_over_training(runs: pd.DataFrame, out: Path) -> list[Path]:
     """Per dataset: codebook usage (codes used in each logging window / K) against training step."""
     paths: list[Path] = []
@@ -133,7 +117,7 @@ def utilization_over_training(runs: pd.DataFrame, out: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6, 3.6))
         drawn = 0
         for _, r in sub.iterrows():
-            log = [e for e in read_train_log(records.runs_dir(out) / r["run_id"]) if keys.UTILIZATION in e]
+            log = [e for e in read_train_log(run_folder.runs_dir(out) / r["run_id"]) if keys.UTILIZATION in e]
             if not log:
                 continue
             ax.plot([e["step"] for e in log], [100 * e[keys.UTILIZATION] for e in log], marker=".", label=_label(r),
@@ -206,7 +190,7 @@ def reconstructions(runs: pd.DataFrame, out: Path, n_images: int = MAX_RECON_IMA
         originals = None
         for (_, _), g in sub.sort_values("Seed").groupby(["Method", "Codebook size"], sort=True):
             r = g.iloc[0]
-            path = records.runs_dir(out) / r["run_id"] / GRID_NAME
+            path = run_folder.runs_dir(out) / r["run_id"] / run_folder.GRID
             if not path.exists():
                 continue
             top, bottom = _grid_rows(path)
@@ -243,7 +227,7 @@ def code_words(run_dir: Path, record: dict[str, Any] | None = None) -> dict[str,
     has as `code_groups` and `words` (no groups: one joint codebook). None when neither exists:
     the VQCT prior is what knows the words, and a run that did not save them cannot be labelled."""
     data = (record or {}).get("code_words")
-    path = Path(run_dir) / WORDS_NAME
+    path = Path(run_dir) / run_folder.CODE_WORDS
     if data is None and path.exists():
         data = json.loads(path.read_text())
     if not data:
@@ -289,11 +273,11 @@ def vqct_words(runs: pd.DataFrame, out: Path, top: int = 10) -> tuple[list[Path]
     vqct = vqct[vqct["Method"].astype(str).str.startswith("vqct")] if len(vqct) else vqct
     for (dataset, k), g in vqct.sort_values("Seed").groupby(["Dataset", "Codebook size"], sort=True):
         r = g.iloc[0]
-        run_dir = records.runs_dir(out) / r["run_id"]
+        run_dir = run_folder.runs_dir(out) / r["run_id"]
         words = code_words(run_dir, records.read_record(run_dir))
-        counts_path = run_dir / COUNTS_NAME
+        counts_path = run_dir / run_folder.CODE_COUNTS
         if words is None or not counts_path.exists():
-            why = "no code_words in the record or run folder" if words is None else f"no {COUNTS_NAME}"
+            why = "no code_words in the record or run folder" if words is None else f"no {run_folder.CODE_COUNTS}"
             skipped.append(f"{r['run_id']}: {why}")
             continue
         try:

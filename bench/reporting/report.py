@@ -17,9 +17,10 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from bench.reporting import plots
+from bench.core import run_folder
+from bench.core.atomic import write_text_atomic
+from bench.reporting import plots, tables
 from bench.runs import records
-from bench.reporting import tables
 
 REPORT_NAME = "report.html"
 
@@ -95,7 +96,7 @@ def _runs_html(runs: pd.DataFrame, out: Path, base: Path) -> str:
     body = []
     for _, r in runs.iterrows():
         rid = str(r["run_id"])
-        folder = os.path.relpath(records.runs_dir(out) / rid, base)
+        folder = os.path.relpath(run_folder.runs_dir(out) / rid, base)
         status = str(r["Status"])
         err = "" if pd.isna(r.get("Error")) or r.get("Error") is None else str(r["Error"]).splitlines()[0][:200]
         wall = "" if pd.isna(r.get("wall_s")) else f"{r['wall_s']:.0f}"
@@ -198,7 +199,7 @@ def render_html(built: dict[str, Any], figs: dict[str, Any], recs: list[dict[str
 <header>
 <h1>{_esc(title)}</h1>
 <p>Generated {generated} from {len(runs)} run records ({n_ok} finished, {n_failed} failed) under
-<code>{_esc(records.runs_dir(out))}</code>. Best value per column in <strong>bold</strong>, second
+<code>{_esc(run_folder.runs_dir(out))}</code>. Best value per column in <strong>bold</strong>, second
 <u>underlined</u>; mean ± sample std over seeds; published numbers are in <em>italics</em> and never ranked.</p>
 </header>
 {nav}
@@ -222,7 +223,5 @@ def write_report(out: Path | str, methods: Sequence[str] | None = None, datasets
     target = Path(path) if path else out / REPORT_NAME
     page = render_html(built, figs, recs, out, base=target.parent.resolve() if path else out)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, target)
+    write_text_atomic(target, page)
     return target

@@ -19,8 +19,9 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 from tabulate import tabulate
 
-from bench.runs import records
+from bench.core.atomic import write_text_atomic
 from bench.evaluation.metrics import keys
+from bench.runs import records
 
 # ------------------------------------------------------------------------------------------ metrics
 
@@ -522,9 +523,7 @@ def write_tables(df: pd.DataFrame, out: Path, stem: str = "results", reported: p
         if cross is not None:
             items.append((folder / f"{stem}_summary.{fmt}", render_cross(cross, fmt, reported)))
         for path, text in items:
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(text)
-            tmp.replace(path)
+            write_text_atomic(path, text)
             paths.append(path)
     return paths
 

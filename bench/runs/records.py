@@ -1,54 +1,106 @@
-"""Result records: `results/runs/<run_id>/record.json`, one per run, written atomically."""
+"""Result records: `OUT/runs/<run_id>/record.json`, one per run, written atomically.
+
+`RunRecord` is the one shape of a record, finished or failed: both carry every key (a failed run's
+metrics are all None), so the code that reads records never branches on which keys exist. It
+serialises to the JSON that records have always had; keys it does not know (from older or newer
+versions) are kept in `extra` and written back unchanged.
+"""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
-import os
 import platform
 import subprocess
-import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from bench.core import run_folder
+from bench.core.atomic import write_json_atomic
 from bench.core.paths import REPO_ROOT
 
-RECORD_NAME = "record.json"
-CODE_WORDS_NAME = "code_words.json"  # words of a language-model codebook (VQCT), index-aligned with code_counts.npy
 FINISHED, FAILED = "finished", "failed"
 VERSION = "0.1.0"
+# Written by the driver only, never stored: a record read back from a folder it skipped, and where it ran.
+DRIVER_KEYS = ("skipped", "placement", "persisted")
 
 
-def runs_dir(out: Path) -> Path:
-    return Path(out) / "runs"
+@dataclass
+class RunRecord:
+    run_id: str
+    status: str  # FINISHED | FAILED
+    config: dict[str, Any]  # ResolvedRun.to_dict()
+    error: str | None = None  # "<ExceptionType>: <message>" of a failed run
+    traceback: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)  # flat; every key of the evaluator, None if not computed
+    protocol: dict[str, Any] = field(default_factory=dict)  # how the metrics were measured
+    versions: dict[str, Any] = field(default_factory=dict)
+    device: str | None = None
+    torch_threads: int | None = None  # CPU results differ in the last digits with it (reduction order)
+    compiled: bool | None = None
+    data_root: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)  # per split: images read, bad files skipped, upscaled
+    wall_s: float | None = None
+    tokens: int | None = None  # code positions per image
+    steps_done: int | None = None
+    resumed_from: int | None = None
+    checkpoint_discarded: str | None = None  # a damaged checkpoint set aside (training restarted from 0), and why
+    train_s: float | None = None
+    perceptual: str | None = None  # the perceptual network of the training loss, by name
+    final_train_logs: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept as they were
 
+    @classmethod
+    def failed(cls, run_id: str, config: dict[str, Any], error: str, traceback: str | None = None,
+               metric_keys: tuple[str, ...] = (), **fields: Any) -> RunRecord:
+        """A failed run: the same keys as a finished one, every metric None."""
+        return cls(run_id, FAILED, config, error=error, traceback=traceback,
+                   metrics={k: None for k in metric_keys}, versions=fields.pop("versions", None) or versions(),
+                   **fields)
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Temp file in the same folder + os.replace: readers see the old file or the new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True, default=str)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    def to_json(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        return {**self.extra, **out}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunRecord:
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {k: v for k, v in data.items() if k in names}
+        extra = {k: v for k, v in data.items() if k not in names and k not in DRIVER_KEYS}
+        return cls(**known, extra=extra)
+
+    def write(self, out: Path | str) -> Path:
+        path = run_folder.run_dir(out, self.run_id) / run_folder.RECORD
+        write_json_atomic(path, self.to_json())
+        return path
 
 
 def read_record(run_dir: Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / RECORD_NAME
-    return json.loads(path.read_text()) if path.exists() else None
+    """The record of a run folder as a dict, or None when it has none (or only a torn one, which a
+    record written atomically never is: such a file is treated as absent and the run is redone)."""
+    path = Path(run_dir) / run_folder.RECORD
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
 
 
 def iter_records(out: Path) -> Iterator[dict[str, Any]]:
-    base = runs_dir(out)
+    base = run_folder.runs_dir(out)
     if base.is_dir():
         for run_dir in sorted(base.iterdir()):
             record = read_record(run_dir)
             if record is not None:
                 yield record
+
+
+def stored_form(record: dict[str, Any]) -> dict[str, Any]:
+    """What record.json holds: the record without the driver's annotations, through JSON."""
+    clean = {k: v for k, v in record.items() if k not in DRIVER_KEYS}
+    return json.loads(json.dumps(clean, sort_keys=True, default=str))
 
 
 @functools.lru_cache(maxsize=1)

@@ -29,10 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.runs import records
-from bench.runs.config import RunConfig
+from bench.core import run_folder
+from bench.core.atomic import write_json_atomic
 from bench.core.errors import UserError
-from bench.runs.runner import DEFAULT_OUT, plan, run_one
+from bench.runs import records
+from bench.runs.config import ResolvedRun, RunConfig, resolve
+from bench.runs.records import RunRecord, stored_form
+from bench.runs.runner import DEFAULT_OUT, finished_record, run_one
 
 Record = dict[str, Any]
 OnRecord = Callable[[Record], None]
@@ -130,7 +133,7 @@ def capacity(request: dict[str, float], nodes: Sequence[dict[str, float]]) -> in
 class Cell:
     config: RunConfig
     run_id: str
-    resolved: dict[str, Any]
+    run: ResolvedRun
     indices: list[int]  # positions in the caller's list (identical configs share one run)
     record: Record | None = None
 
@@ -141,11 +144,12 @@ def plan_cells(configs: Sequence[RunConfig]) -> list[Cell]:
     run: two tasks writing the same run folder would race."""
     cells: dict[str, Cell] = {}
     for i, c in enumerate(configs):
-        rid, resolved = plan(c)
+        run = resolve(c)
+        rid = run.run_id
         if rid in cells:
             cells[rid].indices.append(i)
         else:
-            cells[rid] = Cell(c, rid, resolved, [i])
+            cells[rid] = Cell(c, rid, run, [i])
     return list(cells.values())
 
 
@@ -153,30 +157,12 @@ def _unfinished(cells: list, out: Path, force: bool, display: "Progress", on_rec
     """The cells still to run; a finished one (unless `force`) is reported as done at once."""
     todo = []
     for cell in cells:
-        done = None if force else _finished_before(cell, out)
+        done = None if force else finished_record(cell.run, out)
         if done is not None:
             _emit(cell, done, display, on_record, show=False)
         else:
             todo.append(cell)
     return todo
-
-
-def _finished_before(cell: Cell, out: Path) -> Record | None:
-    existing = records.read_record(records.runs_dir(out) / cell.run_id)
-    if existing is not None and existing.get("status") == records.FINISHED:
-        return {**existing, "skipped": True}
-    return None
-
-
-def _dataset_calls(config: RunConfig, resolved: dict[str, Any]) -> list[tuple[str, str, int, str | None, dict]]:
-    """The `datasets.create` calls that `run_one` makes for this config, with the same arguments
-    (tests/bench/test_scheduling_unit.py checks that they stay the same)."""
-    from bench.runs.config import dataset_path
-
-    options = dict(config.dataset_options, path=dataset_path(config), seed=resolved["seed"],
-                   cache=config.dataset_cache, skip_bad_images=config.skip_bad_images)
-    res = resolved["model"]["resolution"]
-    return [(resolved["dataset"], split, res, config.data_root, options) for split in ("train", "val")]
 
 
 def preparation_steps(cells: Sequence[Cell]) -> list[tuple[str, Callable[[], Any]]]:
@@ -188,20 +174,20 @@ def preparation_steps(cells: Sequence[Cell]) -> list[tuple[str, Callable[[], Any
 
     steps: dict[str, tuple[str, Callable[[], Any]]] = {}
     for cell in cells:
-        r = cell.resolved
-        for name, split, res, root, options in _dataset_calls(cell.config, r):
+        r = cell.run
+        name, res, root, options = r.dataset, r.model.resolution, r.config.data_root, r.data_options()
+        for split in ("train", "val"):  # the same calls run_one makes
             # The crop seed changes how images are read, never what is cached: one call per seed-less key.
             key = json.dumps(["data", name, split, res, root, {k: v for k, v in options.items() if k != "seed"}],
                              sort_keys=True, default=str)
             steps.setdefault(key, (f"dataset {name} {split} {res}px", lambda n=name, s=split, x=res, o=root, kw=options:
                                    datasets.create(n, s, x, o, **kw)))
-        dim = r["model"]["embed_dim"]
-        key = json.dumps(["method", r["method"], r["codebook_size"], dim, r["method_options"]], sort_keys=True,
+        dim = r.model.embed_dim
+        key = json.dumps(["method", r.method, r.codebook_size, dim, r.to_dict()["method_options"]], sort_keys=True,
                          default=str)
-        cls = methods.entry(r["method"]).cls
-        steps.setdefault(key, (f"method {r['method']} K={r['codebook_size']}",
-                               lambda c=cls, m=r["method"], k=r["codebook_size"], d=dim, o=r["method_options"]:
-                               c.prepare(k, d, methods.build_options(m, **o))))
+        cls = methods.entry(r.method).cls
+        steps.setdefault(key, (f"method {r.method} K={r.codebook_size}",
+                               lambda c=cls, k=r.codebook_size, d=dim, o=r.method_options: c.prepare(k, d, o)))
     return list(steps.values())
 
 
@@ -303,32 +289,26 @@ def _duration(seconds: float) -> str:
 # Records on the driver
 
 
-def _stored_form(record: Record) -> Record:
-    """What record.json holds: the record without the driver's in-memory annotations, through JSON."""
-    clean = {k: v for k, v in record.items() if k not in ("skipped", "placement")}
-    return json.loads(json.dumps(clean, sort_keys=True, default=str))
-
-
 def persist(record: Record, out: Path) -> None:
     """Make sure the driver's results folder holds the record. On one machine, or a cluster sharing
     the results folder, the worker already wrote it; on nodes with their own disks it did not, and
     the table at the end reads the driver's folder."""
-    path = records.runs_dir(out) / record["run_id"] / records.RECORD_NAME
-    stored = _stored_form(record)
+    path = run_folder.runs_dir(out) / record["run_id"] / run_folder.RECORD
+    stored = stored_form(record)
     if records.read_record(path.parent) != stored:
-        records.write_json_atomic(path, stored)
+        write_json_atomic(path, stored)
 
 
 def failed_record(cell: Cell, error: str, tb: str | None = None) -> Record:
-    """A failure `run_one` could not record itself (an exception it does not catch)."""
-    return {"run_id": cell.run_id, "status": records.FAILED, "error": error, "traceback": tb,
-            "config": cell.resolved, "data_root": cell.config.data_root, "metrics": {}, "protocol": {},
-            "versions": records.versions(), "wall_s": None}
+    """A failure `run_one` could not record itself: its worker died, or it was cancelled."""
+    from bench.evaluation.metrics import keys
+
+    return RunRecord.failed(cell.run_id, cell.run.to_dict(), error, tb, metric_keys=keys.RECORD_METRICS,
+                            data_root=cell.config.data_root).to_json()
 
 
 def _describe(cell: Cell) -> str:
-    r = cell.resolved
-    return f"{r['method']} on {r['dataset']} K={r['codebook_size']} seed={r['seed']}"
+    return cell.run.describe()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import torch
 from tabulate import tabulate
 
 import methods
+from bench.core.atomic import atomic_path
 from bench.core.errors import UserError
 from methods.base import nearest_codes, search_block_rows
 
@@ -327,17 +328,18 @@ def train_step_rows(presets: list[str], method_names: list[str], device: torch.d
     """Per preset and method: ms per full training step, images/s, and the quantizer's share of it.
     `paper_batch` replaces the paper preset's batch (8) where a full one would take too long."""
     from bench.runs.config import RunConfig, resolve
-    from bench.training.trainer import TrainStep
+    from bench.training.step import TrainStep
 
     out = []
     for name, method in ((p, m) for p in presets for m in method_names):
-        resolved = resolve(RunConfig(method=method, preset=name, codebook_size=1024))
+        run = resolve(RunConfig(method=method, preset=name, codebook_size=1024))
         if paper_batch and name == "paper":
-            resolved["train"]["batch_size"] = paper_batch
-        resolved["train"]["disc_start"] = 0 if resolved["train"]["disc_start"] < resolved["train"]["steps"] else 10**9
+            run = run.with_train(batch_size=paper_batch)
+        # a preset whose GAN ever starts is timed with it on (the steps that dominate a long run)
+        run = run.with_train(disc_start=0 if run.train.disc_start < run.train.steps else 10**9)
         torch.manual_seed(0)
-        learner = TrainStep(resolved, device)
-        r, b = resolved["model"]["resolution"], resolved["train"]["batch_size"]
+        learner = TrainStep(run, device)
+        r, b = run.model.resolution, run.train.batch_size
         x = torch.rand(b, 3, r, r, device=device) * 2 - 1
         step_ms = median_ms(lambda: learner(x, 0), device, warmup=1, reps=reps)
         with torch.no_grad():
@@ -346,7 +348,7 @@ def train_step_rows(presets: list[str], method_names: list[str], device: torch.d
         q_ms = median_ms(_fwd_bwd(q, _ours_forward(q), z), device, reps=reps)
         out.append({"preset": name, "method": method, "batch": b, "resolution": r, "step_ms": step_ms,
                     "images_per_s": b / step_ms * 1e3, "quantizer_ms": q_ms, "quantizer_share": q_ms / step_ms,
-                    "perceptual": learner.perceptual_name, "gan": resolved["train"]["disc_start"] == 0})
+                    "perceptual": learner.perceptual_name, "gan": run.train.disc_start == 0})
     return out
 
 
@@ -423,13 +425,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = quantizer_rows(names, shapes, device, reps, stress=stress)
     print(f"\nquantizer forward+backward (ms, median of {reps}); lower bound = distance matmul alone")
     print(_fmt(rows))
-    args.csv.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.csv.with_name(args.csv.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(args.csv) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(args.csv)
     if not args.no_train_step:
         presets = ["cpu-tiny"] if args.quick else ["cpu-tiny", "paper"]
         paper_batch = None if device.type == "cuda" else 2

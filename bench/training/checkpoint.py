@@ -7,7 +7,6 @@ file's string metadata as JSON.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-CKPT_NAME = "checkpoint.safetensors"
+from bench.core.atomic import atomic_path
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be read or does not fit the run's modules (cut short, zero
+    bytes, written by other code). Raised before any module or optimizer is changed."""
 
 
 def _flatten_optimizer(prefix: str, opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
@@ -52,19 +56,23 @@ def save_checkpoint(path: Path, step: int, modules: dict[str, nn.Module], optimi
     tensors["rng.cpu"] = torch.get_rng_state()
     if torch.cuda.is_available():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"vqbench": json.dumps(meta)})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"vqbench": json.dumps(meta)})
 
 
 def load_checkpoint(path: Path, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
                     device: torch.device) -> int:
-    """Restore everything saved by `save_checkpoint`; returns the step to continue from."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads(f.metadata()["vqbench"])
-    tensors = load_file(str(path), device=str(device))
+    """Restore everything saved by `save_checkpoint`; returns the step to continue from. The whole file
+    is read and checked against the modules' keys and shapes before anything is restored, so a
+    CheckpointError leaves modules and optimizers as they were."""
+    tensors, meta = _read(path, device)
+    for name, module in modules.items():
+        expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+        found = {k[len(name) + 1 :]: tuple(v.shape) for k, v in tensors.items() if k.startswith(name + ".")}
+        if found != expected:
+            odd = sorted(set(found) ^ set(expected)) or sorted(k for k in found if found[k] != expected[k])
+            raise CheckpointError(f"checkpoint {path} does not fit this run's {name!r} (keys or shapes differ: "
+                                  f"{', '.join(odd[:3])})")
     for name, module in modules.items():
         sub = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")}
         module.load_state_dict(sub)
@@ -74,3 +82,20 @@ def load_checkpoint(path: Path, modules: dict[str, nn.Module], optimizers: dict[
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"].cpu())
     return int(meta["step"])
+
+
+def _read(path: Path, device: torch.device) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads(f.metadata()["vqbench"])
+        tensors = load_file(str(path), device=str(device))
+        int(meta["step"])
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as exc:
+        size = path.stat().st_size if path.exists() else 0
+        raise CheckpointError(f"checkpoint {path} ({size} bytes) cannot be read: {type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}") from None
+    if "rng.cpu" not in tensors:
+        raise CheckpointError(f"checkpoint {path} has no RNG state (not written by vqbench)")
+    return tensors, meta

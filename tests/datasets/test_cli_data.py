@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.runs import config
-from bench.evaluation import evaluator
-from bench.runs import runner
 from bench.cli.main import main
+from bench.evaluation import evaluator
+from bench.runs import config, runner
 
 from .fake_trees import BUILDERS, write_image
 
@@ -67,14 +66,14 @@ def test_alias_resolves_to_one_run_id(tmp_path):
     same = [config.RunConfig(method="vqgan", dataset=d, dataset_paths={p: str(folder)})
             for d in ("adeg20k", "ade20k") for p in ("adeg20k", "ade20k")]
     resolved = [config.resolve(c) for c in same]
-    assert {r["dataset"] for r in resolved} == {"ade20k"} and len({config.run_id(r) for r in resolved}) == 1
-    assert config.run_id(resolved[0]).startswith("vqgan-ade20k-K")
+    assert {r.dataset for r in resolved} == {"ade20k"} and len({r.run_id for r in resolved}) == 1
+    assert resolved[0].run_id.startswith("vqgan-ade20k-K")
     other = config.RunConfig(method="vqgan", dataset="ade20k", dataset_paths={"ade20k": str(folder)},
                              dataset_cache=True, skip_bad_images=True, data_root="/elsewhere")
-    assert config.run_id(config.resolve(other)) == config.run_id(resolved[0])  # how data is read: not in the id
+    assert config.resolve(other).run_id == resolved[0].run_id  # how data is read: not in the id
     limited = config.RunConfig(method="vqgan", dataset="ade20k", dataset_paths={"ade20k": str(folder)},
                                dataset_options={"limit_val": 1})
-    assert config.run_id(config.resolve(limited)) != config.run_id(resolved[0])  # which images: in the id
+    assert config.resolve(limited).run_id != resolved[0].run_id  # which images: in the id
 
 
 @pytest.mark.slow

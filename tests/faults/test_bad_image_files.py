@@ -21,7 +21,7 @@ from PIL import Image
 
 import datasets
 from bench.cli.main import main
-from bench.errors import UserError
+from bench.core.errors import UserError
 from bench.evaluation import evaluator
 from bench.runs import runner
 

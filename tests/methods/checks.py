@@ -10,9 +10,10 @@ from safetensors.torch import load_file, save_file
 
 import datasets
 import methods
-from bench.runs.config import RunConfig
-from bench.runs.runner import plan
-from bench.training.trainer import build_model, to_float, train
+from bench.core.images import to_float
+from bench.runs.config import RunConfig, resolve
+from bench.training.loop import train
+from bench.training.step import build_model
 
 
 def latent(q: methods.Quantizer, seed: int = 0, b: int = 2, hw: int = 4, scale: float = 1.0) -> torch.Tensor:
@@ -51,14 +52,14 @@ def assert_checkpoint_restores_state(name: str, k: int = 64, dim: int = 8, steps
 def assert_training_reduces_reconstruction_loss(name: str, k: int = 64, steps: int = 60, factor: float = 0.9,
                                                 **options) -> dict:
     """Train the cpu-tiny autoencoder for `steps` steps on the embedded `photos` dataset through
-    bench.trainer, and require the L1 reconstruction error on 64 held-out tiles to fall below
+    bench.training, and require the L1 reconstruction error on 64 held-out tiles to fall below
     `factor` times its value before training."""
-    _, resolved = plan(RunConfig(method=name, codebook_size=k, steps=steps, method_options=options))
-    res = resolved["model"]["resolution"]
+    resolved = resolve(RunConfig(method=name, codebook_size=k, steps=steps, method_options=options))
+    res = resolved.model.resolution
     train_set = datasets.create("photos", "train", res)
     val = datasets.create("photos", "val", res)
     x = to_float(torch.stack([val[i] for i in range(64)]))
-    torch.manual_seed(resolved["seed"])  # train() seeds the same way, so this is its initial model
+    torch.manual_seed(resolved.seed)  # train() seeds the same way, so this is its initial model
     initial = build_model(resolved).eval()
     with torch.no_grad():
         before = float((initial(x)[0] - x).abs().mean())

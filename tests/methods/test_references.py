@@ -1,13 +1,13 @@
 """Our quantizers against vector-quantize-pytorch 1.32.0 (a test-only dependency), where it implements
 the same method: same input, same codebook / parameters -> same indices, same quantised output, same
 losses. Differences by design are written next to the option that switches them off in the peer."""
+from importlib.metadata import version
+
 import pytest
 import torch
+import vector_quantize_pytorch as vqp  # pinned in requirements/test.txt; a missing peer is a failure, not a skip
 
 import methods
-
-import vector_quantize_pytorch as vqp  # pinned in requirements/test.txt; a missing peer is a failure, not a skip
-from importlib.metadata import version
 
 
 def test_the_peer_is_the_pinned_version():

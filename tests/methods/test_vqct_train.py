@@ -4,8 +4,11 @@ import json
 import pytest
 import torch
 
+from bench.core.images import to_float
 from bench.runs.config import RunConfig, resolve
-from bench.training.trainer import build_model, read_train_log, to_float, train
+from bench.training.loop import train
+from bench.training.step import build_model
+from bench.training.train_log import read_train_log
 
 
 @torch.no_grad()
@@ -19,12 +22,11 @@ def test_vqct_reconstruction_loss_falls(tmp_path):
     import datasets
 
     # cpu-tiny (the default preset) for 60 steps: about 15 s on 2 idle cores.
-    resolved = resolve(RunConfig(method="vqct", codebook_size=256, steps=60))
-    resolved["train"]["log_every"] = 15
-    res = resolved["model"]["resolution"]
+    resolved = resolve(RunConfig(method="vqct", codebook_size=256, steps=60)).with_train(log_every=15)
+    res = resolved.model.resolution
     train_set = datasets.create("photos", "train", res)
     val = torch.stack([datasets.create("photos", "val", res)[i] for i in range(64)])
-    torch.manual_seed(resolved["seed"])  # train() seeds the same way, so this is its initial model
+    torch.manual_seed(resolved.seed)  # train() seeds the same way, so this is its initial model
     before = _l1(build_model(resolved), val)
     result = train(resolved, train_set, tmp_path, torch.device("cpu"), progress=False)
     after = _l1(result.model, val)

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +30,7 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 
+from bench.core.atomic import atomic_path
 from bench.core.paths import cache_dir, cache_root
 from bench.evaluation.metrics import fid_weights, keys
 
@@ -228,14 +227,8 @@ def reference_statistics(images: Tensor, protocol: Mapping[str, Any] | None, bat
         meta = {"digest": digest, "key": path.stem, "n_images": len(images), "features_s": time.perf_counter() - t0,
                 "protocol": {k: protocol[k] for k in ("dataset", "split", "resolution") if k in protocol},
                 "extractor": ext.key, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-        os.close(fd)
-        try:
+        with atomic_path(path, suffix=".npz") as tmp:  # np.savez keeps a name that ends in .npz
             np.savez(tmp, mu=mu, sigma=sigma, features=feats.astype(np.float32), meta=json.dumps(meta))
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache may be shared
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
         return Reference(mu, sigma, feats, False, path, meta)
 
 

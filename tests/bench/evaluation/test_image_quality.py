@@ -51,7 +51,7 @@ def test_float_inputs_are_refused():
 
 
 def test_to_uint8_boundary_rounds_and_clamps():
-    from bench.training.trainer import to_float, to_uint8
+    from bench.core.images import to_float, to_uint8
 
     x = torch.tensor([-2.0, -1.0, 0.0, 0.999, 1.0, 3.0])
     assert to_uint8(x).tolist() == [0, 0, 128, 255, 255, 255]

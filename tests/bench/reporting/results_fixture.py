@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.core import run_folder
+from bench.core.atomic import write_json_atomic
 from bench.runs import records
 
 # (dataset, method, K, seed) -> metrics. Means and stds below are what the tests expect.
@@ -65,9 +67,9 @@ def write_fixture(out: Path, images: bool = True) -> list[dict[str, Any]]:
     rng = np.random.default_rng(0)
     for dataset, method, k, seed, metrics in RUNS:
         rec = make_record(dataset, method, k, seed, metrics)
-        run_dir = records.runs_dir(out) / rec["run_id"]
+        run_dir = run_folder.runs_dir(out) / rec["run_id"]
         run_dir.mkdir(parents=True, exist_ok=True)
-        records.write_json_atomic(run_dir / records.RECORD_NAME, rec)
+        write_json_atomic(run_dir / run_folder.RECORD, rec)
         recs.append(rec)
         if not metrics or not images:
             continue

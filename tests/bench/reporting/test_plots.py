@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.reporting import plots
-from bench.reporting import tables
+from bench.core import run_folder
+from bench.reporting import plots, tables
 from tests.bench.reporting.results_fixture import VQCT_WORDS, results_out, write_fixture  # noqa: F401 - results_out is the `out` fixture
 
 
@@ -70,11 +70,11 @@ def test_vqct_words_from_a_list_and_mismatch(tmp_path):
 
 def test_code_words_lookup(tmp_path):
     assert plots.code_words(tmp_path, {}) is None
-    (tmp_path / plots.WORDS_NAME).write_text(json.dumps({"groups": {"adj": [0, 2], "noun": [2, 4]},
+    (tmp_path / run_folder.CODE_WORDS).write_text(json.dumps({"groups": {"adj": [0, 2], "noun": [2, 4]},
                                                          "words": ["big", "red", "cat", "dog"]}))
     assert plots.code_words(tmp_path) == {"adj": ["big", "red"], "noun": ["cat", "dog"]}
     assert plots.code_words(tmp_path, {"code_words": {"adj": ["x"], "noun": ["y"]}}) == {"adj": ["x"], "noun": ["y"]}
-    (tmp_path / plots.WORDS_NAME).write_text(json.dumps({"groups": {}, "words": ["a", "b"]}))  # vqct-nopos
+    (tmp_path / run_folder.CODE_WORDS).write_text(json.dumps({"groups": {}, "words": ["a", "b"]}))  # vqct-nopos
     assert plots.code_words(tmp_path) == {"word": ["a", "b"]}
 
 

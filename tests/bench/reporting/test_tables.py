@@ -12,8 +12,9 @@ import pytest
 
 from bench import api
 from bench.cli import main as cli
-from bench.reporting import reported
-from bench.reporting import tables
+from bench.core import run_folder
+from bench.core.atomic import write_json_atomic
+from bench.reporting import reported, tables
 from tests.bench.reporting.results_fixture import write_fixture
 
 
@@ -155,9 +156,8 @@ def test_filters_metrics_and_group_by(out):
 
 def test_protocols_are_never_averaged_together(tmp_path):
     recs = write_fixture(tmp_path, images=False)
-    from bench.runs import records
     r = dict(recs[0], run_id="photos-vqgan-k16-s0-paper", config=dict(recs[0]["config"], preset="paper", steps=1000))
-    records.write_json_atomic(records.runs_dir(tmp_path) / r["run_id"] / records.RECORD_NAME, r)
+    write_json_atomic(run_folder.runs_dir(tmp_path) / r["run_id"] / run_folder.RECORD, r)
     summ = tables.build(tmp_path, datasets=["photos"])["summary"]
     vq16 = summ[(summ["Method"] == "vqgan") & (summ["Codebook size"] == 16)]
     assert set(vq16["Preset"]) == {"cpu-tiny", "paper"} and "Steps" in summ.columns

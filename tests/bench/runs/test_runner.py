@@ -4,10 +4,11 @@ import json
 
 import pytest
 
-from bench.runs import records
-from bench.runs.config import RunConfig, resolve, run_id
+from bench.core import run_folder
 from bench.core.errors import UserError
 from bench.evaluation.metrics import keys
+from bench.runs import records
+from bench.runs.config import RunConfig, resolve
 from bench.runs.runner import run_one
 
 
@@ -34,7 +35,7 @@ def test_record_schema(finished):
     assert rec["metrics"][keys.PSNR] > 5 and 0 <= rec["metrics"][keys.UTILIZATION] <= 1
     assert rec["steps_done"] == 6 and rec["protocol"]["n_images"] > 0
     assert rec["versions"]["torch"] and rec["versions"]["vqbench"]
-    run_dir = records.runs_dir(out) / rec["run_id"]
+    run_dir = run_folder.runs_dir(out) / rec["run_id"]
     on_disk = json.loads((run_dir / "record.json").read_text())
     assert on_disk["metrics"] == rec["metrics"]
     assert (run_dir / "reconstructions.png").exists() and (run_dir / "code_counts.npy").exists()
@@ -51,10 +52,10 @@ def test_finished_runs_are_skipped_unless_forced(finished):
 
 def test_run_id_is_stable_and_sensitive():
     a, b = resolve(_cfg()), resolve(_cfg())
-    assert run_id(a) == run_id(b)
-    assert run_id(resolve(_cfg(seed=1))) != run_id(a)
-    assert run_id(resolve(_cfg(method_options={"beta": 0.5}))) != run_id(a)
-    assert run_id(resolve(_cfg(device="cpu"))) == run_id(a)  # where it ran is not what it is
+    assert a.run_id == b.run_id
+    assert resolve(_cfg(seed=1)).run_id != a.run_id
+    assert resolve(_cfg(method_options={"beta": 0.5})).run_id != a.run_id
+    assert resolve(_cfg(device="cpu")).run_id == a.run_id  # where it ran is not what it is
 
 
 def test_bad_configs_fail_before_work(tmp_path):
@@ -75,7 +76,7 @@ def test_a_failing_run_is_recorded_as_failed(tmp_path, monkeypatch):
     monkeypatch.setattr(bench.runs.runner, "train", boom)
     rec = run_one(_cfg(), tmp_path, progress=False)
     assert rec["status"] == "failed" and "simulated failure" in rec["error"]
-    on_disk = records.read_record(records.runs_dir(tmp_path) / rec["run_id"])
+    on_disk = records.read_record(run_folder.runs_dir(tmp_path) / rec["run_id"])
     assert on_disk["status"] == "failed"
 
 
@@ -89,7 +90,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         run_one(cfg, tmp_path / "b", progress=False, on_checkpoint=stop)
-    run_dir = records.runs_dir(tmp_path / "b") / straight["run_id"]
+    run_dir = run_folder.runs_dir(tmp_path / "b") / straight["run_id"]
     assert records.read_record(run_dir) is None  # no record: not finished, not failed
     resumed = run_one(cfg, tmp_path / "b", progress=False)
     assert resumed["resumed_from"] == 5 and resumed["steps_done"] == 12

@@ -10,12 +10,12 @@ import pytest
 import ray
 
 from bench import api
+from bench.core import run_folder
 from bench.runs import records
+from bench.runs.config import RunConfig, resolve
+from bench.runs.runner import run_one
 from bench.scheduling import grid as scheduling
-from bench.training.checkpoint import CKPT_NAME
-from bench.runs.config import RunConfig
-from bench.runs.runner import plan, run_one
-from bench.training.trainer import read_train_log
+from bench.training.train_log import read_train_log
 from tests.bench.scheduling import tiny
 
 WORKERS = [tiny.WORKER_MODULE]
@@ -76,7 +76,7 @@ def local_grid(tmp_path_factory):
 def test_every_run_has_a_record_streamed_once(ray_grid):
     recs, configs = ray_grid["records"], ray_grid["configs"]
     assert len(recs) == len(configs)
-    assert [r["run_id"] for r in recs] == [plan(c)[0] for c in configs]  # the caller's order
+    assert [r["run_id"] for r in recs] == [resolve(c).run_id for c in configs]  # the caller's order
     assert recs[4] is recs[0]  # the duplicate config shares the first one's run
     assert [r["status"] for r in recs[:4]] == ["finished", "finished", "finished", "failed"]
     # streamed as each run ended: each distinct run once
@@ -105,7 +105,7 @@ def test_a_run_that_raises_is_recorded_once_and_the_others_finish(ray_grid, loca
         failed = grid["records"][3]
         assert failed["status"] == "failed"
         assert "RuntimeError: test-broken: this image cannot be decoded" in failed["error"]
-        assert records.read_record(records.runs_dir(grid["base"] / "out") / failed["run_id"])["status"] == "failed"
+        assert records.read_record(run_folder.runs_dir(grid["base"] / "out") / failed["run_id"])["status"] == "failed"
         reads = (grid["base"] / "broken_reads.txt").read_text().split()
         assert len(reads) == 1, reads  # an error of the run itself is not retried
         assert all(r["status"] == "finished" for r in grid["records"][:3])
@@ -138,7 +138,7 @@ def test_killed_worker_is_retried_and_resumes_from_its_checkpoint(ray_session, t
     assert rec["status"] == "finished"
     assert rec["steps_done"] == tiny.STEPS and rec["resumed_from"] == tiny.CKPT_EVERY
     assert rec["placement"]["pid"] != int(killed_pid)  # a new worker process ran the retry
-    log_steps = [e["step"] for e in read_train_log(records.runs_dir(tmp_path / "out") / rec["run_id"])]
+    log_steps = [e["step"] for e in read_train_log(run_folder.runs_dir(tmp_path / "out") / rec["run_id"])]
     assert log_steps == list(range(1, tiny.STEPS + 1))  # each step logged once across the two attempts
     # the resumed run ends where an uninterrupted one does
     with tiny.like_a_worker():
@@ -155,9 +155,9 @@ def test_worker_death_without_retries_keeps_the_checkpoint_for_the_next_invocati
                          on_checkpoint=tiny.KillOnce(str(marker)), on_record=seen.append)
     assert rec["status"] == "failed" and rec["persisted"] is False and seen == [rec]
     assert "no retries left" in rec["error"]
-    run_dir = records.runs_dir(tmp_path / "out") / rec["run_id"]
-    assert not (run_dir / records.RECORD_NAME).exists()  # no record: not a failure of the run itself
-    assert (run_dir / CKPT_NAME).exists()
+    run_dir = run_folder.runs_dir(tmp_path / "out") / rec["run_id"]
+    assert not (run_dir / run_folder.RECORD).exists()  # no record: not a failure of the run itself
+    assert (run_dir / run_folder.CHECKPOINT).exists()
     [again] = api.run_grid([config], tmp_path / "out", progress=False, worker_imports=WORKERS, max_retries=0,
                            on_checkpoint=tiny.KillOnce(str(marker)))  # the marker exists: no second kill
     assert again["status"] == "finished" and again["resumed_from"] == tiny.CKPT_EVERY
@@ -171,7 +171,7 @@ def test_an_exception_run_one_does_not_catch_is_recorded_by_the_driver_and_not_r
     assert rec["status"] == "failed" and rec["error"].startswith("KeyError:")
     assert "a bug in the run's own code" in rec["traceback"]
     assert len(attempts.read_text().splitlines()) == 1  # retries are for dead workers, not for errors
-    on_disk = records.read_record(records.runs_dir(tmp_path / "out") / rec["run_id"])
+    on_disk = records.read_record(run_folder.runs_dir(tmp_path / "out") / rec["run_id"])
     assert on_disk["status"] == "failed" and on_disk["error"] == rec["error"]
 
 

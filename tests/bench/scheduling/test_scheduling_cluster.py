@@ -14,8 +14,8 @@ from ray.cluster_utils import Cluster
 
 from bench import api
 from bench.runs import records
-from bench.scheduling import grid as scheduling
 from bench.runs.config import RunConfig
+from bench.scheduling import grid as scheduling
 from tests.bench.scheduling import tiny
 
 

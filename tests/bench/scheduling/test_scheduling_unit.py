@@ -10,11 +10,11 @@ import ray
 
 from bench import api
 from bench.cli import main as cli
-from bench.runs import records
-from bench.runs import runner
-from bench.scheduling import grid as scheduling
-from bench.runs.config import RunConfig
+from bench.core import run_folder
 from bench.core.errors import UserError
+from bench.runs import runner
+from bench.runs.config import RunConfig
+from bench.scheduling import grid as scheduling
 from tests.bench.scheduling import tiny
 
 
@@ -79,7 +79,7 @@ def test_driver_writes_missing_records_and_leaves_identical_ones(tmp_path):
     rec = {"run_id": "r1", "status": "finished", "metrics": {"psnr": 1.5}, "config": {"ch_mult": (1, 2)},
            "placement": {"node_id": "n"}, "skipped": False}
     scheduling.persist(rec, tmp_path)  # a node with its own disk wrote it there, not here
-    path = records.runs_dir(tmp_path) / "r1" / records.RECORD_NAME
+    path = run_folder.runs_dir(tmp_path) / "r1" / run_folder.RECORD
     stored = json.loads(path.read_text())
     assert stored["config"]["ch_mult"] == [1, 2] and "placement" not in stored and "skipped" not in stored
     before = path.stat().st_mtime_ns

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from bench.runs import config
+from bench.runs import presets
 from datasets import UInt8Images, register_dataset
 from methods import register_method
 from methods.vqgan import VQGANOptions, VQGANQuantizer
@@ -30,12 +30,12 @@ CKPT_EVERY = 2
 
 # 16 px, one downsampling, 8 channels: a run takes about a second of compute on one core, so the
 # tests time the scheduling rather than the training.
-_PRESET = config.Preset(
+_PRESET = presets.Preset(
     PRESET,
     "tests only: 16 px, f=2, 8 channels, 4 steps, checkpoint every 2",
-    config.ModelPreset(resolution=16, ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(), z_channels=8,
+    presets.ModelPreset(resolution=16, ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(), z_channels=8,
                        embed_dim=8),
-    config.TrainPreset(batch_size=4, base_lr=1e-3, steps=STEPS, disc_start=10**9, perceptual_weight=0.0, log_every=1,
+    presets.TrainPreset(batch_size=4, base_lr=1e-3, steps=STEPS, disc_start=10**9, perceptual_weight=0.0, log_every=1,
                        ckpt_every=CKPT_EVERY, eval_batch_size=8),
 )
 
@@ -126,7 +126,7 @@ def register() -> None:
     from datasets import registry as dataset_registry
     from methods import registry as method_registry
 
-    config.PRESETS[PRESET] = _PRESET
+    presets.PRESETS[PRESET] = _PRESET
     if DATASET not in dataset_registry._REGISTRY:
         register_dataset(DATASET, "tests only: 16 train / 8 val smooth random images")(noise)
         register_dataset(BROKEN_DATASET, "tests only: every image read raises RuntimeError")(broken)
@@ -138,10 +138,10 @@ def unregister() -> None:
     from datasets import registry as dataset_registry
     from methods import registry as method_registry
 
-    config.PRESETS.pop(PRESET, None)
+    presets.PRESETS.pop(PRESET, None)
     for name in (DATASET, BROKEN_DATASET):
         dataset_registry._REGISTRY.pop(name, None)
-    method_registry._REGISTRY.pop(TRACED_METHOD, None)
+    method_registry._REGISTRY.remove(TRACED_METHOD)
 
 
 @contextlib.contextmanager

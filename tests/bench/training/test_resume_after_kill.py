@@ -6,9 +6,9 @@ import sys
 import time
 from pathlib import Path
 
+from bench.core import run_folder
 from bench.runs import records
-from bench.training.checkpoint import CKPT_NAME
-from bench.runs.config import RunConfig, resolve, run_id
+from bench.runs.config import RunConfig, resolve
 from bench.runs.runner import run_one
 
 REPO = Path(__file__).resolve().parents[3]
@@ -21,11 +21,11 @@ def test_killed_run_resumes(tmp_path):
         f"run_one(RunConfig(method='vqgan', preset='smoke', codebook_size=16, steps={STEPS}), {str(tmp_path)!r}, progress=False)"
     )
     cfg = RunConfig(method="vqgan", preset="smoke", codebook_size=16, steps=STEPS)
-    run_dir = records.runs_dir(tmp_path) / run_id(resolve(cfg))
+    run_dir = run_folder.runs_dir(tmp_path) / resolve(cfg).run_id
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)
     try:
         deadline = time.time() + 240
-        while not (run_dir / CKPT_NAME).exists():
+        while not (run_dir / run_folder.CHECKPOINT).exists():
             assert proc.poll() is None, "the run ended before its first checkpoint"
             assert time.time() < deadline, "no checkpoint within 240 s"
             time.sleep(0.05)

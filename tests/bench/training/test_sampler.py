@@ -1,6 +1,6 @@
 """The training data order is a function of the step alone (so resume is exact), and datasets with
 augmentation get the epoch with each index."""
-from bench.training.trainer import StepBatchSampler
+from bench.training.sampler import StepBatchSampler
 
 
 def test_resumed_sampler_continues_the_same_sequence():

@@ -1,0 +1,21 @@
+"""The files of a run folder, `OUT/runs/<run_id>/`, named in one place. Importing this costs
+nothing (no torch), so the reporting code can read run folders without loading the training code."""
+from __future__ import annotations
+
+from pathlib import Path
+
+RUNS = "runs"
+RECORD = "record.json"  # the result record (bench.runs.records)
+CHECKPOINT = "checkpoint.safetensors"  # weights, optimizer and RNG state, step (bench.training.checkpoint)
+TRAIN_LOG = "train_log.jsonl"  # one JSON line per logged step (bench.training.train_log)
+GRID = "reconstructions.png"  # originals above reconstructions (bench.evaluation)
+CODE_COUNTS = "code_counts.npy"  # histogram of code indices over the evaluation split
+CODE_WORDS = "code_words.json"  # names of the codes where they have names (Quantizer.code_labels), index-aligned
+
+
+def runs_dir(out: Path | str) -> Path:
+    return Path(out) / RUNS
+
+
+def run_dir(out: Path | str, run_id: str) -> Path:
+    return runs_dir(out) / run_id

@@ -1,0 +1,85 @@
+"""Presets: the model and training recipe of a run, as plain frozen dataclasses. A run takes one
+preset; `--steps` is the only field the command line overrides."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.core.errors import UserError
+from bench.core.registry import unknown_name_message
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    resolution: int  # training and evaluation resolution (square)
+    ch: int  # base channel count of the encoder/decoder
+    ch_mult: tuple[int, ...]  # channel multiplier per level; len - 1 downsamplings, f = 2^(len-1)
+    num_res_blocks: int
+    attn_resolutions: tuple[int, ...]  # feature-map sizes that get self-attention after each block
+    z_channels: int  # encoder output channels, before quant_conv
+    embed_dim: int  # dimension of one code vector (VQCT quantizes 2*embed_dim channels)
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainPreset:
+    batch_size: int
+    base_lr: float  # learning rate = base_lr * batch_size, as in taming-transformers / the VQCT configs
+    steps: int
+    disc_start: int  # step from which the PatchGAN term is on; >= steps means never
+    disc_weight: float = 0.8  # VQGAN's adaptive weight is multiplied by this
+    disc_layers: int = 3
+    perceptual_weight: float = 1.0  # 0 switches the perceptual network off (recorded)
+    codebook_weight: float = 1.0  # weight of the quantizer's own loss
+    log_every: int = 50
+    ckpt_every: int = 200
+    eval_batch_size: int = 64
+    # rFID, KID and LPIPS at evaluation. Off for `smoke`: at 16 px they mean little, and Inception
+    # on the CPU would make a seconds-long pipeline check take minutes. Recorded as None.
+    perceptual_metrics: bool = True
+    num_workers: int = 0  # DataLoader workers; 0 for in-memory datasets
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    model: ModelPreset
+    train: TrainPreset
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset(
+            "cpu-tiny",
+            "default: 32 px, f=4, small encoder/decoder; trains in about two minutes per method on 2 CPU cores",
+            ModelPreset(resolution=32, ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(),
+                        z_channels=32, embed_dim=32),
+            TrainPreset(batch_size=32, base_lr=2.5e-5, steps=600, disc_start=10**9, perceptual_weight=0.0,
+                        log_every=25, ckpt_every=200),
+        ),
+        Preset(
+            "smoke",
+            "seconds-long pipeline check: 16 px, f=2, tiny model, PatchGAN on from step 10, checkpoint every 5 steps",
+            ModelPreset(resolution=16, ch=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,),
+                        z_channels=16, embed_dim=16),
+            TrainPreset(batch_size=8, base_lr=1e-4, steps=20, disc_start=10, disc_layers=2, perceptual_weight=0.0,
+                        log_every=5, ckpt_every=5, eval_batch_size=64, perceptual_metrics=False),
+        ),
+        Preset(
+            "paper",
+            "VQCT's configuration: 256 px, f=16 (ch 128, mult 1,1,2,2,4, 2 res blocks, attention at 16), "
+            "embed_dim 256, batch 8, base lr 4.5e-6, L1+LPIPS+hinge PatchGAN from step 10000",
+            ModelPreset(resolution=256, ch=128, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=2, attn_resolutions=(16,),
+                        z_channels=256, embed_dim=256),
+            TrainPreset(batch_size=8, base_lr=4.5e-6, steps=100_000, disc_start=10_000, disc_weight=0.8,
+                        perceptual_weight=1.0, log_every=100, ckpt_every=2000, eval_batch_size=16, num_workers=4),
+        ),
+    ]
+}
+
+
+def preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise UserError(unknown_name_message("preset", name, sorted(PRESETS)))
+    return PRESETS[name]

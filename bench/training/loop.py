@@ -1,0 +1,98 @@
+"""Trains one VQ autoencoder: a linear loop over steps. Knows nothing of scheduling: runs the same
+in-process, in a Ray worker or on a GPU node. Deterministic given the seed, and resumable from its
+last checkpoint with the same result as an uninterrupted run (the data order is a function of the
+step, the RNG state is saved with the weights)."""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from bench.core import run_folder
+from bench.core.images import to_float
+from bench.evaluation.metrics import keys
+from bench.evaluation.metrics.usage import histogram_stats
+from bench.models.autoencoder import VQAutoencoder
+from bench.runs.config import ResolvedRun
+from bench.training import train_log
+from bench.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from bench.training.sampler import StepBatchSampler
+from bench.training.step import TrainStep
+from datasets.base import ImageDataset
+
+
+def pick_device(name: str | None) -> torch.device:
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class TrainResult:
+    model: VQAutoencoder
+    steps: int
+    resumed_from: int
+    train_s: float
+    perceptual: str
+    last_logs: dict[str, float] = field(default_factory=dict)
+    discarded_checkpoint: str | None = None  # why a damaged checkpoint was set aside and training restarted
+
+
+def train(run: ResolvedRun, dataset: ImageDataset, run_dir: Path, device: torch.device,
+          on_checkpoint: Callable[[int], None] | None = None, progress: bool = True, compile: bool = False) -> TrainResult:
+    """Train to `run.train.steps`, resuming from the run folder's checkpoint if there is one."""
+    t = run.train
+    torch.manual_seed(run.seed)
+    learner = TrainStep(run, device, compile=compile)
+    model = learner.model
+    ckpt = run_dir / run_folder.CHECKPOINT
+    start, discarded = 0, None
+    if ckpt.exists():
+        try:
+            start = load_checkpoint(ckpt, learner.modules, learner.optimizers, device)
+        except CheckpointError as exc:
+            # A damaged checkpoint (cut short by a full disk, a zero-byte file) costs the steps it held,
+            # never the run: it is kept aside for inspection and training restarts from step 0, which
+            # gives exactly the result of a run that never had it (the seed fixes the initial model).
+            discarded = str(exc)
+            ckpt.replace(ckpt.with_name(ckpt.name + ".damaged"))
+            print(f"warning: {exc}; kept as {ckpt.name}.damaged, training restarts from step 0", file=sys.stderr)
+    sampler = StepBatchSampler(len(dataset), t.batch_size, run.seed, start, t.steps,
+                               with_epoch=dataset.takes_epoch)
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=t.num_workers,
+                        pin_memory=device.type == "cuda", persistent_workers=False)
+    k = model.quantizer.codebook_size
+    window = torch.zeros(k, dtype=torch.long)  # code histogram since the last log line
+    train_log.truncate(run_dir, start)  # entries written after the checkpoint we resume from are redone
+    t0 = time.perf_counter()
+    logs: dict[str, float] = {}
+    bar = tqdm(total=t.steps, initial=start, disable=not progress, desc=run.method, mininterval=1.0,
+               dynamic_ncols=True, leave=False)
+    model.train()
+    learner.disc.train()
+    step = start
+    for batch in loader:
+        terms, indices = learner(to_float(batch.to(device, non_blocking=True)), step)
+        step += 1
+        window += torch.bincount(indices.reshape(-1).cpu(), minlength=k)
+        if step % t.log_every == 0 or step == t.steps:
+            usage = histogram_stats(window)
+            logs = {"step": step, **{name: float(v) for name, v in terms.items()}, "lr": learner.lr,
+                    keys.UTILIZATION: usage[keys.UTILIZATION], keys.PERPLEXITY: usage[keys.PERPLEXITY],
+                    "elapsed_s": time.perf_counter() - t0}
+            train_log.append(run_dir, logs)
+            window.zero_()
+            bar.set_postfix(loss=f"{logs['loss']:.4f}", usage=f"{100 * logs[keys.UTILIZATION]:.0f}%")
+        bar.update(1)
+        if step % t.ckpt_every == 0 or step == t.steps:
+            save_checkpoint(ckpt, step, learner.modules, learner.optimizers)
+            if on_checkpoint is not None:
+                on_checkpoint(step)
+    bar.close()
+    return TrainResult(model, step, start, time.perf_counter() - t0, learner.perceptual_name, logs, discarded)
