@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from bench.core.atomic import atomic_path
 from bench.core.paths import cache_dir, cache_root
 from bench.evaluation.metrics import fid_weights, keys
+from bench.evaluation.metrics.registry import LOWER, Metric, register_metric
 
 FEATURE_EXTRACTOR = "inception-v3-compat"  # torch-fidelity's name for the TF-compatible FID Inception
 FEATURE_LAYER = "2048"  # pool3
@@ -285,3 +286,10 @@ def compute(originals: Tensor, recons: Tensor, protocol: Mapping[str, Any] | Non
                         "seed": KID_SEED}
     entry["distance_s"] = time.perf_counter() - t1
     return metrics, entry
+
+
+register_metric(Metric(keys.FID, "rFID", LOWER, 2, description="Frechet distance of Inception-v3 pool3 features, "
+                       "reconstructions vs their originals"))
+register_metric(Metric(keys.KID, "KID", LOWER, 4, description="unbiased MMD^2 of the same features, cubic kernel, "
+                       "mean over subsets"))
+register_metric(Metric(keys.KID_STD, "KID std", None, 4, description="std of KID over its subsets"))

@@ -14,6 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from bench.evaluation.metrics import keys
+from bench.evaluation.metrics.registry import HIGHER, PER_IMAGE, Metric, register_metric
+
 DATA_RANGE = 255.0
 SSIM_SIGMA = 1.5
 SSIM_TRUNCATE = 3.5  # scipy/skimage's gaussian_filter default: radius = int(3.5*1.5 + 0.5) = 5
@@ -64,3 +67,9 @@ def ssim(a: Tensor, b: Tensor) -> Tensor:
     cxy = _blur(x * y) - mx * my
     s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
     return s.mean(dim=(2, 3)).mean(1)
+
+
+register_metric(Metric(keys.PSNR, "PSNR", HIGHER, 2, kind=PER_IMAGE, fn=psnr,
+                       description="per image over RGB uint8, data range 255, mean over images"))
+register_metric(Metric(keys.SSIM, "SSIM", HIGHER, 4, kind=PER_IMAGE, fn=ssim,
+                       description="Gaussian window 11 (sigma 1.5), per channel then mean, mean over images"))

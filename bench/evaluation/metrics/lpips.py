@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from bench.evaluation.metrics import keys
+from bench.evaluation.metrics.registry import LOWER, Metric, register_metric
 
 BACKBONE_FILES = {  # torchvision's ImageNet weights, as lpips loads them through torch.hub
     "alex": "alexnet-owt-7be5be79.pth",
@@ -241,3 +242,9 @@ def compute(a: Tensor, b: Tensor, batch_size: int = BATCH_SIZE, device: torch.de
     values = distances(a, b, batch_size, pn)
     metrics[pn.key] = float(values.mean())
     return metrics, {**pn.describe(), "n_images": len(values)}
+
+
+# One of the two is set per run: the network that could be loaded (see the module docstring).
+register_metric(Metric(keys.LPIPS, "LPIPS", LOWER, 4, description="LPIPS v0.1, AlexNet, mean over images"))
+register_metric(Metric(keys.ST_LPIPS, "ST-LPIPS", LOWER, 4, description="shift-tolerant LPIPS (stlpips-pytorch), "
+                       "AlexNet, mean over images; NOT comparable with published LPIPS"))

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from bench.evaluation.metrics import keys
+from bench.evaluation.metrics.registry import HIGHER, LOWER, Metric, register_metric
 
 
 class CodeUsage:
@@ -49,3 +50,9 @@ def histogram_stats(counts: Tensor) -> dict[str, float]:
     p = counts[counts > 0].double() / total
     entropy = float(-(p * p.log()).sum())
     return {keys.UTILIZATION: used / k, keys.PERPLEXITY: math.exp(entropy), keys.DEAD_CODES: k - used}
+
+
+register_metric(Metric(keys.UTILIZATION, "Usage %", HIGHER, 1, scale=100.0,
+                       description="codes used at least once over the evaluation split / K"))
+register_metric(Metric(keys.PERPLEXITY, "Perplexity", None, 1, description="exp(entropy of the code histogram)"))
+register_metric(Metric(keys.DEAD_CODES, "Dead codes", LOWER, 0, description="codes never used over the evaluation split"))

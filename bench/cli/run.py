@@ -1,0 +1,184 @@
+"""`python run_bench.py [run] ...`: run the benchmark grid and print its tables. The default
+subcommand. Bad input exits with code 2 before any run starts; a grid with failed runs exits 1."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench import api
+from bench.cli import parsing
+from bench.cli.list import list_everything
+from bench.cli.table import print_and_write_tables
+from bench.core.errors import UserError
+from bench.reporting import tables
+from bench.runs import config, presets
+from bench.runs.runner import DEFAULT_OUT
+
+DEFAULT_METHODS = ("vqct", "vqgan")  # the seed paper against its base; every registered method if vqct is absent
+DEFAULT_DATASETS = ("photos",)
+DEFAULT_CODEBOOK_SIZES = (256,)
+
+
+def _dataset_settings(opts: argparse.Namespace) -> dict[str, Any]:
+    """RunConfig fields shared by every config of the grid; dataset names made canonical."""
+    import datasets
+
+    opts.datasets = [datasets.canonical_name(d) for d in opts.datasets]
+    paths = {datasets.canonical_name(name): path for name, path in opts.dataset_path}
+    options = dict(opts.dataset_option)
+    if opts.limit_val is not None:
+        options["limit_val"] = opts.limit_val
+    return {"data_root": opts.data_root, "dataset_paths": paths, "dataset_options": options,
+            "dataset_cache": opts.dataset_cache, "skip_bad_images": opts.skip_bad_images}
+
+
+def default_methods() -> list[str]:
+    import methods
+
+    names = methods.available()
+    return list(DEFAULT_METHODS) if all(m in names for m in DEFAULT_METHODS) else names
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--methods", type=parsing.comma_list(str), default=None,
+                   help="comma-separated methods (default: vqct,vqgan)")
+    p.add_argument("--datasets", type=parsing.comma_list(str), default=list(DEFAULT_DATASETS), help="comma-separated datasets (default: photos)")
+    p.add_argument("--codebook-sizes", type=parsing.comma_list(parsing.positive_int), default=list(DEFAULT_CODEBOOK_SIZES),
+                   help="comma-separated codebook sizes K (default: 256)")
+    p.add_argument("--seeds", type=parsing.comma_list(parsing.non_negative_int), default=[0], help="comma-separated seeds (default: 0)")
+    p.add_argument("--preset", default="cpu-tiny", help=f"one of {', '.join(presets.PRESETS)} (default: cpu-tiny)")
+    p.add_argument("--steps", type=parsing.positive_int, default=None, help="training steps (default: the preset's)")
+    p.add_argument("--option", type=parsing.option, action="append", default=[], metavar="METHOD.KEY=VALUE",
+                   help="a method option, e.g. vqgan.beta=0.5 (repeatable)")
+    p.add_argument("--data-root", default=None,
+                   help="folder holding the datasets (default: $VQBENCH_DATA, else ~/data; see docs/datasets.md)")
+    p.add_argument("--dataset-path", type=parsing.dataset_path, action="append", default=[], metavar="NAME=PATH",
+                   help="folder of one dataset, e.g. ffhq=/x/ffhq (repeatable; overrides --data-root for it)")
+    p.add_argument("--dataset-option", type=parsing.dataset_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="a dataset option for every dataset, e.g. train_crop=center, hflip=False, "
+                        "resize_filter=lanczos (repeatable; part of the run id)")
+    p.add_argument("--limit-val", type=parsing.positive_int, default=None, metavar="N",
+                   help="evaluate on the first N validation images by sorted name (recorded; part of the run id)")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="skip unreadable image files and count them in the record instead of failing the run")
+    p.add_argument("--dataset-cache", action="store_true",
+                   help="decode each split once into a memory-mapped cache under $VQBENCH_CACHE and read it after")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the encoder, decoder and discriminator (worth it on a GPU for long runs; "
+                        "recorded, not part of the run id)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: results/)")
+    p.add_argument("--force", action="store_true", help="rerun finished runs instead of skipping them")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--list", action="store_true", help="list methods, datasets and presets, then exit")
+    _add_scheduling_args(p)
+
+
+def _add_scheduling_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("scheduling", "Each run is a Ray task (docs/scheduling.md): a local Ray instance sized "
+                             "to this machine by default, or a cluster with --ray-address.")
+    g.add_argument("--no-ray", action="store_true", help="run the same jobs one after another in this process")
+    g.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
+                   help="join a running Ray cluster (`ray start --head` ...) instead of starting a local instance")
+    g.add_argument("--num-cpus", type=parsing.positive_int, default=None, metavar="N",
+                   help="CPUs of the local Ray instance (default: all of this machine's)")
+    g.add_argument("--num-gpus", type=parsing.non_negative_int, default=None, metavar="N",
+                   help="GPUs of the local Ray instance (default: all of this machine's)")
+    g.add_argument("--cpus-per-run", type=parsing.positive_float, default=None, metavar="N",
+                   help="CPUs each run asks for, also its torch thread count (default: 1)")
+    g.add_argument("--gpus-per-run", type=parsing.non_negative_float, default=None, metavar="N",
+                   help="GPUs each run asks for; 0.5 packs two runs per GPU (default: 1 when the cluster has GPUs, "
+                        "else 0)")
+    g.add_argument("--memory-per-run", default=None, metavar="SIZE",
+                   help="memory each run asks Ray for, e.g. 8G (default: not scheduled by memory)")
+    g.add_argument("--resource", type=parsing.resource, action="append", default=[], metavar="NAME=AMOUNT",
+                   help="a custom Ray resource each run asks for, e.g. A100=1 (repeatable)")
+    g.add_argument("--max-retries", type=parsing.non_negative_int, default=None, metavar="N",
+                   help="restarts of a run whose worker died (killed, out of memory, node lost), each from its last "
+                        "checkpoint; errors of the run itself are never retried (default: 3)")
+
+
+def _scheduling(opts: argparse.Namespace) -> dict[str, Any]:
+    """api.run_grid's keyword arguments for --no-ray or Ray."""
+    from bench.scheduling import grid as scheduling
+
+    given = [flag for flag, value in [("--ray-address", opts.ray_address), ("--num-cpus", opts.num_cpus),
+                                      ("--num-gpus", opts.num_gpus), ("--cpus-per-run", opts.cpus_per_run),
+                                      ("--gpus-per-run", opts.gpus_per_run), ("--memory-per-run", opts.memory_per_run),
+                                      ("--resource", opts.resource or None), ("--max-retries", opts.max_retries)]
+             if value is not None]
+    if opts.no_ray:
+        if given:
+            raise UserError(f"{', '.join(given)}: Ray options, but --no-ray runs in this process; "
+                            "drop one or the other")
+        return {"ray": False}
+    resources = scheduling.Resources(
+        cpus=1.0 if opts.cpus_per_run is None else opts.cpus_per_run, gpus=opts.gpus_per_run,
+        memory=None if opts.memory_per_run is None else scheduling.parse_memory(opts.memory_per_run),
+        custom=dict(opts.resource))
+    return {"ray": True, "address": opts.ray_address, "num_cpus": opts.num_cpus, "num_gpus": opts.num_gpus,
+            "resources": resources,
+            "max_retries": scheduling.DEFAULT_MAX_RETRIES if opts.max_retries is None else opts.max_retries}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = parsing.OneLineParser(prog="run_bench.py", description="Train and evaluate VQ image tokenizers that differ "
+                           "only in their quantizer; print and save result tables.",
+                           epilog="Subcommands: `table` rebuilds tables from existing records, `report` writes "
+                           "figures and results/report.html, `list` lists methods, datasets and presets. "
+                           "Without a subcommand, runs the benchmark.")
+    _add_run_args(parser)
+    return parser
+
+
+def _method_options(chosen: list[str], options: list[tuple[str, str, Any]]) -> dict[str, dict[str, Any]]:
+    per_method: dict[str, dict[str, Any]] = {}
+    for method, key, value in options:
+        if method not in chosen:
+            raise UserError(f"--option {method}.{key}: method {method!r} is not among --methods ({','.join(chosen)})")
+        per_method.setdefault(method, {})[key] = value
+    return per_method
+
+
+def run(opts: argparse.Namespace) -> int:
+    if opts.list:
+        print(list_everything())
+        return 0
+    chosen = opts.methods or default_methods()
+    per_method = _method_options(chosen, opts.option)
+    data = _dataset_settings(opts)
+    configs = [
+        config.RunConfig(method=m, dataset=d, codebook_size=k, seed=s, preset=opts.preset, steps=opts.steps,
+                         method_options=per_method.get(m, {}), device=opts.device, compile=opts.compile, **data)
+        for d in opts.datasets for k in opts.codebook_sizes for m in chosen for s in opts.seeds
+    ]
+
+    def report(record: dict[str, Any]) -> None:
+        c = record["config"]
+        what = f"{c['method']} on {c['dataset']} K={c['codebook_size']} seed={c['seed']}"
+        if record.get("skipped"):
+            print(f"skipped {what}: finished before ({record['run_id']}; --force reruns)", flush=True)
+        elif record["status"] == "finished":
+            m = record["metrics"]
+            print(f"finished {what} in {record['wall_s']:.0f}s: PSNR {m['psnr']:.2f}, SSIM {m['ssim']:.4f}, "
+                  f"usage {100 * m['utilization']:.1f}%", flush=True)
+        else:
+            print(f"FAILED {what}: {record['error']}", file=sys.stderr, flush=True)
+
+    recs = api.run_grid(configs, opts.out, force=opts.force, progress=not opts.no_progress, on_record=report,
+                        **_scheduling(opts))
+    built = tables.build(opts.out, methods=chosen, datasets=opts.datasets)
+    print_and_write_tables(built, opts.out, "terminal")
+    try:  # figures and report take seconds; a plotting problem must not hide the benchmark's outcome
+        from bench.reporting import report as report_mod
+
+        page = report_mod.write_report(opts.out, built=built)
+        print(f"figures written under {opts.out / 'figures'}; report: {page}")
+    except Exception as exc:  # noqa: BLE001 - reported, and the tables above are already on disk
+        print(f"run_bench.py: warning: figures/report not written: {type(exc).__name__}: {exc}", file=sys.stderr)
+    failed = [r for r in recs if r["status"] != "finished"]
+    return 1 if failed else 0
+
+
