@@ -38,8 +38,9 @@ def test_explicit_levels_must_multiply_to_k():
     assert methods.create("fsq", 60, 8, levels=(5, 4, 3)).levels == (5, 4, 3)
     with pytest.raises(UserError, match="give 60 codes, not the codebook size 64"):
         methods.create("fsq", 64, 8, levels=(5, 4, 3))
-    with pytest.raises(UserError, match="sequence of integers"):
-        methods.create("fsq", 64, 8, levels="8,8")
+    assert methods.create("fsq", 64, 8, levels="8,8").levels == (8, 8)  # the command line's text form
+    with pytest.raises(UserError, match="must be a tuple of integers or None"):
+        methods.create("fsq", 64, 8, levels="8,eight")
 
 
 def test_each_channel_takes_exactly_its_levels():

@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent("""
                     raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         sys.meta_path.insert(0, NoIPython())
     before = sys.modules.get("IPython", "absent")
-    from bench.metrics import lpips
+    from bench.evaluation.metrics import lpips
     net = lpips.load_network("alex")
     assert net.name == "st-lpips-alex", net.name
     after = sys.modules.get("IPython", "absent")
@@ -35,7 +35,7 @@ SCRIPT = textwrap.dedent("""
     assert "torchsummary" not in sys.modules or hasattr(sys.modules["torchsummary"], "__file__")
     from tests.bench.reporting.results_fixture import write_fixture
     write_fixture(out)
-    from bench import report, tables
+    from bench.reporting import report, tables
     page = report.write_report(out, built=tables.build(out))
     assert page.is_file() and page.stat().st_size > 1000
     from ray.experimental.tqdm_ray import tqdm  # reads IPython.get_ipython when IPython is in sys.modules
