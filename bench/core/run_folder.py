@@ -10,6 +10,8 @@ CHECKPOINT = "checkpoint.safetensors"  # weights, optimizer and RNG state, step 
 TRAIN_LOG = "train_log.jsonl"  # one JSON line per logged step (bench.training.train_log)
 GRID = "reconstructions.png"  # originals above reconstructions (bench.evaluation)
 CODE_COUNTS = "code_counts.npy"  # histogram of code indices over the evaluation split
+PER_IMAGE = "per_image.npz"  # per-image metric values (one array per metric key) and the image names, in split order
+FEATURES = "inception_features.npy"  # float16 (N, 2048) Inception pool3 features of the reconstructions, same order
 CODE_WORDS = "code_words.json"  # names of the codes where they have names (Quantizer.code_labels), index-aligned
 
 
