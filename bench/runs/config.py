@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.core.errors import UserError
-from bench.runs.presets import ModelPreset, TrainPreset, preset
+from bench.runs.presets import ModelPreset, TrainPreset, default_preset, preset
 
 
 @dataclass
@@ -28,7 +28,7 @@ class RunConfig:
     dataset: str = "photos"
     codebook_size: int = 1024
     seed: int = 0
-    preset: str = "cpu-tiny"
+    preset: str | None = None  # None: presets.default_preset() (gpu with a CUDA GPU, else cpu-tiny)
     steps: int | None = None  # None: the preset's
     method_options: dict[str, Any] = field(default_factory=dict)
     dataset_options: dict[str, Any] = field(default_factory=dict)  # change the images: part of the run id
@@ -41,6 +41,10 @@ class RunConfig:
     skip_bad_images: bool = False
     device: str | None = None  # None: cuda when available, else cpu (not part of the run id)
     compile: bool = False  # torch.compile the encoder, decoder and discriminator (how, not what: not in the run id)
+    # Data-parallel workers of this one run (GPUs, or CPU processes for tests). Not in the run id: the
+    # preset's global batch is kept, so N workers with fewer accumulation steps give the same result
+    # as one worker with more, to float tolerance.
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,33 @@ class ResolvedRun:
     @property
     def steps(self) -> int:
         return self.train.steps
+
+    @property
+    def micro_batch(self) -> int:
+        """Images per forward pass on one device."""
+        return self.train.micro_batch or self.train.batch_size // self.config.workers
+
+    @property
+    def accumulation(self) -> int:
+        """Forward/backward passes per optimizer step on each worker."""
+        return self.train.batch_size // (self.micro_batch * self.config.workers)
+
+    @property
+    def lr(self) -> float:
+        """taming's scaling: base_lr x global batch (= GPUs x batch per GPU x accumulation)."""
+        return self.train.base_lr * self.train.batch_size
+
+    def optimization(self) -> dict[str, Any]:
+        """How the global batch is made, for the record."""
+        return {"global_batch": self.train.batch_size, "micro_batch": self.micro_batch, "workers": self.config.workers,
+                "accumulation": self.accumulation, "lr": self.lr}
+
+    @property
+    def preset_source(self) -> str:
+        """Why this preset: given, or the default for this machine (printed and recorded)."""
+        if self.config.preset is not None:
+            return "given"
+        return f"default for a {'CUDA' if self.preset == 'gpu' else 'CPU-only'} machine (--preset to choose)"
 
     def to_dict(self) -> dict[str, Any]:
         """The record's `config`: JSON-ready, hashed into the run id."""
@@ -118,7 +149,10 @@ def resolve(cfg: RunConfig) -> ResolvedRun:
         raise UserError(f"steps must be a positive integer, got {cfg.steps}")
     if cfg.seed < 0:
         raise UserError(f"seed must be a non-negative integer, got {cfg.seed}")
-    p = preset(cfg.preset)
+    if isinstance(cfg.workers, bool) or not isinstance(cfg.workers, numbers.Integral) or cfg.workers < 1:
+        raise UserError(f"workers per run must be a positive integer, got {cfg.workers!r}")
+    p = preset(cfg.preset if cfg.preset is not None else default_preset())
+    _check_batch(p.name, p.train, int(cfg.workers))
     dataset = datasets.canonical_name(cfg.dataset)  # aliases (adeg20k) are recorded as the canonical name
     datasets.check_options(dataset, cfg.dataset_options)
     datasets.locate(dataset, cfg.data_root, dataset_path(cfg))  # a missing folder fails before any work
@@ -128,6 +162,15 @@ def resolve(cfg: RunConfig) -> ResolvedRun:
     return ResolvedRun(method=cfg.method, dataset=dataset, codebook_size=int(cfg.codebook_size), seed=int(cfg.seed),
                        preset=p.name, method_options=options, dataset_options=dict(cfg.dataset_options),
                        model=p.model, train=train, config=cfg)
+
+
+def _check_batch(name: str, train: TrainPreset, workers: int) -> None:
+    """The global batch must split evenly into workers x accumulation steps x micro-batches."""
+    micro = train.micro_batch or train.batch_size // workers
+    if micro < 1 or train.batch_size % (micro * workers):
+        raise UserError(f"preset {name!r}: its global batch of {train.batch_size} does not split into {workers} "
+                        f"workers x micro-batches of {micro}; choose a number of workers that divides "
+                        f"{train.batch_size // (train.micro_batch or 1)}")
 
 
 def dataset_path(cfg: RunConfig) -> str | None:

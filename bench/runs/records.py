@@ -42,7 +42,10 @@ class RunRecord:
     data_root: str | None = None
     data: dict[str, Any] = field(default_factory=dict)  # per split: images read, bad files skipped, upscaled
     wall_s: float | None = None
-    tokens: int | None = None  # code positions per image
+    tokens: int | None = None  # code positions per image (the latent grid's H x W)
+    indices_per_image: int | None = None  # codes per image: positions x indices per position (VQCT: top_k + 1)
+    optimization: dict[str, Any] = field(default_factory=dict)  # global batch, micro-batch, workers, accumulation, lr
+    preset_source: str | None = None  # "given", or why this machine's default preset was taken
     steps_done: int | None = None
     resumed_from: int | None = None
     checkpoint_discarded: str | None = None  # a damaged checkpoint set aside (training restarted from 0), and why

@@ -19,6 +19,7 @@ import torch
 import datasets
 from bench.core import run_folder
 from bench.core.atomic import write_json_atomic
+from bench.core.images import to_float
 from bench.core.paths import REPO_ROOT
 from bench.evaluation.evaluator import evaluate
 from bench.evaluation.metrics import keys
@@ -51,7 +52,8 @@ def run_one(config: RunConfig, out: Path | str = DEFAULT_OUT, force: bool = Fals
     t0 = time.perf_counter()
     device = pick_device(config.device)
     context = dict(versions=records.versions(), device=str(device), torch_threads=torch.get_num_threads(),
-                   compiled=config.compile, data_root=config.data_root)
+                   compiled=config.compile, data_root=config.data_root, optimization=run.optimization(),
+                   preset_source=run.preset_source)
     splits: dict[str, Any] = {}
     try:
         record = _train_and_evaluate(run, run_dir, device, splits, progress, on_checkpoint, context)
@@ -75,6 +77,7 @@ def _train_and_evaluate(run: ResolvedRun, run_dir: Path, device: torch.device, s
                    compile=run.config.compile)
     metrics, protocol = evaluate(result.model, splits["val"], run_dir, device, run.train.eval_batch_size,
                                  run.train.num_workers, perceptual=run.train.perceptual_metrics)
+    positions, per_position = _code_layout(result.model, splits["val"], device)
     labels = result.model.quantizer.code_labels()
     if labels is not None:  # index-aligned with the code histogram, for the figures
         write_json_atomic(run_dir / run_folder.CODE_WORDS, labels)
@@ -82,4 +85,14 @@ def _train_and_evaluate(run: ResolvedRun, run_dir: Path, device: torch.device, s
                      steps_done=result.steps, resumed_from=result.resumed_from,
                      checkpoint_discarded=result.discarded_checkpoint, train_s=result.train_s,
                      perceptual=result.perceptual, final_train_logs=result.last_logs,
-                     tokens=(resolution // result.model.downsample_factor) ** 2, **context)
+                     tokens=positions, indices_per_image=positions * per_position, **context)
+
+
+@torch.no_grad()
+def _code_layout(model: torch.nn.Module, dataset: Any, device: torch.device) -> tuple[int, int]:
+    """(code positions per image, indices per position), read off one encoded image: methods with
+    several codes per position (VQCT's top-k adjectives and noun, residual levels) emit (B, H, W, L)."""
+    model.eval()
+    _, out = model(to_float(dataset[0][None].to(device)))
+    b, h, w = out.indices.shape[:3]
+    return h * w, (out.indices.shape[3] if out.indices.ndim == 4 else 1)

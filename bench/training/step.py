@@ -28,6 +28,8 @@ class TrainStep:
 
     Generator loss: L1 + perceptual_weight * perceptual + codebook_weight * quantizer loss, plus from
     `disc_start` on the hinge PatchGAN term with VQGAN's adaptive weight; then one discriminator step.
+    A batch larger than the micro-batch is split into `accumulation` forward/backward passes whose
+    gradients add up (each loss divided by their number) before each optimizer steps once.
     """
 
     def __init__(self, run: ResolvedRun, device: torch.device, compile: bool = False) -> None:
@@ -44,7 +46,8 @@ class TrainStep:
             # quantizer is left eager: its code search loops in Python over blocks of rows.
             for module in (self.model.encoder, self.model.decoder, self.disc):
                 module.compile()
-        self.lr = t.base_lr * t.batch_size  # taming's scaling: base_lr * batch * (GPUs = 1) * (accumulation = 1)
+        self.lr = run.lr
+        self.accumulation = run.accumulation
         self.opt_g = torch.optim.Adam(self.model.parameters(), lr=self.lr, betas=(0.5, 0.9))
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=self.lr, betas=(0.5, 0.9))
         if t.perceptual_weight == 0:
@@ -59,10 +62,31 @@ class TrainStep:
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
 
     def __call__(self, x: Tensor, step: int) -> tuple[dict[str, Tensor], Tensor]:
-        """One step on a float batch in [-1, 1]: (detached loss terms, code indices)."""
+        """One optimizer step on this worker's float batch in [-1, 1]: (detached loss terms, averaged
+        over the micro-batches, and the code indices of the whole batch)."""
+        gan_on = step >= self.t.disc_start
+        micro = x.chunk(self.accumulation) if self.accumulation > 1 else (x,)
+        self.opt_g.zero_grad(set_to_none=True)
+        results = [self._generator_pass(m.contiguous(memory_format=self.memory_format), step, gan_on) for m in micro]
+        self.opt_g.step()
+        terms = {k: torch.stack([r[0][k] for r in results]).mean() for k in results[0][0]}
+        if gan_on:
+            self.opt_d.zero_grad(set_to_none=True)  # the generator pass left gradients in the discriminator
+            d_losses = []
+            for m, (_, xrec, _) in zip(micro, results):
+                with self._autocast():
+                    d_loss = hinge_d_loss(self.disc(m.contiguous(memory_format=self.memory_format)).float(),
+                                          self.disc(xrec).float())
+                (d_loss / len(micro)).backward()
+                d_losses.append(d_loss.detach())
+            self.opt_d.step()
+            terms["d_loss"] = torch.stack(d_losses).mean()
+        return terms, torch.cat([r[2] for r in results])
+
+    def _generator_pass(self, x: Tensor, step: int, gan_on: bool) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+        """Forward and backward of the generator loss on one micro-batch: (detached terms, the
+        detached reconstruction for the discriminator, the code indices)."""
         t, model, disc = self.t, self.model, self.disc
-        x = x.contiguous(memory_format=self.memory_format)
-        gan_on = step >= t.disc_start
         with self._autocast():
             xrec, q = model(x)
             rec = (x - xrec.float()).abs().mean()
@@ -79,14 +103,6 @@ class TrainStep:
                 terms.update(g_loss=g_loss, d_weight=d_weight)
         if not torch.isfinite(loss):
             raise NonFiniteLoss(f"loss became {float(loss)} at step {step}")
-        self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_g.step()
-        if gan_on:
-            with self._autocast():
-                terms["d_loss"] = hinge_d_loss(disc(x).float(), disc(xrec.detach()).float())
-            self.opt_d.zero_grad(set_to_none=True)
-            terms["d_loss"].backward()
-            self.opt_d.step()
+        (loss / self.accumulation).backward()
         terms.update(loss=loss, quant=q.loss, **q.logs)
-        return {k: v.detach() for k, v in terms.items()}, q.indices.detach()
+        return {k: v.detach().float() for k, v in terms.items()}, xrec.detach(), q.indices.detach()
