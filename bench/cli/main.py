@@ -30,6 +30,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"run_bench.py: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the machine, not the input: a full disk, a folder that cannot be written
+        print(f"run_bench.py: error: {exc.strerror or exc} ({exc.filename or 'while writing results'}); "
+              "what was written before is intact", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("run_bench.py: interrupted; finished runs are saved and the next invocation resumes the rest",
               file=sys.stderr)
