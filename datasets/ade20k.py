@@ -45,6 +45,11 @@ def _is_jpg(name: str) -> bool:
     return name.lower().endswith(".jpg") and not name.startswith(".")
 
 
+# Preprocessing of published configurations (`--dataset-option recipe=vqct`). VQCT's ADE20K config
+# resizes straight to the resolution (no crop, aspect not kept) and does not flip.
+RECIPES = {"vqct": {"resize": "square", "train_crop": "center", "hflip": False}}
+
+
 @register_dataset(NAME, "ADE20K scenes (ADEChallengeData2016 20,210/2,000 or full release 25,574/2,000)",
                   aliases=("adeg20k",), reads_files=True, locate=_locate)
 def ade20k(split: str, resolution: int, root: str | None = None, path: str | None = None,
@@ -61,4 +66,4 @@ def ade20k(split: str, resolution: int, root: str | None = None, path: str | Non
     info = {"layout": "ADEChallengeData2016" if kind == "challenge" else "ADE20K full release",
             "split_rule": f"the release's {SPLIT_DIRS[split]}/ folder"}
     return files.make(NAME, split, resolution, items, info, where=split_dir, layout=LAYOUT, official=OFFICIAL[kind],
-                      **options)
+                      recipes=RECIPES, **options)

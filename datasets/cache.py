@@ -36,7 +36,7 @@ def cache_key(ds: ImageFiles, where: Path) -> str:
     p = ds.prep
     blob = json.dumps({
         "version": CACHE_VERSION, "dataset": ds.dataset, "split": ds.split, "resolution": p.resolution,
-        "where": str(Path(where).resolve()), "resize_filter": p.resize_filter, "stores_full": p.stores_full,
+        "where": str(Path(where).resolve()), "resize_filter": p.resize_filter, "resize": p.resize, "stores_full": p.stores_full,
         "color": ds.protocol.get("preprocessing", {}).get("color"),
         "names": hashlib.sha256(b"\n".join(ds._names.tolist())).hexdigest(),
     }, sort_keys=True)

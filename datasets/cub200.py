@@ -75,6 +75,11 @@ def splits(base: Path) -> dict[str, list[str]]:
     return out
 
 
+# Preprocessing of published configurations (`--dataset-option recipe=vqct`). VQCT's CUB config
+# takes random crops and flips (this package's default for training, named for the record).
+RECIPES = {"vqct": {"train_crop": "random", "hflip": True}}
+
+
 @register_dataset(NAME, "CUB-200-2011 birds; official train_test_split.txt 5,994/5,794, checked disjoint",
                   reads_files=True, locate=_locate)
 def cub200(split: str, resolution: int, root: str | None = None, path: str | None = None,
@@ -83,4 +88,4 @@ def cub200(split: str, resolution: int, root: str | None = None, path: str | Non
     rels = splits(base)[split]
     items = [(rel, base / "images" / rel) for rel in rels]
     info = {"layout": "CUB_200_2011", "split_rule": "official train_test_split.txt (test serves as val)"}
-    return files.make(NAME, split, resolution, items, info, where=base, layout=LAYOUT, official=OFFICIAL, **options)
+    return files.make(NAME, split, resolution, items, info, where=base, layout=LAYOUT, official=OFFICIAL, recipes=RECIPES, **options)

@@ -34,7 +34,7 @@ SHOW = 5  # how many file names an error or a record lists
 # RunConfig.dataset_options); `seed` is the run's own seed; the last group does not change a finished
 # run's images (RunConfig fields outside the run id): a path, the cache, and skipping files that would
 # otherwise fail the run.
-IMAGE_OPTIONS = ("limit_val", "train_crop", "hflip", "resize_filter")
+IMAGE_OPTIONS = ("limit_val", "train_crop", "hflip", "val_hflip", "resize_filter", "resize", "recipe")
 RUNTIME_OPTIONS = ("path", "cache", "skip_bad_images", "seed", "cache_workers")
 FILE_OPTIONS = IMAGE_OPTIONS + RUNTIME_OPTIONS
 
@@ -204,7 +204,7 @@ class ImageFiles(ImageDataset):
             img = pp.decode(self.path(j))
         except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, EOFError, ... for bad files
             return None, False, f"{type(exc).__name__}: {exc}"
-        resized, upscaled = pp.resize_shorter(img, self.prep.resolution, self.prep.resize_filter)
+        resized, upscaled = pp.resize_image(img, self.prep)
         return pp.stored_form(resized, self.prep), upscaled, None
 
     def _stored(self, j: int) -> np.ndarray | None:
@@ -263,11 +263,25 @@ class ImageFiles(ImageDataset):
 # ---------------------------------------------------------------------------------------- factory
 def make(dataset: str, split: str, resolution: int, items: list[tuple[str, str]], info: dict[str, Any], *,
          where: Path, layout: str, official: dict[str, int] | None = None, limit_val: int | None = None,
-         train_crop: str = "random", hflip: bool = True, resize_filter: str = "bicubic", seed: int = 0,
-         skip_bad_images: bool = False, cache: bool = False, cache_workers: int | None = None,
+         train_crop: str = "random", hflip: bool = True, val_hflip: bool = False, resize_filter: str = "bicubic",
+         resize: str = "shorter", recipe: str | None = None, recipes: dict[str, dict[str, Any]] | None = None,
+         seed: int = 0, skip_bad_images: bool = False, cache: bool = False, cache_workers: int | None = None,
          path: str | None = None) -> ImageFiles:
-    """The split as an ImageFiles (or its cached twin). `items` are (name, path) pairs of this split."""
+    """The split as an ImageFiles (or its cached twin). `items` are (name, path) pairs of this split.
+    `recipe` names one of the loader's `recipes` (a published configuration's preprocessing, e.g.
+    "vqct"); its settings replace the defaults of train_crop, hflip, val_hflip, resize and resize_filter."""
     del path  # already used by the loader to find `where`
+    if recipe is not None:
+        known = recipes or {}
+        if recipe not in known:
+            raise UserError(f"dataset {dataset!r} has no preprocessing recipe {recipe!r}; "
+                            f"it has: {', '.join(sorted(known)) or '(none)'}")
+        chosen = known[recipe]
+        train_crop = chosen.get("train_crop", train_crop)
+        hflip = chosen.get("hflip", hflip)
+        val_hflip = chosen.get("val_hflip", val_hflip)
+        resize = chosen.get("resize", resize)
+        resize_filter = chosen.get("resize_filter", resize_filter)
     if not items:
         raise UserError(f"dataset {dataset!r}: the {split} split under {where} is empty; expected {layout}")
     items = sorted(items)
@@ -284,12 +298,16 @@ def make(dataset: str, split: str, resolution: int, items: list[tuple[str, str]]
             items = items[:limit_val]
     if train_crop not in pp.TRAIN_CROPS:
         raise UserError(f"train_crop must be one of {', '.join(pp.TRAIN_CROPS)}, got {train_crop!r}")
-    if not isinstance(hflip, bool):
-        raise UserError(f"hflip must be True or False, got {hflip!r}")
+    for flag, value in (("hflip", hflip), ("val_hflip", val_hflip)):
+        if not isinstance(value, bool):
+            raise UserError(f"{flag} must be True or False, got {value!r}")
+    if resize not in pp.RESIZES:
+        raise UserError(f"resize must be one of {', '.join(pp.RESIZES)}, got {resize!r}")
     if resize_filter not in pp.FILTERS:
         raise UserError(f"resize_filter must be one of {', '.join(sorted(pp.FILTERS))}, got {resize_filter!r}")
     prep = pp.Preprocess(resolution, crop="center" if split == "val" else train_crop,
-                         hflip=bool(hflip) and split == "train", resize_filter=resize_filter, seed=int(seed))
+                         hflip=bool(hflip) if split == "train" else bool(val_hflip), resize_filter=resize_filter,
+                         seed=int(seed), resize=resize)
     protocol = {
         "dataset": dataset,
         "split": split,
@@ -300,7 +318,7 @@ def make(dataset: str, split: str, resolution: int, items: list[tuple[str, str]]
         "limit_val": limit_val if split == "val" else None,
         "subset": f"first {limit_val} of {n_split} by sorted name" if split == "val" and limit_val else "all",
         "n_images": len(items),
-        "preprocessing": prep.describe(),
+        "preprocessing": {**prep.describe(), **({"recipe": recipe} if recipe else {})},
     }
     ds = ImageFiles(dataset, split, [n for n, _ in items], [str(p) for _, p in items], prep, protocol, skip_bad_images)
     if cache:

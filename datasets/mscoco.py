@@ -38,6 +38,11 @@ def _locate(root: str | None, path: str | None) -> Path:
     return files.locate(NAME, root, path, FOLDERS, _years, LAYOUT)[0]
 
 
+# Preprocessing of published configurations (`--dataset-option recipe=vqct`). VQCT's COCO config
+# resizes the shorter side, centre-crops and flips at random, at validation as well as in training.
+RECIPES = {"vqct": {"train_crop": "center", "hflip": True, "val_hflip": True}}
+
+
 @register_dataset(NAME, "MS-COCO images, 2017 (118,287/5,000) or 2014 (82,783/40,504) train/val folders",
                   reads_files=True, locate=_locate)
 def mscoco(split: str, resolution: int, root: str | None = None, path: str | None = None, year: str | int = "auto",
@@ -59,4 +64,4 @@ def mscoco(split: str, resolution: int, root: str | None = None, path: str | Non
     items = [(p.name, p) for p in files.list_images(split_dir, recursive=False)]
     info = {"layout": f"COCO {year}", "year": year, "split_rule": f"the release's {split}{year}/ folder"}
     return files.make(NAME, split, resolution, items, info, where=split_dir, layout=LAYOUT, official=OFFICIAL[year],
-                      **options)
+                      recipes=RECIPES, **options)

@@ -27,6 +27,9 @@ FILTERS = {
     "box": Image.Resampling.BOX,
 }
 TRAIN_CROPS = ("random", "center")
+# "shorter": the shorter side to the resolution, aspect kept, then a crop (taming's default);
+# "square": straight to resolution x resolution, aspect not kept, no crop (VQCT's ADE20K config).
+RESIZES = ("shorter", "square")
 ALPHA_BACKGROUND = (255, 255, 255)  # transparent pixels become white, not whatever colour they hide
 # 16-bit RGB(A) PNGs never reach to_rgb8 as 16-bit: PIL has no such mode and decodes them to RGB(A) by
 # keeping each sample's high byte, so their rule is v // 256, not the grey rule (they differ by at most 1).
@@ -43,8 +46,11 @@ class Preprocess:
     hflip: bool  # random horizontal flip, p = 0.5 (train only)
     resize_filter: str = "bicubic"
     seed: int = 0  # run seed: different seeds see different crops
+    resize: str = "shorter"  # one of RESIZES
 
     def __post_init__(self) -> None:
+        if self.resize not in RESIZES:
+            raise ValueError(f"resize must be one of {RESIZES}, got {self.resize!r}")
         if self.crop not in TRAIN_CROPS:
             raise ValueError(f"crop must be one of {TRAIN_CROPS}, got {self.crop!r}")
         if self.resize_filter not in FILTERS:
@@ -56,9 +62,11 @@ class Preprocess:
         return self.crop == "random"
 
     def describe(self) -> dict[str, Any]:
+        resize = (f"shorter side to {self.resolution} px, PIL {self.resize_filter} (antialiased), aspect kept"
+                  if self.resize == "shorter" else
+                  f"to {self.resolution}x{self.resolution} px, PIL {self.resize_filter} (antialiased), aspect not kept")
         return {
-            "resize": f"shorter side to {self.resolution} px, PIL {self.resize_filter} (antialiased), "
-                      "aspect kept; smaller images are upscaled and counted",
+            "resize": resize + "; smaller images are upscaled and counted",
             "crop": f"{self.crop} {self.resolution}x{self.resolution}"
                     + (" (offset seeded by run seed, image name and epoch)" if self.crop == "random" else ""),
             "hflip": "p=0.5, seeded by run seed, image name and epoch" if self.hflip else "off",
@@ -87,6 +95,16 @@ def to_rgb8(img: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, ALPHA_BACKGROUND + (255,))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return img.convert("RGB")
+
+
+def resize_image(img: Image.Image, p: Preprocess) -> tuple[np.ndarray, bool]:
+    """(HWC uint8 array resized by p.resize, whether it had to be upscaled)."""
+    if p.resize == "square":
+        w, h = img.size
+        if (w, h) != (p.resolution, p.resolution):
+            img = img.resize((p.resolution, p.resolution), FILTERS[p.resize_filter], reducing_gap=None)
+        return np.asarray(img, dtype=np.uint8), min(w, h) < p.resolution
+    return resize_shorter(img, p.resolution, p.resize_filter)
 
 
 def resize_shorter(img: Image.Image, resolution: int, resize_filter: str) -> tuple[np.ndarray, bool]:
