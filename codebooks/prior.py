@@ -140,12 +140,12 @@ def _read_tsv(path: Path) -> list[list[str]]:
     return [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
-def graph_tensors(prior: Prior) -> tuple[Tensor, Tensor]:
-    """Node features (A+N, D) with adjectives first, and the undirected edge index (2, 2E) over them."""
+def graph_tensors(prior: Prior) -> tuple[Tensor, Tensor, Tensor]:
+    """Node features (A+N, D) with adjectives first, the undirected edge index (2, 2E) over them (each
+    adjective-noun pair once, then its reversed copy) and each entry's bigram count (2E,), float."""
     x = torch.cat([prior.adj_vectors, prior.noun_vectors])
     if prior.edges:
         e = torch.tensor([[a, prior.n_adj + n] for a, n, _ in prior.edges], dtype=torch.long).t()
-        edge_index = torch.cat([e, e.flip(0)], dim=1)
-    else:
-        edge_index = torch.zeros(2, 0, dtype=torch.long)
-    return x, edge_index
+        count = torch.tensor([float(c) for _, _, c in prior.edges])
+        return x, torch.cat([e, e.flip(0)], dim=1), torch.cat([count, count])
+    return x, torch.zeros(2, 0, dtype=torch.long), torch.zeros(0)

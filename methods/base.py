@@ -40,6 +40,13 @@ class Quantizer(nn.Module):
         every run before any run starts, and by `__init__`. Default: every combination is valid."""
 
     @classmethod
+    def full_codebook_size(cls, dim: int, options: object) -> int | None:
+        """K for "the whole vocabulary" (`--codebook-sizes full`) where a method's codes come from a fixed
+        vocabulary (VQCT: every adjective and noun of its prior); None for methods without one, for
+        which `full` means nothing."""
+        return None
+
+    @classmethod
     def parameter_count(cls, codebook_size: int, dim: int, options: object) -> int:
         """How many parameters training would hold for this configuration, for the memory check
         before any run starts. Default: one learned (K, dim) codebook."""

@@ -1,4 +1,5 @@
-"""VQCT quantizer: the GCN against torch_geometric, the index layout, exact decoding, ablations."""
+"""VQCT quantizer: the GCN against torch_geometric fed the public code's edge list, the official loss by
+hand, the index layout, exact decoding, the whole vocabulary, ablations."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,21 +21,57 @@ def _z(q, b=2, s=4, seed=1):
     return torch.randn(b, q.latent_channels, s, s)
 
 
-def test_gcn_matches_torch_geometric_gcnconv():
+def _official_edge_list(q, prior):
+    """The public code's GCN input: one (adjective, noun) entry per bigram occurrence among the kept
+    words, then the reversed copy of the whole list (big_code_book_make_clip.py + the quantizer)."""
+    sub = prior.subset(q.codebook_size)
+    pairs = [(a, sub.n_adj + n) for a, n, c in sub.edges for _ in range(c)]
+    e = torch.tensor(pairs, dtype=torch.long).t()
+    return torch.cat([e, e.flip(0)], dim=1)
+
+
+def _gcnconv_codebook(q, edge_index):
+    """torch_geometric's 2-layer GCN (as the public code's GCN module) with q's weights, eval mode, in
+    float64 (the sums over repeated entries round differently in float32)."""
     from torch_geometric.nn import GCNConv
 
-    q = _make().eval()
     net = q.transfer
-    conv1, conv2 = GCNConv(q.lm_codes.shape[1], DIM), GCNConv(DIM, DIM)
+    conv1, conv2 = GCNConv(q.lm_codes.shape[1], DIM).double(), GCNConv(DIM, DIM).double()
     with torch.no_grad():
         conv1.lin.weight.copy_(net.layer1.lin.weight)
         conv1.bias.copy_(net.layer1.bias)
         conv2.lin.weight.copy_(net.layer2.lin.weight)
-        conv2.bias.copy_(net.layer2.bias.add(0.1))
-        net.layer2.bias.add_(0.1)  # non-zero biases, so their placement is checked too
-        ref = conv2(F.relu(conv1(q.lm_codes, q.edge_index)), q.edge_index)
-        torch.testing.assert_close(q.codebook(), ref, atol=1e-5, rtol=1e-4)
-    assert q.edge_index.shape[1] > 0
+        conv2.bias.copy_(net.layer2.bias)
+        return conv2(F.relu(conv1(q.lm_codes, edge_index)), edge_index)
+
+
+def test_gcn_matches_gcnconv_fed_one_entry_per_bigram_occurrence():
+    q = _make().double().eval()
+    with torch.no_grad():
+        q.transfer.layer2.bias.add_(0.1)  # non-zero biases, so their placement is checked too
+    official = _official_edge_list(q, load_prior(VQCTOptions()))
+    assert official.shape[1] > q.edge_index.shape[1]  # some pairs occur more than once: the counts matter
+    with torch.no_grad():
+        torch.testing.assert_close(q.codebook(), _gcnconv_codebook(q, official))
+    # The buffers hold each pair once with its count; the duplicated list sums to the same adjacency.
+    torch.testing.assert_close(normalized_adjacency(official, K).to_dense(), _make().adjacency.to_dense())
+
+
+def test_binary_graph_matches_gcnconv_on_deduplicated_edges():
+    q = _make(edge_weight="binary").double().eval()
+    assert torch.equal(q.edge_weight, torch.ones_like(q.edge_weight))
+    with torch.no_grad():
+        torch.testing.assert_close(q.codebook(), _gcnconv_codebook(q, q.edge_index))
+        assert not torch.allclose(q.codebook(), _make().double().eval().codebook(), atol=1e-4)
+
+
+def test_edge_weights_are_the_priors_bigram_counts():
+    q = _make()
+    sub = load_prior(VQCTOptions()).subset(K)
+    counts = {(a, sub.n_adj + n): float(c) for a, n, c in sub.edges}
+    got = {(int(i), int(j)): float(w) for (i, j), w in zip(q.edge_index.t(), q.edge_weight)}
+    assert got == {**counts, **{(j, i): c for (i, j), c in counts.items()}}
+    assert max(got.values()) > 1
 
 
 def test_normalized_adjacency_matches_gcn_norm_with_isolated_nodes():
@@ -96,6 +133,14 @@ def test_bad_options_fail_fast():
         methods.create("vqct", K, DIM, transfer="gat")
     with pytest.raises(UserError, match="no option"):
         methods.create("vqct", K, DIM, topk=3)
+    with pytest.raises(UserError, match="loss must be one of"):
+        methods.create("vqct", K, DIM, loss="hinge")
+    with pytest.raises(UserError, match="edge_weight must be one of"):
+        methods.create("vqct", K, DIM, edge_weight="tfidf")
+    with pytest.raises(UserError, match="goes with transfer='none'"):
+        methods.create("vqct", K, DIM, codes="learned")  # a learned codebook has no GCN to feed
+    with pytest.raises(UserError, match="goes with transfer='none'"):
+        methods.create("vqct", K, DIM, transfer="none")
 
 
 def test_decode_is_exact_after_training_steps():
@@ -133,13 +178,51 @@ def test_gradients_reach_the_transfer_network_not_the_word_vectors():
     assert not q.lm_codes.requires_grad and "lm_codes" not in dict(q.named_parameters())
 
 
-def test_losses_as_vqgan():
-    q = _make().eval()
-    z = _z(q)
+def _hand_quantized(q, z):
+    """z_q of eval-mode forward, from the codebook and the indices by hand."""
     out = q(z)
-    d = F.mse_loss(out.z_q, z)
-    torch.testing.assert_close(out.loss, d + 0.25 * d)
-    torch.testing.assert_close(_make(legacy=True).eval()(z).loss, 0.25 * d + d)
+    cb = q.codebook().detach()
+    idx = out.indices.reshape(-1, out.indices.shape[-1])
+    rows = torch.cat([cb[idx[:, :-1]].mean(1), cb[idx[:, -1]]], dim=1)
+    return out, rows.view(z.shape[0], z.shape[2], z.shape[3], -1).permute(0, 3, 1, 2)
+
+
+def test_official_loss_and_its_gradient_by_hand():
+    q = _make().eval()
+    z = _z(q).requires_grad_(True)
+    out, zq = _hand_quantized(q, z)
+    adj, noun = slice(0, DIM), slice(DIM, 2 * DIM)
+    # per half h: mean((sg[q_h] - z_h)^2) + 0.25 * mean((q_h - sg[z_h])^2), halves summed
+    d = (zq - z.detach()) ** 2
+    expected = sum(d[:, h].mean() + 0.25 * d[:, h].mean() for h in (adj, noun))
+    torch.testing.assert_close(out.loss, expected)
+    torch.testing.assert_close(out.logs["commitment"], d[:, adj].mean() + d[:, noun].mean())
+    (grad,) = torch.autograd.grad(out.loss, z)
+    n_half = z[:, adj].numel()
+    torch.testing.assert_close(grad, 2 * (z.detach() - zq) / n_half)  # commitment weight 1 on each half
+    # vqgan's form, one mean over both halves with beta on the commitment term: 1/8 of that gradient
+    z2 = z.detach().clone().requires_grad_(True)
+    standard = _make(loss="standard").eval()(z2)
+    torch.testing.assert_close(standard.loss, d.mean() + 0.25 * d.mean())
+    (grad_standard,) = torch.autograd.grad(standard.loss, z2)
+    torch.testing.assert_close(grad_standard, grad / 8)
+    torch.testing.assert_close(_make(loss="legacy").eval()(z).loss, 0.25 * d.mean() + d.mean())
+
+
+def test_official_loss_gradient_to_the_codes_by_hand():
+    # The learned codebook of vqct-noprior is the parameter itself, so the codebook term's gradient is
+    # checked code by code: beta * 2 (q_h - z_h) / N_h, shared equally by the top_k adjective codes.
+    q = _make("vqct-noprior").eval()
+    z = _z(q)
+    out, zq = _hand_quantized(q, z)
+    (grad,) = torch.autograd.grad(out.loss, q.embedding.weight)
+    g_rows = (0.25 * 2 * (zq - z) / z[:, :DIM].numel()).permute(0, 2, 3, 1).reshape(-1, 2 * DIM)
+    idx = out.indices.reshape(-1, 3)
+    expected = torch.zeros_like(q.embedding.weight)
+    for j in range(2):
+        expected.index_add_(0, idx[:, j], g_rows[:, :DIM] / 2)
+    expected.index_add_(0, idx[:, 2], g_rows[:, DIM:])
+    torch.testing.assert_close(grad, expected)
 
 
 def test_checkpoint_round_trip_through_safetensors(tmp_path):
@@ -184,7 +267,46 @@ def test_ablation_linear_is_a_linear_map_of_frozen_codes():
 def test_ablation_random_codes_have_the_shape_of_the_prior():
     lm, rnd = _make(), _make("vqct-random")
     assert rnd.lm_codes.shape == lm.lm_codes.shape and not torch.allclose(rnd.lm_codes, lm.lm_codes)
-    assert torch.equal(rnd.edge_index, lm.edge_index)
+    assert torch.equal(rnd.edge_index, lm.edge_index) and torch.equal(rnd.edge_weight, lm.edge_weight)
+    assert rnd.options.transfer == "gcn"  # frozen random vectors through the same GCN
+
+
+def test_ablation_noprior_is_a_learned_codebook_with_the_same_split():
+    lm, q = _make(), _make("vqct-noprior")
+    assert q.code_groups == lm.code_groups and q.latent_channels == 2 * DIM
+    params = dict(q.named_parameters())
+    assert list(params) == ["embedding.weight"] and params["embedding.weight"].shape == (K, DIM)
+    assert params["embedding.weight"].abs().max() <= 1.0 / K  # taming's uniform initialisation
+    assert not hasattr(q, "transfer") and "lm_codes" not in dict(q.named_buffers())
+    assert q.code_labels() is None  # its codes are not words
+    assert torch.equal(q.codebook(), q.embedding.weight)
+    out = q.eval()(_z(q))
+    assert out.indices.shape[-1] == 3 and int(out.indices[..., :2].max()) < q.code_groups["adj"][1]
+    assert int(out.indices[..., 2].min()) >= q.code_groups["noun"][0]
+    assert methods.entry("vqct-noprior").cls.parameter_count(K, DIM, q.options) == K * DIM
+
+
+def test_full_codebook_size_is_the_whole_vocabulary():
+    prior = load_prior(VQCTOptions())
+    full = VQCTQuantizer.full_codebook_size(DIM, VQCTOptions())
+    assert full == prior.n_adj + prior.n_noun
+    assert methods.entry("vqgan").cls.full_codebook_size(DIM, methods.build_options("vqgan")) is None
+    q = _make(k=full, dim=4).eval()
+    assert q.code_groups == {"adj": (0, prior.n_adj), "noun": (prior.n_adj, full)}
+    assert q.words == prior.adjectives + prior.nouns
+    assert q.edge_index.shape[1] == 2 * len(prior.edges)
+    assert float(q.edge_weight.sum()) == 2 * sum(c for _, _, c in prior.edges)
+    out = q(_z(q))
+    assert int(out.indices.max()) < full
+    torch.testing.assert_close(q.decode_indices(out.indices), out.z_q, rtol=1e-5, atol=1e-5)
+    nopos = _make("vqct-nopos", k=full, dim=4)
+    assert nopos.codebook_size == full and nopos.lm_codes.shape[0] == full
+
+
+def test_parameter_count_is_the_transfer_network():
+    for name in ("vqct", "vqct-mlp", "vqct-linear", "vqct-noprior"):
+        q = _make(name)
+        assert methods.entry(name).cls.parameter_count(K, DIM, q.options) == sum(p.numel() for p in q.parameters()), name
 
 
 def test_ablation_top1():
@@ -198,9 +320,12 @@ def test_ablation_top1():
 
 def test_variants_are_registered_with_their_switches():
     opts = {n: methods.build_options(n) for n in methods.available() if n.startswith("vqct")}
-    assert set(opts) == {"vqct", "vqct-nopos", "vqct-mlp", "vqct-linear", "vqct-random", "vqct-top1"}
+    assert set(opts) == {"vqct", "vqct-nopos", "vqct-mlp", "vqct-linear", "vqct-random", "vqct-noprior", "vqct-top1"}
     assert (opts["vqct-nopos"].pos_split, opts["vqct-mlp"].transfer, opts["vqct-linear"].transfer,
             opts["vqct-random"].codes, opts["vqct-top1"].top_k) == (False, "mlp", "linear", "random", 1)
+    assert (opts["vqct-noprior"].codes, opts["vqct-noprior"].transfer) == ("learned", "none")
+    # the public code's recipe is the default
+    assert (opts["vqct"].loss, opts["vqct"].edge_weight, opts["vqct"].beta) == ("official", "count", 0.25)
 
 
 def test_usage_reported_per_codebook():
