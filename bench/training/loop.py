@@ -22,6 +22,7 @@ from bench.models.autoencoder import VQAutoencoder
 from bench.runs.config import ResolvedRun
 from bench.training import train_log
 from bench.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from bench.training.replicas import SINGLE, Replicas
 from bench.training.sampler import StepBatchSampler
 from bench.training.step import TrainStep
 from datasets.base import ImageDataset
@@ -45,11 +46,14 @@ class TrainResult:
 
 
 def train(run: ResolvedRun, dataset: ImageDataset, run_dir: Path, device: torch.device,
-          on_checkpoint: Callable[[int], None] | None = None, progress: bool = True, compile: bool = False) -> TrainResult:
-    """Train to `run.train.steps`, resuming from the run folder's checkpoint if there is one."""
+          on_checkpoint: Callable[[int], None] | None = None, progress: bool = True, compile: bool = False,
+          replicas: Replicas = SINGLE) -> TrainResult:
+    """Train to `run.train.steps`, resuming from the run folder's checkpoint if there is one. With
+    data-parallel `replicas`, every worker calls this with its own rank; rank 0 writes the checkpoint
+    and the train log, every worker resumes from the same checkpoint."""
     t = run.train
-    torch.manual_seed(run.seed)
-    learner = TrainStep(run, device, compile=compile)
+    torch.manual_seed(run.seed)  # the same initial model on every worker
+    learner = TrainStep(run, device, compile=compile, replicas=replicas)
     model = learner.model
     ckpt = run_dir / run_folder.CHECKPOINT
     start, discarded = 0, None
@@ -61,19 +65,22 @@ def train(run: ResolvedRun, dataset: ImageDataset, run_dir: Path, device: torch.
             # never the run: it is kept aside for inspection and training restarts from step 0, which
             # gives exactly the result of a run that never had it (the seed fixes the initial model).
             discarded = str(exc)
-            ckpt.replace(ckpt.with_name(ckpt.name + ".damaged"))
-            print(f"warning: {exc}; kept as {ckpt.name}.damaged, training restarts from step 0", file=sys.stderr)
+            if replicas.is_main:
+                ckpt.replace(ckpt.with_name(ckpt.name + ".damaged"))
+                print(f"warning: {exc}; kept as {ckpt.name}.damaged, training restarts from step 0", file=sys.stderr)
+        replicas.barrier()
     sampler = StepBatchSampler(len(dataset), t.batch_size, run.seed, start, t.steps,
-                               with_epoch=dataset.takes_epoch)
+                               with_epoch=dataset.takes_epoch, part=(replicas.rank, replicas.world_size))
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=t.num_workers,
                         pin_memory=device.type == "cuda", persistent_workers=False)
     k = model.quantizer.codebook_size
     window = torch.zeros(k, dtype=torch.long)  # code histogram since the last log line
-    train_log.truncate(run_dir, start)  # entries written after the checkpoint we resume from are redone
+    if replicas.is_main:
+        train_log.truncate(run_dir, start)  # entries written after the checkpoint we resume from are redone
     t0 = time.perf_counter()
     logs: dict[str, float] = {}
-    bar = tqdm(total=t.steps, initial=start, disable=not progress, desc=run.method, mininterval=1.0,
-               dynamic_ncols=True, leave=False)
+    bar = tqdm(total=t.steps, initial=start, disable=not progress or not replicas.is_main, desc=run.method,
+               mininterval=1.0, dynamic_ncols=True, leave=False)
     model.train()
     learner.disc.train()
     step = start
@@ -82,16 +89,19 @@ def train(run: ResolvedRun, dataset: ImageDataset, run_dir: Path, device: torch.
         step += 1
         window += torch.bincount(indices.reshape(-1).cpu(), minlength=k)
         if step % t.log_every == 0 or step == t.steps:
-            usage = histogram_stats(window)
+            usage = histogram_stats(replicas.sum_(window))  # every worker's codes (loss terms: rank 0's)
             logs = {"step": step, **{name: float(v) for name, v in terms.items()}, "lr": learner.lr,
                     keys.UTILIZATION: usage[keys.UTILIZATION], keys.PERPLEXITY: usage[keys.PERPLEXITY],
                     "elapsed_s": time.perf_counter() - t0}
-            train_log.append(run_dir, logs)
+            if replicas.is_main:
+                train_log.append(run_dir, logs)
             window.zero_()
             bar.set_postfix(loss=f"{logs['loss']:.4f}", usage=f"{100 * logs[keys.UTILIZATION]:.0f}%")
         bar.update(1)
         if step % t.ckpt_every == 0 or step == t.steps:
-            save_checkpoint(ckpt, step, learner.modules, learner.optimizers)
+            if replicas.is_main:
+                save_checkpoint(ckpt, step, learner.modules, learner.optimizers)
+            replicas.barrier()  # no worker runs ahead of the checkpoint every worker would resume from
             if on_checkpoint is not None:
                 on_checkpoint(step)
     bar.close()

@@ -9,6 +9,12 @@ from bench.models.autoencoder import VQAutoencoder
 from bench.models.discriminator import PatchDiscriminator, adaptive_gan_weight, hinge_d_loss
 from bench.models.perceptual import load_perceptual
 from bench.runs.config import ResolvedRun
+from bench.training.replicas import SINGLE, Replicas
+
+
+def micro_batch_seed(seed: int, step: int, micro_batch: int) -> int:
+    """A torch seed that is a function of the run seed, the step and the micro-batch only."""
+    return ((seed * 1_000_003 + step) * 65_537 + micro_batch) % (2**63)
 
 
 class NonFiniteLoss(RuntimeError):
@@ -29,11 +35,18 @@ class TrainStep:
     Generator loss: L1 + perceptual_weight * perceptual + codebook_weight * quantizer loss, plus from
     `disc_start` on the hinge PatchGAN term with VQGAN's adaptive weight; then one discriminator step.
     A batch larger than the micro-batch is split into `accumulation` forward/backward passes whose
-    gradients add up (each loss divided by their number) before each optimizer steps once.
+    gradients add up (each loss divided by their number) before each optimizer steps once; with
+    data-parallel `replicas`, the gradients are then averaged over the workers.
+
+    Randomness inside a micro-batch (dropout in VQCT's GCN, a method's random code replacement) is
+    seeded by (run seed, step, micro-batch index over all workers), so one worker accumulating two
+    micro-batches and two workers taking one each compute the same thing.
     """
 
-    def __init__(self, run: ResolvedRun, device: torch.device, compile: bool = False) -> None:
+    def __init__(self, run: ResolvedRun, device: torch.device, compile: bool = False,
+                 replicas: Replicas = SINGLE) -> None:
         t = self.t = run.train
+        self.seed, self.replicas = run.seed, replicas
         self.device = device
         # On a GPU, channels-last convolutions are the fast layout for bf16 tensor cores; on the CPU
         # the default layout is kept (oneDNN picks its own).
@@ -67,7 +80,11 @@ class TrainStep:
         gan_on = step >= self.t.disc_start
         micro = x.chunk(self.accumulation) if self.accumulation > 1 else (x,)
         self.opt_g.zero_grad(set_to_none=True)
-        results = [self._generator_pass(m.contiguous(memory_format=self.memory_format), step, gan_on) for m in micro]
+        results = []
+        for a, m in enumerate(micro):
+            torch.manual_seed(micro_batch_seed(self.seed, step, self.replicas.rank * self.accumulation + a))
+            results.append(self._generator_pass(m.contiguous(memory_format=self.memory_format), step, gan_on))
+        self.replicas.mean_grads_(self.model.parameters())
         self.opt_g.step()
         terms = {k: torch.stack([r[0][k] for r in results]).mean() for k in results[0][0]}
         if gan_on:
@@ -79,6 +96,7 @@ class TrainStep:
                                           self.disc(xrec).float())
                 (d_loss / len(micro)).backward()
                 d_losses.append(d_loss.detach())
+            self.replicas.mean_grads_(self.disc.parameters())
             self.opt_d.step()
             terms["d_loss"] = torch.stack(d_losses).mean()
         return terms, torch.cat([r[2] for r in results])

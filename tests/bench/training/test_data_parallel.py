@@ -1,0 +1,46 @@
+"""Data-parallel training on 2 CPU workers (gloo) gives the result of 1 worker accumulating 2
+micro-batches, keeps the codebook identical on every worker, and resumes from rank 0's checkpoint."""
+import pytest
+import torch
+
+from bench.core import run_folder
+
+from .data_parallel import spawn, train_and_save
+
+STEPS = 12  # the smoke preset's GAN starts at step 10: both phases are compared
+
+
+def _compare(method, tmp_path):
+    spawn(method, 2, STEPS, tmp_path / "dp", tmp_path / "dp.pt")
+    train_and_save(method, 1, STEPS, str(tmp_path / "one"), str(tmp_path / "one.pt"))
+    rank0, rank1 = (torch.load(tmp_path / f"dp.pt.rank{r}") for r in (0, 1))
+    one = torch.load(tmp_path / "one.pt")
+    assert rank0["steps"] == rank1["steps"] == one["steps"] == STEPS
+    assert torch.equal(rank0["codebook"], rank1["codebook"])  # every worker applied the same averaged update
+    for key in rank0["quantizer"]:
+        assert torch.equal(rank0["quantizer"][key], rank1["quantizer"][key]), key
+    # Parameters whose gradient is rounding noise (a bias before a group norm) may step by +-lr in
+    # Adam's first steps; what the model computes may not differ.
+    torch.testing.assert_close(rank0["codebook"], one["codebook"], rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(rank0["xrec"], one["xrec"], rtol=1e-3, atol=1e-3)
+    assert (rank0["indices"] == one["indices"]).float().mean() > 0.95
+    assert (tmp_path / "dp" / run_folder.CHECKPOINT).exists() and (tmp_path / "dp" / run_folder.TRAIN_LOG).exists()
+
+
+def test_two_workers_equal_one_worker_accumulating_vqgan(tmp_path):
+    _compare("vqgan", tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["vqct"])
+def test_two_workers_equal_one_worker_accumulating(method, tmp_path):
+    _compare(method, tmp_path)
+
+
+def test_a_stopped_group_resumes_from_rank_0s_checkpoint(tmp_path):
+    spawn("vqgan", 2, STEPS, tmp_path / "straight", tmp_path / "straight.pt")
+    spawn("vqgan", 2, STEPS, tmp_path / "resumed", tmp_path / "stopped.pt", stop_at=6)
+    assert not (tmp_path / "stopped.pt.rank0").exists()  # it stopped before the end
+    spawn("vqgan", 2, STEPS, tmp_path / "resumed", tmp_path / "resumed.pt")
+    a, b = torch.load(tmp_path / "straight.pt.rank0"), torch.load(tmp_path / "resumed.pt.rank0")
+    assert torch.equal(a["codebook"], b["codebook"]) and torch.equal(a["xrec"], b["xrec"])
