@@ -38,6 +38,14 @@ positive_float = number(float, "a number", lambda v: v > 0, "positive")
 non_negative_float = number(float, "a number", lambda v: v >= 0, "zero or positive")
 
 
+def codebook_size(text: str) -> int | str:
+    """A positive integer K, or `full`: the whole vocabulary of a method that has one (VQCT)."""
+    return "full" if text.strip().lower() == "full" else positive_int(text)
+
+
+codebook_size.__name__ = "codebook size"
+
+
 def comma_list(item_type):
     def parse(text: str) -> list:
         items = [t.strip() for t in text.split(",") if t.strip()]

@@ -20,13 +20,16 @@ from bench.core.errors import UserError
 from bench.runs.presets import ModelPreset, TrainPreset, default_preset, preset
 
 
+FULL = "full"
+
+
 @dataclass
 class RunConfig:
     """One cell of the grid. Everything else comes from the preset."""
 
     method: str
     dataset: str = "photos"
-    codebook_size: int = 1024
+    codebook_size: int | str = 1024  # K, or "full": the whole vocabulary of a method that has one (VQCT)
     seed: int = 0
     preset: str | None = None  # None: presets.default_preset() (gpu with a CUDA GPU, else cpu-tiny)
     steps: int | None = None  # None: the preset's
@@ -139,10 +142,11 @@ def resolve(cfg: RunConfig) -> ResolvedRun:
     import datasets
     import methods
 
-    for name, value in (("codebook size", cfg.codebook_size), ("seed", cfg.seed)):
+    full = cfg.codebook_size == FULL
+    for name, value in (("codebook size", 1 if full else cfg.codebook_size), ("seed", cfg.seed)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise UserError(f"{name} must be an integer, got {value!r}")
-    if cfg.codebook_size < 1:
+            raise UserError(f"{name} must be an integer{' or full' if name == 'codebook size' else ''}, got {value!r}")
+    if not full and cfg.codebook_size < 1:
         raise UserError(f"codebook size must be a positive integer, got {cfg.codebook_size}")
     if cfg.steps is not None and (isinstance(cfg.steps, bool) or not isinstance(cfg.steps, numbers.Integral)
                                   or cfg.steps < 1):
@@ -157,11 +161,24 @@ def resolve(cfg: RunConfig) -> ResolvedRun:
     datasets.check_options(dataset, cfg.dataset_options)
     datasets.locate(dataset, cfg.data_root, dataset_path(cfg))  # a missing folder fails before any work
     options = methods.build_options(cfg.method, **cfg.method_options)
-    methods.validate(cfg.method, cfg.codebook_size, p.model.embed_dim, options)
+    k = full_codebook_size(cfg.method, p.model.embed_dim, options) if full else int(cfg.codebook_size)
+    methods.validate(cfg.method, k, p.model.embed_dim, options)
     train = p.train if cfg.steps is None else dataclasses.replace(p.train, steps=int(cfg.steps))
-    return ResolvedRun(method=cfg.method, dataset=dataset, codebook_size=int(cfg.codebook_size), seed=int(cfg.seed),
+    return ResolvedRun(method=cfg.method, dataset=dataset, codebook_size=k, seed=int(cfg.seed),
                        preset=p.name, method_options=options, dataset_options=dict(cfg.dataset_options),
                        model=p.model, train=train, config=cfg)
+
+
+def full_codebook_size(method: str, dim: int, options: Any) -> int:
+    """K of `--codebook-sizes full`: the method's whole vocabulary; an error for methods without one."""
+    import methods
+
+    k = methods.entry(method).cls.full_codebook_size(dim, options)
+    if k is None:
+        raise UserError(f"method {method!r} has no vocabulary, so codebook size 'full' means nothing for it; "
+                        "give a number (--codebook-sizes 1024), or use 'full' with a method whose codes are words "
+                        "(vqct)")
+    return int(k)
 
 
 def _check_batch(name: str, train: TrainPreset, workers: int) -> None:
