@@ -3,6 +3,7 @@
     python -m codebooks.build                                  # the default: CuPL + all-MiniLM-L6-v2
     python -m codebooks.build --encoder glove --min-count 20
     python -m codebooks.build --corpus coco:/data/coco/annotations/captions_train2017.json --encoder clip
+    python -m codebooks.build --corpus union:folder:/data/cub/text_c10,folder:/data/flowers/text_c10,coco:/data/coco/annotations/captions_train2014.json --encoder clip
     python -m codebooks.build --show PATH                      # print a saved prior
 
 A prior is cached under $VQBENCH_CACHE/codebook_priors/<key>, the key being a hash of everything that
@@ -184,7 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = pos.PosRules()
     p = argparse.ArgumentParser(prog="python -m codebooks.build", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--corpus", default=DEFAULT_CORPUS, help="cupl | text:PATH | coco:PATH | folder:PATH (default: cupl)")
+    p.add_argument("--corpus", default=DEFAULT_CORPUS,
+                   help="cupl | text:PATH | coco:PATH | folder:PATH | union:SPEC,SPEC,... (default: cupl; the paper: "
+                        "union:folder:CUB_TEXT_C10,folder:FLOWERS_TEXT_C10,coco:CAPTIONS_JSON)")
     p.add_argument("--encoder", default=DEFAULT_ENCODER,
                    help="minilm | glove | clip | clip:ID_OR_FOLDER | hf:ID_OR_FOLDER (default: minilm)")
     p.add_argument("--noun-template", default=None, help="default: 'a photo of {}' ('{}' for glove)")

@@ -4,9 +4,13 @@ A corpus is named by a spec string, so that it can be given on a command line an
 
     cupl                 the offline default: CuPL's ImageNet descriptions shipped in clip-benchmark
     text:PATH            plain text, one caption per line (a file, or a folder of *.txt files)
-    coco:PATH            COCO captions JSON (captions_train2017.json: {"annotations": [{"caption": ...}]})
+    coco:PATH            COCO captions JSON (captions_train2014.json: {"annotations": [{"caption": ...}]}),
+                         or a folder: every *.json in it, sorted (the public VQCT script reads a folder)
     folder:PATH          CUB-200 / Oxford Flowers caption folders (Reed et al.'s text_c10: one .txt per
                          image, one caption per line, in class subfolders), read recursively
+    union:SPEC,SPEC,...  the captions of several corpora, in the order given; each part names its kind
+                         (cupl, text:, coco:, folder:). The paper's prior is
+                         union:folder:CUB/text_c10,folder:FLOWERS/text_c10,coco:COCO/annotations/captions_train2014.json
     PATH                 guessed: a .json file is COCO, a folder is a caption folder, anything else text
 
 Every corpus carries the SHA-256 of its captions in reading order, so a prior built from it is
@@ -17,13 +21,16 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.core.errors import UserError
 
 DEFAULT_CORPUS = "cupl"
-KINDS = ("cupl", "text", "coco", "folder")
+KINDS = ("cupl", "text", "coco", "folder", "union")
+# Where a union spec splits: a comma followed by a part's kind. A comma inside a path stays in the path.
+_UNION_SPLIT = re.compile(r",(?=(?:cupl(?:,|$)|text:|coco:|folder:|union:))")
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,7 @@ class Corpus:
     kind: str  # one of KINDS
     source: str  # resolved file or folder
     captions: tuple[str, ...]
+    parts: tuple["Corpus", ...] = ()  # a union's corpora, in reading order
 
     @property
     def sha256(self) -> str:
@@ -42,8 +50,11 @@ class Corpus:
         return h.hexdigest()
 
     def describe(self) -> dict[str, object]:
-        return {"spec": self.spec, "kind": self.kind, "source": self.source, "captions": len(self.captions),
-                "sha256": self.sha256}
+        d: dict[str, object] = {"spec": self.spec, "kind": self.kind, "source": self.source,
+                                "captions": len(self.captions), "sha256": self.sha256}
+        if self.parts:
+            d["parts"] = [part.describe() for part in self.parts]
+        return d
 
 
 def cupl_path() -> Path:
@@ -76,7 +87,13 @@ def read_text(path: Path) -> list[str]:
 
 
 def read_coco(path: Path) -> list[str]:
-    """COCO caption annotations, in file order (also accepts a plain list of {"caption": ...})."""
+    """COCO caption annotations, in file order (also accepts a plain list of {"caption": ...}). A folder
+    means every *.json directly in it, sorted by name."""
+    if path.is_dir():
+        files = sorted(path.glob("*.json"))
+        if not files:
+            raise UserError(f"COCO caption folder {path} holds no .json files")
+        return [c for f in files for c in read_coco(f)]
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -97,9 +114,27 @@ def read_caption_folder(path: Path) -> list[str]:
     return read_text(path)
 
 
+def load_union(spec: str, rest: str) -> Corpus:
+    """`union:SPEC,SPEC,...`: every part read as its own corpus, the captions concatenated in order."""
+    specs = [s.strip() for s in _UNION_SPLIT.split(rest) if s.strip()]
+    if not specs:
+        raise UserError(f"corpus {spec!r}: a union needs at least one part (union:folder:PATH,coco:PATH,...)")
+    for part in specs:
+        kind = part.partition(":")[0]
+        if kind == "union":
+            raise UserError(f"corpus {spec!r}: a union cannot contain another union")
+        if not (part == "cupl" or kind in ("text", "coco", "folder")):
+            raise UserError(f"corpus {spec!r}: part {part!r} must name its kind (cupl, text:PATH, coco:PATH or "
+                            f"folder:PATH)")
+    parts = tuple(load_corpus(part) for part in specs)
+    return Corpus(spec, "union", "; ".join(p.source for p in parts), tuple(c for p in parts for c in p.captions), parts)
+
+
 def load_corpus(spec: str = DEFAULT_CORPUS) -> Corpus:
     """Read the corpus named by `spec` (see the module docstring)."""
     kind, _, rest = spec.partition(":")
+    if kind == "union":
+        return load_union(spec, rest)
     if kind == "cupl" and not rest:
         return Corpus(spec, "cupl", str(cupl_path()), tuple(read_cupl()))
     if kind in ("text", "coco", "folder") and rest:
@@ -108,7 +143,8 @@ def load_corpus(spec: str = DEFAULT_CORPUS) -> Corpus:
         path = Path(spec).expanduser()
         kind = "coco" if path.suffix == ".json" else "folder" if path.is_dir() else "text"
     if not path.exists():
-        raise UserError(f"corpus {spec!r}: {path} does not exist (kinds: cupl, text:PATH, coco:PATH, folder:PATH)")
+        raise UserError(f"corpus {spec!r}: {path} does not exist (kinds: cupl, text:PATH, coco:PATH, folder:PATH, "
+                        f"union:SPEC,SPEC,...)")
     reader = {"text": read_text, "coco": read_coco, "folder": read_caption_folder}[kind]
     captions = reader(path)
     if not captions:

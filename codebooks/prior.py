@@ -115,10 +115,13 @@ class Prior:
         lines = [
             f"codebook prior{f' at {self.path}' if self.path else ''}",
             f"  corpus:      {m.get('corpus', {}).get('spec', '?')} ({m.get('corpus', {}).get('captions', '?')} captions)",
+            *[f"    part:      {part.get('spec', '?')} ({part.get('captions', '?')} captions)"
+              for part in m.get("corpus", {}).get("parts", [])],
             f"  language model: {lm.get('kind', '?')} {lm.get('model', lm.get('package', ''))}, {self.dim}-d",
             f"  templates:   noun {m.get('templates', {}).get('noun')!r}, adjective {m.get('templates', {}).get('adjective')!r}",
             f"  sizes:       {self.n_adj} adjectives + {self.n_noun} nouns = {self.n_adj + self.n_noun} codes, "
-            f"{len(self.edges)} edges ({sum(c for _, _, c in self.edges)} adjective-noun bigrams)",
+            f"{len(self.edges)} edges (distinct adjective-noun pairs), {sum(c for _, _, c in self.edges)} edge "
+            f"occurrences (adjective-noun bigrams: the graph's weights)",
             f"  top {top} adjectives: " + ", ".join(f"{w} {c}" for w, c in zip(self.adjectives[:top], self.adj_counts[:top])),
             f"  top {top} nouns:      " + ", ".join(f"{w} {c}" for w, c in zip(self.nouns[:top], self.noun_counts[:top])),
             f"  top {top_edges} edges:      " + ", ".join(f"{self.adjectives[a]} {self.nouns[n]} {c}"

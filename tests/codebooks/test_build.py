@@ -161,7 +161,7 @@ def test_subset_keeps_the_ratio_and_refuses_too_many(tmp_cache, corpus):
 def test_cli_builds_prints_and_shows(tmp_cache, corpus, capsys):
     assert build.main(["--corpus", corpus, "--encoder", "glove", "--top", "3"]) == 0
     out = capsys.readouterr().out
-    assert "5 adjectives + 6 nouns = 11 codes, 5 edges" in out
+    assert "5 adjectives + 6 nouns = 11 codes, 5 edges (distinct adjective-noun pairs), 60 edge occurrences" in out
     assert "top 3 adjectives: big 13, small 13, red 12" in out
     assert "top 3 nouns:      ball 13, dog 13, car 12" in out
     assert "big ball 13" in out and "built in" in out
@@ -173,3 +173,20 @@ def test_cli_builds_prints_and_shows(tmp_cache, corpus, capsys):
     assert "old man 11" in capsys.readouterr().out
     assert build.main(["--corpus", "text:/nonexistent/x.txt"]) == 2
     assert "codebooks.build: error:" in capsys.readouterr().err
+
+
+def test_papers_recipe_union_corpus_and_clip(tmp_cache, tmp_path, capsys):
+    """docs/vqct.md's recipe for the official prior, on fixture trees of the three corpora and a tiny
+    random CLIP text tower in place of ViT-B/32: the printed sizes are the fixture's known words and
+    edges, and the edges keep their bigram counts."""
+    spec = fx.write_union_tree(tmp_path / "data")
+    clip = tmp_path / "tiny-clip"
+    _tiny_clip(clip)
+    assert build.main(["--corpus", spec, "--encoder", f"clip:{clip}"]) == 0
+    out = capsys.readouterr().out
+    assert f"corpus:      {spec} (39 captions)" in out
+    assert "(12 captions)" in out and "(11 captions)" in out and "(16 captions)" in out  # one line per part
+    assert "5 adjectives + 6 nouns = 11 codes, 5 edges (distinct adjective-noun pairs), 60 edge occurrences" in out
+    prior = build_prior(BuildConfig(corpus=spec, encoder=f"clip:{clip}"))
+    _check_words(prior)
+    assert prior.dim == 24 and [p["kind"] for p in prior.metadata["corpus"]["parts"]] == ["folder", "folder", "coco"]
