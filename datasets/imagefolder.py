@@ -5,6 +5,11 @@ Splits: when PATH has both `train/` and `val/` subfolders holding images, those 
 Otherwise a deterministic hash split: an image is val when crc32(its path relative to PATH) / 2^32 <
 `val_fraction` (default 0.1, a dataset option recorded with the run). Names are paths relative to the
 split's folder (train/ or val/) or to PATH. The canonical name holds the absolute path.
+
+Labels (ImageDataset.labels): when every image of the split lies inside a subfolder (of train/ and
+val/, or of PATH), the first folder of its name is its class, as torchvision's ImageFolder; the
+classes are the subfolders holding images, of both splits together, sorted by name, so that one
+index is one class in either split. A split with images directly in its folder has no labels.
 """
 from __future__ import annotations
 
@@ -55,6 +60,21 @@ def imagefolder(split: str, resolution: int, root: str | None = None, path: str 
             raise UserError(f"dataset {name!r}: the hash split leaves {split} empty ({n} image(s) under {folder}); "
                             f"add images, change val_fraction, or make train/ and val/ subfolders")
     info = {"layout": "imagefolder", "split_rule": rule, "val_fraction": None if base != folder else float(val_fraction)}
-    return files.make(name, split, resolution, items, info, where=base, layout=LAYOUT, **options)
+    ds = files.make(name, split, resolution, items, info, where=base, layout=LAYOUT, **options)
+    class_folders = [folder / "train", folder / "val"] if base != folder else [folder]
+    _set_labels(ds, class_folders)
+    return ds
+
+
+def _set_labels(ds: files.ImageFiles, class_folders: list[Path]) -> None:
+    """Subfolder names as classes (module docstring); leaves the dataset unlabelled otherwise."""
+    names = ds.names
+    if not names or any("/" not in n for n in names):
+        return
+    classes = sorted({d.name for f in class_folders if f.is_dir() for d in f.iterdir()
+                      if d.is_dir() and not d.name.startswith(".") and files.has_images(d, recursive=True)})
+    index = {c: i for i, c in enumerate(classes)}
+    ds.label_names = classes
+    ds.labels = [index[n.split("/", 1)[0]] for n in names]
 
 
