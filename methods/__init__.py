@@ -14,6 +14,7 @@ from . import (
     gumbel,  # noqa: E402,F401
     ibq,  # noqa: E402,F401
     lfq,  # noqa: E402,F401
+    rvq,  # noqa: E402,F401
     simvq,  # noqa: E402,F401
     vqct,  # noqa: E402,F401
     vqgan,  # noqa: E402,F401

@@ -13,20 +13,13 @@ from torch import Tensor, nn
 
 from bench.core.errors import UserError
 
-from .base import (
-    Quantizer,
-    QuantOut,
-    codebook_commitment_loss,
-    flatten_latent,
-    nearest_codes,
-    straight_through,
-    unflatten_latent,
-)
+from .base import Quantizer, QuantOut, codebook_commitment_loss, flatten_latent, nearest_codes, unflatten_latent
+from .codebook_tricks import CodebookTrickOptions, CodebookTricks, check_trick_options, quantized_output
 from .registry import register_method
 
 
 @dataclass
-class VQGANOptions:
+class VQGANOptions(CodebookTrickOptions):
     beta: float = 0.25  # commitment weight, VQ-VAE's value
     # The original VQGAN code put beta on the codebook term, ||sg[z]-e||^2*beta + ||z-sg[e]||^2
     # (its `legacy=True`). Kept so published VQGAN numbers can be reproduced; off by default.
@@ -40,6 +33,9 @@ class VQGANOptions:
     # linear projection of the latent, and project the code back up. None: no projection (the
     # codebook has the latent's dimension, `dim`).
     codebook_dim: int | None = None
+    # EMA decay of the usage counts that threshold_ema_dead_code compares with (this codebook learns
+    # by gradient and keeps no EMA counts of its own; vqgan-ema and rvq use their codebook decay).
+    usage_decay: float = 0.99
 
 
 @register_method("vqgan", "VQGAN: nearest-neighbour VQ, straight-through, codebook + commitment loss")
@@ -60,6 +56,9 @@ class VQGANQuantizer(Quantizer):
     def check(cls, codebook_size: int, dim: int, options: VQGANOptions) -> None:
         if options.codebook_dim is not None and not 1 <= options.codebook_dim <= dim:
             raise UserError(f"vqgan: codebook_dim must be in [1, {dim}] (the latent's dimension), got {options.codebook_dim}")
+        if not 0.0 < options.usage_decay < 1.0:
+            raise UserError(f"vqgan: usage_decay must be in (0, 1), got {options.usage_decay}")
+        check_trick_options("vqgan", options)
 
     def __init__(self, codebook_size: int, dim: int, options: VQGANOptions) -> None:
         super().__init__()
@@ -74,6 +73,9 @@ class VQGANQuantizer(Quantizer):
         if options.codebook_dim is not None:  # only then, so the default's state dict is unchanged
             self.project_in = nn.Linear(dim, code_dim)
             self.project_out = nn.Linear(code_dim, dim)
+        tricks = CodebookTricks(codebook_size, options, options.usage_decay)
+        if tricks.active:  # only then, for the same reason
+            self.tricks = tricks
 
     def _codes(self) -> Tensor:
         w = self.embedding.weight
@@ -85,11 +87,18 @@ class VQGANQuantizer(Quantizer):
         if self.options.l2_normalize:
             zl = F.normalize(zl, dim=1)
         rows = flatten_latent(zl)
+        tricks = getattr(self, "tricks", None)
+        if self.training and tricks is not None and tricks.needs_init():
+            tricks.init_(self.embedding.weight.data, rows.detach(), cosine=self.options.l2_normalize)
         codes = self._codes()
         idx = nearest_codes(rows, codes)[:, 0]
         q = unflatten_latent(F.embedding(idx, codes), zl)
         loss, logs = codebook_commitment_loss(q, zl, self.options.beta, self.options.legacy)
-        z_q = straight_through(zl, q)
+        z_q = quantized_output(zl, q, self.options.rotation_trick, self.training)
+        if self.training and tricks is not None:
+            # After the lookup: this step's loss and gradient belong to the codes it used; a replaced
+            # code takes its new place from the next step on.
+            tricks.after_step_(self.embedding.weight.data, rows.detach(), idx, cosine=self.options.l2_normalize)
         if factorised:
             z_q = unflatten_latent(self.project_out(flatten_latent(z_q)), z_q)
         indices = idx.view(z.shape[0], z.shape[2], z.shape[3])

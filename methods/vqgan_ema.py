@@ -13,6 +13,9 @@ becomes the moving average of the encoder vectors assigned to it,
 
 and the encoder is pulled towards its codes by the commitment loss beta * ||z - sg[e]||^2 only.
 `N` and `m` are registered buffers, so a checkpoint (safetensors of the state dict) restores them.
+The batch counts and sums are summed over data-parallel workers (methods.distributed), so every
+worker keeps the same codebook. The options of methods/codebook_tricks.py apply: k-means
+initialisation sets N and m from the clusters; dead-code replacement compares N with its threshold.
 """
 from __future__ import annotations
 
@@ -24,12 +27,21 @@ from torch import Tensor
 
 from bench.core.errors import UserError
 
-from .base import Quantizer, QuantOut, flatten_latent, nearest_codes, straight_through, unflatten_latent
+from .base import Quantizer, QuantOut, flatten_latent, nearest_codes, unflatten_latent
+from .codebook_tricks import (
+    CodebookTrickOptions,
+    check_trick_options,
+    dead_code_replacements,
+    ema_update_,
+    kmeans,
+    quantized_output,
+    refresh_ema_codes_,
+)
 from .registry import register_method
 
 
 @dataclass
-class VQGANEMAOptions:
+class VQGANEMAOptions(CodebookTrickOptions):
     beta: float = 0.25  # commitment weight, VQ-VAE's value; the only loss this quantizer adds
     decay: float = 0.99  # EMA decay of counts and sums (VQ-VAE, taming's EMAVectorQuantizer)
     # Laplace smoothing of the counts: keeps an unused code's denominator away from zero, so the
@@ -53,6 +65,7 @@ class VQGANEMAQuantizer(Quantizer):
             raise UserError(f"vqgan-ema: eps must be positive, got {options.eps}")
         if options.beta < 0:
             raise UserError(f"vqgan-ema: beta must be >= 0, got {options.beta}")
+        check_trick_options("vqgan-ema", options)
 
     def __init__(self, codebook_size: int, dim: int, options: VQGANEMAOptions) -> None:
         super().__init__()
@@ -71,29 +84,48 @@ class VQGANEMAQuantizer(Quantizer):
         # drifting to m_k / eps, i.e. to a huge norm, as it does with zero-initialised counts.
         self.register_buffer("cluster_size", torch.ones(codebook_size))
         self.register_buffer("embed_avg", embed.clone())
+        if options.kmeans_init:  # only then, so that the default's state dict is unchanged
+            self.register_buffer("initted", torch.tensor(False))
 
     def forward(self, z: Tensor) -> QuantOut:
         rows = flatten_latent(z)
+        if self.training and self.options.kmeans_init and not bool(self.initted):
+            self._kmeans_init(rows.detach())
         idx = nearest_codes(rows, self.embed)[:, 0]
         q_rows = F.embedding(idx, self.embed)  # the codes before this step's update
         if self.training:
-            self._ema_update(rows.detach().float(), idx)
+            self._update(rows.detach().float(), idx)
         q = unflatten_latent(q_rows, z)
         commitment = F.mse_loss(z, q)
-        z_q = straight_through(z, q)
+        z_q = quantized_output(z, q, self.options.rotation_trick, self.training)
         indices = idx.view(z.shape[0], z.shape[2], z.shape[3])
         return QuantOut(z_q, indices, self.options.beta * commitment, {"commitment": commitment.detach()})
 
     @torch.no_grad()
-    def _ema_update(self, rows: Tensor, idx: Tensor) -> None:
-        decay, eps, k = self.options.decay, self.options.eps, self.codebook_size
-        counts = torch.bincount(idx, minlength=k).to(rows.dtype)
-        sums = torch.zeros_like(self.embed_avg).index_add_(0, idx, rows)
-        self.cluster_size.mul_(decay).add_(counts, alpha=1 - decay)
-        self.embed_avg.mul_(decay).add_(sums, alpha=1 - decay)
-        n = self.cluster_size.sum()
-        smoothed = (self.cluster_size + eps) / (n + k * eps) * n
-        self.embed.copy_(self.embed_avg / smoothed.unsqueeze(1))
+    def _kmeans_init(self, rows: Tensor) -> None:
+        """The EMA statistics of the k-means clusters: counts = cluster sizes, sums = centroid x size,
+        and the codes they give. An empty cluster keeps its seed as a code with a count of one, as
+        every code starts."""
+        means, counts = kmeans(rows, self.codebook_size, self.options.kmeans_iters)
+        counts = counts.clamp(min=1)
+        self.cluster_size.copy_(counts)
+        self.embed_avg.copy_(means * counts.unsqueeze(1))
+        refresh_ema_codes_(self.embed, self.embed_avg, self.cluster_size, self.options.eps)
+        self.initted.fill_(True)
+
+    @torch.no_grad()
+    def _update(self, rows: Tensor, idx: Tensor) -> None:
+        ema_update_(self.embed, self.embed_avg, self.cluster_size, rows, idx, self.options.decay, self.options.eps)
+        threshold = self.options.threshold_ema_dead_code
+        if threshold > 0:
+            # The counts are the usage: a dead code restarts on an encoder output with the threshold as
+            # its count, so that it is not replaced again at once.
+            replaced = dead_code_replacements(self.cluster_size, threshold, rows)
+            if replaced is not None:
+                code_idx, vectors = replaced
+                self.embed[code_idx] = vectors
+                self.cluster_size[code_idx] = threshold
+                self.embed_avg[code_idx] = vectors * threshold
 
     def decode_indices(self, indices: Tensor) -> Tensor:
         return F.embedding(indices, self.embed).permute(0, 3, 1, 2).contiguous()
