@@ -31,23 +31,20 @@ def grid(methods: Iterable[str], datasets: Iterable[str], codebook_sizes: Iterab
 
 
 def run_grid(configs: list[RunConfig], out: Path | str = DEFAULT_OUT, force: bool = False, progress: bool = True,
-             on_record: Callable[[dict[str, Any]], None] | None = None, ray: bool = True,
-             **ray_options: Any) -> list[dict[str, Any]]:
-    """Every config, as Ray tasks (`ray=True`: a local Ray instance sized to this machine, or a
-    cluster with `address=`), or one after another in this process (`ray=False`). Records come back
-    in the order of `configs`; `on_record` sees each as its run ends. Every config is validated
-    before the first run starts, so a typo in the last one does not waste the others' time.
-    `ray_options`: see `bench.scheduling.run_grid` (address, num_cpus, num_gpus, resources,
-    max_retries, on_checkpoint, worker_imports)."""
-    from bench.scheduling import grid as scheduling
+             on_record: Callable[[dict[str, Any]], None] | None = None, backend: str = "ray",
+             **backend_options: Any) -> list[dict[str, Any]]:
+    """Every config, run by `backend`: "ray" (Ray tasks on a local instance sized to this machine,
+    or a cluster with `address=`), "local" (one after another in this process), or any backend
+    registered in bench.scheduling.backends. Records come back in the order of `configs`;
+    `on_record` sees each as its run ends. The backend name, its options and every config are
+    checked before the first run starts, so a typo in the last one does not waste the others' time.
+    `backend_options` go to the backend; "ray" takes address, num_cpus, num_gpus, resources,
+    max_retries, on_checkpoint, worker_imports; "local" takes on_checkpoint. An option the backend
+    does not take is a TypeError naming it."""
+    from bench.scheduling import grid
 
-    if ray:
-        return scheduling.run_grid(configs, out, force=force, progress=progress, on_record=on_record, **ray_options)
-    unknown = set(ray_options) - {"on_checkpoint"}
-    if unknown:
-        raise TypeError(f"run_grid(ray=False) takes no Ray options: {', '.join(sorted(unknown))}")
-    return scheduling.run_in_process(configs, out, force=force, progress=progress, on_record=on_record,
-                                     **ray_options)
+    return grid.run_grid(configs, out, force=force, progress=progress, on_record=on_record, backend=backend,
+                         **backend_options)
 
 
 def table(records_dir: Path | str = DEFAULT_OUT, methods: list[str] | None = None,

@@ -76,10 +76,27 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     _add_scheduling_args(p)
 
 
+# Scheduling flag -> the backend option it sets (bench/scheduling/backends: a backend's options are
+# its constructor's keywords). A backend gets the options of the flags given that it takes; a flag
+# it does not take is refused, so no flag is silently ignored.
+FLAG_OPTIONS = {"--ray-address": "address", "--num-cpus": "num_cpus", "--num-gpus": "num_gpus",
+                "--cpus-per-run": "resources", "--gpus-per-run": "resources", "--memory-per-run": "resources",
+                "--resource": "resources", "--max-retries": "max_retries"}
+DEFAULT_BACKEND = "ray"
+
+
 def _add_scheduling_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("scheduling", "Each run is a Ray task (docs/scheduling.md): a local Ray instance sized "
-                             "to this machine by default, or a cluster with --ray-address.")
-    g.add_argument("--no-ray", action="store_true", help="run the same jobs one after another in this process")
+    from bench.scheduling import backends
+    from bench.scheduling.backends.ray import DEFAULT_MAX_RETRIES
+
+    g = p.add_argument_group("scheduling", "How the runs are executed (docs/scheduling.md). By default each run is a "
+                             "Ray task: a local Ray instance sized to this machine, or a cluster with --ray-address. "
+                             "The flags below --no-ray are the ray backend's.")
+    described = "; ".join(f"{name}{' (default)' if name == DEFAULT_BACKEND else ''} {backends.summary(name)}"
+                          for name in backends.available())
+    g.add_argument("--backend", default=None, metavar="NAME", help=f"what executes the runs: {described}")
+    g.add_argument("--no-ray", action="store_true", help="the same as --backend local: the same jobs one after "
+                   "another in this process")
     g.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
                    help="join a running Ray cluster (`ray start --head` ...) instead of starting a local instance")
     g.add_argument("--num-cpus", type=parsing.positive_int, default=None, metavar="N",
@@ -97,30 +114,48 @@ def _add_scheduling_args(p: argparse.ArgumentParser) -> None:
                    help="a custom Ray resource each run asks for, e.g. A100=1 (repeatable)")
     g.add_argument("--max-retries", type=parsing.non_negative_int, default=None, metavar="N",
                    help="restarts of a run whose worker died (killed, out of memory, node lost), each from its last "
-                        "checkpoint; errors of the run itself are never retried (default: 3)")
+                        f"checkpoint; errors of the run itself are never retried (default: {DEFAULT_MAX_RETRIES})")
+
+
+def _backend_name(opts: argparse.Namespace) -> str:
+    from bench.scheduling import backends
+
+    if opts.no_ray and opts.backend not in (None, "local"):
+        raise UserError(f"--no-ray is --backend local, but --backend {opts.backend} was given; drop one or the other")
+    name = "local" if opts.no_ray else opts.backend or DEFAULT_BACKEND
+    return backends.registry.canonical(name)  # an unknown name: one line with suggestions
 
 
 def _scheduling(opts: argparse.Namespace) -> dict[str, Any]:
-    """api.run_grid's keyword arguments for --no-ray or Ray."""
-    from bench.scheduling import grid as scheduling
+    """api.run_grid's keyword arguments: the backend and the options of the scheduling flags given
+    (the backend's own defaults stand for the others)."""
+    from bench.scheduling import backends
+    from bench.scheduling.resources import Resources, parse_memory
 
-    given = [flag for flag, value in [("--ray-address", opts.ray_address), ("--num-cpus", opts.num_cpus),
-                                      ("--num-gpus", opts.num_gpus), ("--cpus-per-run", opts.cpus_per_run),
-                                      ("--gpus-per-run", opts.gpus_per_run), ("--memory-per-run", opts.memory_per_run),
-                                      ("--resource", opts.resource or None), ("--max-retries", opts.max_retries)]
-             if value is not None]
-    if opts.no_ray:
-        if given:
-            raise UserError(f"{', '.join(given)}: Ray options, but --no-ray runs in this process; "
+    name = _backend_name(opts)
+    values = {"--ray-address": opts.ray_address, "--num-cpus": opts.num_cpus, "--num-gpus": opts.num_gpus,
+              "--cpus-per-run": opts.cpus_per_run, "--gpus-per-run": opts.gpus_per_run,
+              "--memory-per-run": opts.memory_per_run, "--resource": opts.resource or None,
+              "--max-retries": opts.max_retries}
+    given = [flag for flag, value in values.items() if value is not None]
+    takes = backends.option_names(name)
+    refused = [flag for flag in given if takes is not None and FLAG_OPTIONS[flag] not in takes]
+    if refused:
+        how = "--no-ray" if opts.no_ray else f"--backend {name}"
+        if takes is not None and not takes & set(FLAG_OPTIONS.values()):
+            raise UserError(f"{', '.join(refused)}: Ray options, but {how} {backends.summary(name)}; "
                             "drop one or the other")
-        return {"ray": False}
-    resources = scheduling.Resources(
-        cpus=1.0 if opts.cpus_per_run is None else opts.cpus_per_run, gpus=opts.gpus_per_run,
-        memory=None if opts.memory_per_run is None else scheduling.parse_memory(opts.memory_per_run),
-        custom=dict(opts.resource))
-    return {"ray": True, "address": opts.ray_address, "num_cpus": opts.num_cpus, "num_gpus": opts.num_gpus,
-            "resources": resources,
-            "max_retries": scheduling.DEFAULT_MAX_RETRIES if opts.max_retries is None else opts.max_retries}
+        raise UserError(f"{', '.join(refused)}: not options of {how}; drop them")
+    options: dict[str, Any] = {"backend": name}
+    for flag in given:
+        if FLAG_OPTIONS[flag] != "resources":
+            options[FLAG_OPTIONS[flag]] = values[flag]
+    if any(FLAG_OPTIONS[flag] == "resources" for flag in given):
+        options["resources"] = Resources(
+            cpus=1.0 if opts.cpus_per_run is None else opts.cpus_per_run, gpus=opts.gpus_per_run,
+            memory=None if opts.memory_per_run is None else parse_memory(opts.memory_per_run),
+            custom=dict(opts.resource))
+    return options
 
 
 def build_parser() -> argparse.ArgumentParser:

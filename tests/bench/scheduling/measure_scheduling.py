@@ -10,7 +10,7 @@ metrics), so that the runs are short and the scheduling shows:
 Each Ray mode's time includes starting and stopping its local instance (reported separately too).
 The modes run in order, then in reverse order, to even out the load of a shared machine.
 
-    RAY_AUTH_MODE=disabled python -m tests.bench.measure_scheduling [RUNS]
+    RAY_AUTH_MODE=disabled python -m tests.bench.scheduling.measure_scheduling [RUNS]
 
 Prints one JSON line per measurement and a summary line. Not a test (pytest does not collect it).
 """
@@ -40,7 +40,8 @@ def measure(mode: str, runs: int, tag: int, tmp: str) -> dict:
     import ray
 
     from bench import api
-    from bench.scheduling import grid as scheduling
+    from bench.scheduling.backends.ray_session import connect
+    from bench.scheduling.resources import Resources
     from tests.bench.scheduling import tiny
 
     out = f"{tmp}/{mode}-{tag}"
@@ -50,15 +51,15 @@ def measure(mode: str, runs: int, tag: int, tmp: str) -> dict:
         threads = torch.get_num_threads()
         torch.set_num_threads(int(mode[-2]))
         try:
-            recs = api.run_grid(_configs(runs, tag), out, ray=False, progress=False)
+            recs = api.run_grid(_configs(runs, tag), out, backend="local", progress=False)
         finally:
             torch.set_num_threads(threads)
     else:
         at_once, per_run = int(mode[4]), int(mode[6])  # ray-AxB: A runs at a time, B CPUs (threads) each
-        scheduling.connect(num_cpus=at_once * per_run)
+        connect(num_cpus=at_once * per_run)
         row["init_s"] = round(time.perf_counter() - t, 2)
         recs = api.run_grid(_configs(runs, tag), out, progress=False, worker_imports=[tiny.WORKER_MODULE],
-                            resources=scheduling.Resources(cpus=per_run))
+                            resources=Resources(cpus=per_run))
         ray.shutdown()
     row["wall_s"] = round(time.perf_counter() - t, 2)
     row["run_wall_s_mean"] = round(sum(r["wall_s"] for r in recs) / runs, 2)
@@ -73,11 +74,10 @@ def main(runs: int = 4) -> None:
     from tests.bench.scheduling import tiny
 
     tiny.register()
-    tiny.fast_eval()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         # warm this process (imports, first kernels) as the Ray workers warm theirs in each measurement
-        api.run_grid(_configs(1, 99), f"{tmp}/warm", ray=False, progress=False)
+        api.run_grid(_configs(1, 99), f"{tmp}/warm", backend="local", progress=False)
         for tag, mode in enumerate(MODES + MODES[::-1]):
             rows.append(measure(mode, runs, tag, tmp))
     mean = {m: sum(r["wall_s"] for r in rows if r["mode"] == m) / 2 for m in MODES}

@@ -24,19 +24,20 @@ PRESET = "test-micro"
 DATASET = "test-noise"
 BROKEN_DATASET = "test-broken"
 TRACED_METHOD = "test-vqgan-traced"
-WORKER_MODULE = "tests.bench.scheduling.tiny_worker"  # what `worker_imports` names: this module plus fast_eval()
+WORKER_MODULE = "tests.bench.scheduling.tiny_worker"  # what `worker_imports` names: registers what is here
 STEPS = 4
 CKPT_EVERY = 2
 
-# 16 px, one downsampling, 8 channels: a run takes about a second of compute on one core, so the
-# tests time the scheduling rather than the training.
+# 16 px, one downsampling, 8 channels, no perceptual metrics (Inception features and a 2048-d matrix
+# square root would cost seconds per run): a run takes about a second of compute on one core, so
+# the tests time the scheduling rather than the training and evaluation.
 _PRESET = presets.Preset(
     PRESET,
     "tests only: 16 px, f=2, 8 channels, 4 steps, checkpoint every 2",
     presets.ModelPreset(resolution=16, ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(), z_channels=8,
                        embed_dim=8),
     presets.TrainPreset(batch_size=4, base_lr=1e-3, steps=STEPS, disc_start=10**9, perceptual_weight=0.0, log_every=1,
-                       ckpt_every=CKPT_EVERY, eval_batch_size=8),
+                       ckpt_every=CKPT_EVERY, eval_batch_size=8, perceptual_metrics=False),
 )
 
 
@@ -153,35 +154,14 @@ def registered():
         unregister()
 
 
-def fast_eval(monkeypatch=None) -> None:
-    """Evaluate without LPIPS/rFID/KID (the evaluator's own `perceptual=False` switch): Inception
-    features and a 2048-d matrix square root cost tens of seconds per run on 2 busy cores, and these
-    tests are about scheduling. In the test process pass pytest's monkeypatch (undone after the
-    test); Ray workers get it for good through WORKER_MODULE."""
-    import functools
-
-    from bench.evaluation import evaluator
-    from bench.runs import runner
-
-    patched = functools.partial(evaluator.evaluate, perceptual=False)
-    if monkeypatch is not None:
-        monkeypatch.setattr(runner, "evaluate", patched)
-    else:
-        runner.evaluate = patched
-
-
 @contextlib.contextmanager
 def like_a_worker():
-    """Run in this process as the Ray workers of the tests do: fast_eval, and 1 torch thread
-    (--cpus-per-run 1). float32 sums split over another thread count differ in the last bits, and
-    two threads on two busy cores are slower than one."""
-    import pytest
-
+    """Run in this process as the Ray workers of the tests do: 1 torch thread (--cpus-per-run 1).
+    float32 sums split over another thread count differ in the last bits, and two threads on two
+    busy cores are slower than one."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with pytest.MonkeyPatch.context() as mp:
-            fast_eval(mp)
-            yield
+        yield
     finally:
         torch.set_num_threads(threads)

@@ -14,7 +14,7 @@ from bench.core import run_folder
 from bench.runs import records
 from bench.runs.config import RunConfig, resolve
 from bench.runs.runner import run_one
-from bench.scheduling import grid as scheduling
+from bench.scheduling.backends.ray_session import connect
 from bench.training.train_log import read_train_log
 from tests.bench.scheduling import tiny
 
@@ -47,7 +47,7 @@ def _grid(trace_dir: Path, count_file: Path) -> list[RunConfig]:
 @pytest.fixture(scope="module")
 def ray_session():
     assert not ray.is_initialized(), "another test left a Ray session open"
-    session = scheduling.connect(num_cpus=2)
+    session = connect(num_cpus=2)
     assert session.started and session.local
     yield
     ray.shutdown()
@@ -69,7 +69,7 @@ def local_grid(tmp_path_factory):
     (base / "trace").mkdir()
     configs = _grid(base / "trace", base / "broken_reads.txt")
     with tiny.like_a_worker():
-        recs = api.run_grid(configs, base / "out", ray=False, progress=False)
+        recs = api.run_grid(configs, base / "out", backend="local", progress=False)
     return {"base": base, "configs": configs, "records": recs}
 
 

@@ -15,7 +15,7 @@ from ray.cluster_utils import Cluster
 from bench import api
 from bench.runs import records
 from bench.runs.config import RunConfig
-from bench.scheduling import grid as scheduling
+from bench.scheduling.resources import Resources
 from tests.bench.scheduling import tiny
 
 
@@ -51,7 +51,7 @@ def _prepared_on(trace: Path) -> list[str]:
 def test_gpu_runs_land_on_the_node_with_the_resource(cluster, tmp_path):
     (tmp_path / "trace").mkdir()
     # Two runs fit the one GPU (and its node's one CPU); the custom resource names the same node.
-    res = scheduling.Resources(cpus=0.5, gpus=0.5, custom={"fake_accel": 1})
+    res = Resources(cpus=0.5, gpus=0.5, custom={"fake_accel": 1})
     recs = api.run_grid(_configs(tmp_path / "trace"), tmp_path / "out", progress=False, address=cluster["address"],
                         resources=res, worker_imports=[tiny.WORKER_MODULE])
     assert [r["status"] for r in recs] == ["finished", "finished"]
@@ -69,14 +69,14 @@ def test_cpu_runs_spread_and_custom_resources_steer(cluster, tmp_path):
     # One CPU per run, no GPU: both worker nodes can host a run (the head has no CPUs), so the
     # datasets and the method are prepared on both, the first alone and then the other.
     recs = api.run_grid(_configs(tmp_path / "trace"), tmp_path / "cpu", progress=False, address=cluster["address"],
-                        resources=scheduling.Resources(cpus=1, gpus=0), worker_imports=[tiny.WORKER_MODULE])
+                        resources=Resources(cpus=1, gpus=0), worker_imports=[tiny.WORKER_MODULE])
     assert all(r["status"] == "finished" for r in recs)
     assert {r["placement"]["node_id"] for r in recs} <= {cluster["gpu"], cluster["cpu"]}
     assert sorted(_prepared_on(tmp_path / "trace")) == sorted([cluster["gpu"], cluster["cpu"]])
     # a custom resource only the first worker node has
     (tmp_path / "trace2").mkdir()
     recs = api.run_grid(_configs(tmp_path / "trace2"), tmp_path / "custom", progress=False,
-                        address=cluster["address"], resources=scheduling.Resources(cpus=0.5, gpus=0,
+                        address=cluster["address"], resources=Resources(cpus=0.5, gpus=0,
                                                                                    custom={"fake_accel": 1}),
                         worker_imports=[tiny.WORKER_MODULE])
     assert {r["placement"]["node_id"] for r in recs} == {cluster["gpu"]}

@@ -1,0 +1,81 @@
+"""The driver's Ray session, for every Ray-based backend: join a cluster or start a local instance,
+what the workers need to import this checkout, and the nodes that are alive. Ray is imported inside
+the functions, so importing this module never loads it."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from bench.core.errors import UserError
+from bench.core.paths import REPO_ROOT
+
+# Shipped to the nodes of a cluster with the code (runtime_env working_dir); results and caches stay.
+WORKING_DIR_EXCLUDES = [".git", "results", ".make", "**/__pycache__", "*.pyc", ".pytest_cache", ".venv", "venv"]
+FORWARDED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "NLTK_DATA", "TORCH_HOME")  # and every VQBENCH_*
+
+
+@dataclass
+class Session:
+    started: bool  # this call started Ray (and shuts it down at the end)
+    local: bool  # a Ray instance of this machine only
+
+
+def repo_root() -> str:
+    return str(REPO_ROOT)
+
+
+def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> Session:
+    """Use the Ray session this process already has, else join `address` ("auto" or HOST:PORT)
+    shipping the code to the nodes, else start a local Ray instance sized to this machine (or to
+    num_cpus/num_gpus) whose workers import the code from this checkout."""
+    import ray
+
+    if ray.is_initialized():
+        return Session(False, len(ray.nodes()) == 1)
+    if address:
+        if num_cpus is not None or num_gpus is not None:
+            raise UserError("--num-cpus/--num-gpus size a local Ray instance; a cluster joined with "
+                            "--ray-address has the resources its nodes were started with")
+        # Nodes may not have this checkout: the code travels with the job (results and caches do not).
+        ray.init(address=address, runtime_env={"working_dir": repo_root(), "excludes": WORKING_DIR_EXCLUDES,
+                                               "env_vars": forwarded_env()}, log_to_driver=True)
+        return Session(True, False)
+    # A local instance writes no auth token (the project's default, see OFFLINE notes); "local" starts
+    # our own instance even when a `ray start` cluster runs on this machine.
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+             runtime_env={"env_vars": {"PYTHONPATH": pythonpath()}}, log_to_driver=True)
+    return Session(True, True)
+
+
+def forwarded_env() -> dict[str, str]:
+    """Settings the driver was given that the workers on other nodes must see the same way (data
+    root, cache folder, offline switches). Local workers inherit the driver's environment anyway."""
+    return {k: v for k, v in os.environ.items() if k.startswith("VQBENCH_") or k in FORWARDED_ENV}
+
+
+def pythonpath() -> str:
+    """The repository root first (its `datasets/` must shadow Hugging Face `datasets`), then any
+    PYTHONPATH the caller had."""
+    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != repo_root()]
+    return os.pathsep.join([repo_root(), *rest])
+
+
+def task_runtime_env() -> dict[str, Any] | None:
+    """In a session the caller started (tests, notebooks) without shipping the code, point the
+    workers at this checkout."""
+    import ray
+
+    job_env = ray.get_runtime_context().runtime_env or {}
+    if job_env.get("working_dir") or job_env.get("py_modules"):
+        return None
+    if repo_root() in (job_env.get("env_vars") or {}).get("PYTHONPATH", "").split(os.pathsep)[:1]:
+        return None
+    return {"env_vars": {"PYTHONPATH": pythonpath()}}
+
+
+def alive_nodes() -> list[dict[str, Any]]:
+    import ray
+
+    return [n for n in ray.nodes() if n.get("Alive")]
