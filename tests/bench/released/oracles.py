@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import sys
 import types
 from pathlib import Path
@@ -136,3 +137,89 @@ def write_yaml(path: Path, data: dict) -> Path:
 def images(n: int = 2, resolution: int = 16, seed: int = 1) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.rand(n, 3, resolution, resolution, generator=g) * 2 - 1
+
+
+# --- VQCT: the official code's model, restated from taming.zip (taming/models/vqct.py, vqct_VectorQuantizer3) ---
+
+
+class OfficialVQCTQuantizer(nn.Module):
+    """The official quantizer in eval mode: a 2-layer torch_geometric GCN over the prior's word vectors
+    and its edge list as given (one entry per occurrence, and its reverse), adjective half = mean of
+    the top-k nearest adjective codes, noun half = nearest noun code (indices local to each half).
+    The word vectors and edges are plain attributes, not buffers, as there: the checkpoint lacks them."""
+
+    def __init__(self, vectors: torch.Tensor, edge_entries: torch.Tensor, n_adj: int, e_dim: int, topk: int) -> None:
+        super().__init__()
+        from torch_geometric.nn import GCNConv
+
+        self.e_dim, self.topk, self.adj_len = e_dim, topk, n_adj
+        self.code_book_mapping = nn.Sequential(nn.Linear(vectors.shape[1], e_dim), nn.LeakyReLU(0.1),
+                                               nn.Linear(e_dim, e_dim))  # built, never called
+        self.gcn = nn.Module()
+        self.gcn.conv1, self.gcn.conv2 = GCNConv(vectors.shape[1], e_dim), GCNConv(e_dim, e_dim)
+        self.code, self.edges = vectors, edge_entries
+
+    def codebook(self) -> torch.Tensor:
+        h = torch.relu(self.gcn.conv1(self.code, self.edges))
+        return self.gcn.conv2(torch.nn.functional.dropout(h, training=self.training), self.edges)
+
+    def forward(self, z: torch.Tensor):
+        w = self.codebook()
+        halves, indices = [], []
+        for part, codes in ((z[:, : self.e_dim], w[: self.adj_len]), (z[:, self.e_dim :], w[self.adj_len :])):
+            rows = part.permute(0, 2, 3, 1).reshape(-1, self.e_dim)
+            d = rows.pow(2).sum(1, keepdim=True) + codes.pow(2).sum(1) - 2 * rows @ codes.t()
+            k = self.topk if not halves else 1  # the adjective half first
+            idx = d.topk(k, dim=1, largest=False).indices
+            q = codes[idx].mean(1).view(part.shape[0], part.shape[2], part.shape[3], -1).permute(0, 3, 1, 2)
+            halves.append(q)
+            indices.append(idx)
+        return torch.cat(halves, 1), indices
+
+
+class OfficialVQCT(nn.Module):
+    """taming.models.vqct.VQModel's modules (quant_conv to 2*embed_dim) with taming's Encoder/Decoder."""
+
+    def __init__(self, dd: dict, embed_dim: int, quantize: OfficialVQCTQuantizer) -> None:
+        super().__init__()
+        from taming.modules.diffusionmodules.model import Decoder, Encoder
+
+        self.encoder, self.decoder = Encoder(**dd), Decoder(**dd)
+        self.loss = TinyLoss()
+        self.quantize = quantize
+        self.quant_conv = nn.Conv2d(dd["z_channels"], 2 * embed_dim, 1)
+        self.post_quant_conv = nn.Conv2d(2 * embed_dim, dd["z_channels"], 1)
+
+    def forward(self, x: torch.Tensor):
+        q, indices = self.quantize(self.quant_conv(self.encoder(x)))
+        return self.decoder(self.post_quant_conv(q)), indices
+
+
+def vqct_prior(dim: int = 12, seed: int = 0) -> dict:
+    """A prior file's content in the official layout (big_code_book_make_clip.py): counts, pairs and
+    half-precision CLIP-like vectors (views of a batch, as `text_features[0].cpu()` gives). 'light' is
+    tagged both ways; 'rare' and 'odd' are seen too few times; ('red', 'car') occurs three times; an
+    ('light', 'light') occurrence becomes a self loop on the noun node."""
+    g = torch.Generator().manual_seed(seed)
+    adj_counts = {"red": 40, "rare": 3, "big": 25, "light": 15, "small": 12, "shiny": 11}
+    noun_counts = {"car": 50, "dog": 30, "light": 20, "odd": 2, "tree": 14, "sky": 13}
+    edges = [("red", "car")] * 3 + [("big", "dog"), ("light", "tree"), ("small", "car"), ("rare", "car"),
+                                    ("shiny", "sky"), ("big", "tree"), ("light", "light"), ("red", "odd")]
+
+    def vec() -> torch.Tensor:
+        return torch.randn(1, dim, generator=g).half()[0]
+
+    return {"adj_code_book": list(adj_counts), "noun_code_book": list(noun_counts),
+            "adj_code_book_vec": {w: vec() for w in adj_counts}, "noun_code_book_vec": {w: vec() for w in noun_counts},
+            "adj_code_book_num": adj_counts, "noun_code_book_num": noun_counts, "adj_noun_edges": edges}
+
+
+def official_vqct_inputs(prior: dict) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(vectors, edge entries, n_adj) exactly as vqct_VectorQuantizer3.__init__ derives them."""
+    adj = [w for w, c in prior["adj_code_book_num"].items() if c > 10]
+    noun = [w for w, c in prior["noun_code_book_num"].items() if c > 10]
+    index = {w: i for i, w in enumerate(adj + noun)}
+    pairs = [(index[a], index[n]) for a, n in prior["adj_noun_edges"] if a in index and n in index]
+    pairs = pairs + [(v, u) for u, v in pairs]
+    vectors = torch.stack([prior["adj_code_book_vec"][w] for w in adj] + [prior["noun_code_book_vec"][w] for w in noun])
+    return vectors.float(), torch.tensor(pairs).t().contiguous(), len(adj)
