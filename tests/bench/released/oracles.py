@@ -223,3 +223,112 @@ def official_vqct_inputs(prior: dict) -> tuple[torch.Tensor, torch.Tensor, int]:
     pairs = pairs + [(v, u) for u, v in pairs]
     vectors = torch.stack([prior["adj_code_book_vec"][w] for w in adj] + [prior["noun_code_book_vec"][w] for w in noun])
     return vectors.float(), torch.tensor(pairs).t().contiguous(), len(adj)
+
+
+# --- LlamaGen: tokenizer/tokenizer_image/vq_model.py's module tree and forward, from taming's blocks ---
+# LlamaGen's ResnetBlock, AttnBlock, Downsample and Upsample have taming's parameter names and maths
+# (its ResnetBlock is taming's without the timestep input), so they are taken from taming here; the
+# tree around them (conv_blocks / res / attn / downsample, attention at the lowest resolution only,
+# mid as a ModuleList) and the l2-normalised quantizer follow LlamaGen's file.
+
+
+def _llamagen_levels(ch: int, ch_mult, blocks: int, encoder: bool) -> nn.ModuleList:
+    from taming.modules.diffusionmodules.model import AttnBlock, Downsample, ResnetBlock, Upsample
+
+    levels = nn.ModuleList()
+    n = len(ch_mult)
+    order = range(n) if encoder else reversed(range(n))
+    block_in = ch if encoder else ch * ch_mult[-1]
+    for i in order:
+        level = nn.Module()
+        level.res, level.attn = nn.ModuleList(), nn.ModuleList()
+        for _ in range(blocks + (0 if encoder else 1)):
+            level.res.append(ResnetBlock(in_channels=block_in, out_channels=ch * ch_mult[i], dropout=0.0, temb_channels=0))
+            block_in = ch * ch_mult[i]
+            if i == n - 1:
+                level.attn.append(AttnBlock(block_in))
+        if encoder and i != n - 1:
+            level.downsample = Downsample(block_in, True)
+        if not encoder and i != 0:
+            level.upsample = Upsample(block_in, True)
+        levels.append(level)
+    return levels
+
+
+def _llamagen_half(ch: int, ch_mult, blocks: int, z: int, encoder: bool) -> nn.Module:
+    from taming.modules.diffusionmodules.model import AttnBlock, Normalize, ResnetBlock
+
+    half = nn.Module()
+    mid_ch = ch * ch_mult[-1]
+    half.conv_in = nn.Conv2d(3, ch, 3, padding=1) if encoder else nn.Conv2d(z, mid_ch, 3, padding=1)
+    half.conv_blocks = _llamagen_levels(ch, ch_mult, blocks, encoder)
+    half.mid = nn.ModuleList([ResnetBlock(in_channels=mid_ch, out_channels=mid_ch, dropout=0.0, temb_channels=0),
+                              AttnBlock(mid_ch),
+                              ResnetBlock(in_channels=mid_ch, out_channels=mid_ch, dropout=0.0, temb_channels=0)])
+    out_ch = mid_ch if encoder else ch
+    half.norm_out = Normalize(out_ch)
+    half.conv_out = nn.Conv2d(out_ch, z if encoder else 3, 3, padding=1)
+    return half
+
+
+class LlamaGenVQ(nn.Module):
+    def __init__(self, ch: int = 32, ch_mult=(1, 2), blocks: int = 1, z: int = 32, embed_dim: int = 8,
+                 codebook_size: int = 64, decoder_ch_mult=None) -> None:
+        super().__init__()
+        self.encoder = _llamagen_half(ch, ch_mult, blocks, z, True)
+        self.decoder = _llamagen_half(ch, decoder_ch_mult or ch_mult, blocks, z, False)
+        self.quantize = nn.Module()
+        self.quantize.embedding = nn.Embedding(codebook_size, embed_dim)
+        self.quantize.register_buffer("codebook_used", torch.zeros(65536))
+        self.quant_conv = nn.Conv2d(z, embed_dim, 1)
+        self.post_quant_conv = nn.Conv2d(embed_dim, z, 1)
+
+    @staticmethod
+    def _run(half: nn.Module, h: torch.Tensor, encoder: bool) -> torch.Tensor:
+        def mid(h):
+            for m in half.mid:
+                h = m(h, None) if hasattr(m, "conv1") else m(h)
+            return h
+
+        h = half.conv_in(h)
+        if not encoder:
+            h = mid(h)
+        for level in half.conv_blocks:
+            for j, res in enumerate(level.res):
+                h = res(h, None)
+                if len(level.attn):
+                    h = level.attn[j](h)
+            for name in ("downsample", "upsample"):
+                if hasattr(level, name):
+                    h = getattr(level, name)(h)
+        if encoder:
+            h = mid(h)
+        h = half.norm_out(h)
+        return half.conv_out(h * torch.sigmoid(h))
+
+    def quantize_latent(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        zn = torch.nn.functional.normalize(z.permute(0, 2, 3, 1), dim=-1)
+        codes = torch.nn.functional.normalize(self.quantize.embedding.weight, dim=-1)
+        flat = zn.reshape(-1, zn.shape[-1])
+        d = flat.pow(2).sum(1, keepdim=True) + codes.pow(2).sum(1) - 2 * flat @ codes.t()
+        idx = d.argmin(1)
+        return codes[idx].view(zn.shape).permute(0, 3, 1, 2), idx
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        q, idx = self.quantize_latent(self.quant_conv(self._run(self.encoder, x, True)))
+        return self._run(self.decoder, self.post_quant_conv(q), False), idx
+
+
+def save_llamagen(path: Path, weights: dict[str, torch.Tensor], ema: dict[str, torch.Tensor] | None = None) -> Path:
+    """A checkpoint as vq_train.py writes it: model, optimizer, discriminator, steps, argparse args."""
+    import argparse
+
+    ckpt: dict[str, Any] = {"model": weights, "optimizer": {"state": {}, "param_groups": []},
+                            "discriminator": {"conv.weight": torch.zeros(2, 3, 1, 1)}, "optimizer_disc": {},
+                            "steps": 10000, "args": argparse.Namespace(vq_model="VQ-16", image_size=256,
+                                                                         codebook_size=64, codebook_embed_dim=8)}
+    if ema is not None:
+        ckpt["ema"] = ema
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, path)
+    return path
