@@ -9,6 +9,7 @@ add its import line below (see README, "Adding a method").
 """
 # One import line per method file: importing registers it.
 from . import (
+    bsq,  # noqa: E402,F401
     cvq,  # noqa: E402,F401
     fsq,  # noqa: E402,F401
     gumbel,  # noqa: E402,F401

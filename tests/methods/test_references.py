@@ -397,3 +397,34 @@ def test_rvq_shared_codebook_matches_residual_vq_on_one_step():
         peer.layers[0]._codebook.embed.copy_(ours.embed)
     torch.testing.assert_close(ours.decode_indices(out.indices), _from_rows(peer.get_output_from_indices(idx_peer), z),
                                rtol=1e-6, atol=1e-6)
+
+
+# --- BSQ --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("k", [16, 256])
+def test_bsq_matches_vector_quantize_spherical_lfq(k):
+    # The peer's LFQ(spherical=True) is BSQ with the exact entropies over all K codes: ours with
+    # entropy_group_size = log2 K. Its commitment is a mean over channels, ours a sum (the released
+    # code's): weight d times ours. tau = 10 keeps the per-sample entropies away from 0 and log K.
+    tau = 10.0
+    torch.manual_seed(0)
+    ours = methods.create("bsq", k, 32, entropy_group_size=int(k).bit_length() - 1, inv_temperature=tau,
+                          commitment_weight=0.25).train()
+    d = ours.latent_channels
+    peer = vqp.LFQ(dim=d, codebook_size=k, spherical=True, entropy_loss_weight=0.1, diversity_gamma=1.0,
+                   commitment_loss_weight=0.25 * d).train()
+    z = _latent(d, seed=9, b=4, h=8, w=8)
+    z1, z2 = z.clone().requires_grad_(True), z.clone().requires_grad_(True)
+    out = ours(z1)
+    (q_peer, idx_peer, aux_peer), breakdown = peer(z2, inv_temperature=tau, return_loss_breakdown=True)
+    assert torch.equal(out.indices, idx_peer.long())
+    torch.testing.assert_close(out.z_q, q_peer, rtol=0, atol=1e-6)
+    torch.testing.assert_close(out.logs["per_sample_entropy"], breakdown.per_sample_entropy, rtol=0, atol=1e-5)
+    torch.testing.assert_close(out.logs["codebook_entropy"], breakdown.batch_entropy, rtol=0, atol=1e-5)
+    torch.testing.assert_close(out.loss, aux_peer, rtol=0, atol=1e-5)
+    assert 0.05 < float(out.logs["per_sample_entropy"]) < 0.9 * torch.log(torch.tensor(float(k)))
+    weights = _latent(d, seed=10, b=4, h=8, w=8)
+    ((out.z_q * weights).sum() + out.loss).backward()
+    ((q_peer * weights).sum() + aux_peer).backward()
+    torch.testing.assert_close(z1.grad, z2.grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(ours.decode_indices(out.indices), peer.indices_to_codes(idx_peer), rtol=0, atol=1e-6)
