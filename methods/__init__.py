@@ -15,6 +15,7 @@ from . import (
     gumbel,  # noqa: E402,F401
     ibq,  # noqa: E402,F401
     lfq,  # noqa: E402,F401
+    optvq,  # noqa: E402,F401
     rvq,  # noqa: E402,F401
     simvq,  # noqa: E402,F401
     vqct,  # noqa: E402,F401

@@ -1,7 +1,8 @@
 """Stateful quantizers under data parallelism: a real 2-process gloo group on the CPU. Each worker
 gets its own batches and its own random generator state; after a few training steps both hold the
 same codebook, and it is the codebook one process gets from the two batches concatenated (with rank
-0's generator), i.e. the workers update as one large batch would."""
+0's generator), i.e. the workers update as one large batch would. OptVQ's transport, likewise, runs
+over the latents of both workers."""
 import tempfile
 from pathlib import Path
 
@@ -36,13 +37,19 @@ def _train(name: str, options: dict, batches) -> dict:
     return {k: v.detach().clone() for k, v in q.state_dict().items()}
 
 
+def _optvq_indices(z: torch.Tensor) -> torch.Tensor:
+    torch.manual_seed(0)
+    return methods.create("optvq", K, DIM).train()(z).indices
+
+
 def _worker(rank: int, world: int, folder: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank, world_size=world)
     try:
         states = {name: _train(name, options, [_batch(rank, s) for s in range(STEPS)]) for name, options in CASES.items()}
         rows = distributed.gather_rows(torch.full((rank + 1, 2), float(rank)))  # unequal row counts
-        torch.save({"states": states, "gathered": rows}, Path(folder) / f"rank{rank}.pt")
+        torch.save({"states": states, "gathered": rows, "optvq": _optvq_indices(_batch(rank, 0))},
+                   Path(folder) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -70,6 +77,15 @@ def test_workers_update_as_one_batch_of_both(ranks, name):
         torch.testing.assert_close(value.float(), single[key].float(), rtol=1e-5, atol=1e-5, msg=key)
         moved |= not torch.equal(value, start[key])
     assert moved
+
+
+def test_optvq_transport_runs_over_the_latents_of_all_workers(ranks):
+    # The normalisation statistics and Sinkhorn marginals are global: each worker's assignment is its
+    # part of the assignment of both batches together (which differs from that of its batch alone).
+    single = _optvq_indices(torch.cat([_batch(0, 0), _batch(1, 0)]))
+    for r in range(2):
+        assert torch.equal(ranks[r]["optvq"], single[2 * r : 2 * r + 2])
+    assert not torch.equal(ranks[0]["optvq"], _optvq_indices(_batch(0, 0)))
 
 
 def test_gather_rows_takes_unequal_counts_in_rank_order(ranks):
