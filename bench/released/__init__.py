@@ -14,7 +14,7 @@ it could not place, the key it misses, or the key whose shape differs. Files are
 `torch.load(weights_only=True)` or safetensors only (safe_load.py): nothing in them is executed.
 docs/checkpoints.md says where each kind is published and which numbers it should be read beside.
 """
-from bench.released import llamagen, taming, vqct  # noqa: F401 - importing registers the adapters
+from bench.released import llamagen, taming, vqbench, vqct  # noqa: F401 - importing registers the adapters
 from bench.released.load import Released, load_released, parse_spec, sha256_file
 from bench.released.registry import ADAPTERS, Adapted, Sources, describe, kinds, register_adapter
 
