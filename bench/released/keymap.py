@@ -8,9 +8,9 @@ list of keys it ignores on purpose, such as a loss network's weights).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import Tensor, nn

@@ -73,7 +73,7 @@ def autoencoder_rule(layout: Layout, levels: int) -> Rule:
             return From((key,))
         if m := _STAGE.match(key):
             part, s, kind, j, module, tail = m.groups()
-            names = dict(i=s, s=s, lvl=levels - 1 - int(s), j=j)
+            names = {"i": s, "s": s, "lvl": levels - 1 - int(s), "j": j}
             if part == "encoder":
                 prefix = (layout.enc_attn if kind == "attns" else layout.enc_block).format(**names)
             else:
@@ -81,7 +81,7 @@ def autoencoder_rule(layout: Layout, levels: int) -> Rule:
             return block(prefix, module, tail, kind == "attns")
         if m := _RESAMPLE.match(key):
             part, s, _, tail = m.groups()
-            names = dict(i=s, s=s, lvl=levels - 1 - int(s))
+            names = {"i": s, "s": s, "lvl": levels - 1 - int(s)}
             prefix = (layout.enc_down if part == "encoder" else layout.dec_up).format(**names)
             return From((f"{prefix}.conv.{tail}",))
         if m := _MID.match(key):

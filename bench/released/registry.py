@@ -8,9 +8,10 @@ the setting it cannot map.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from bench.core.registry import Registry
 from bench.models.autoencoder import VQAutoencoder

@@ -148,7 +148,7 @@ def _refusal(path: Path, exc: Exception, weights_key: str | None) -> str:
     """One line: what the file needs that vqbench will not build, why, and the way out."""
     try:  # a static scan of the pickle's GLOBAL opcodes: lists every object it names, runs nothing
         names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    except Exception:  # noqa: BLE001 - not a zip checkpoint: a bare pickle, scanned the same way here
+    except Exception:
         names = _bare_pickle_globals(path)
     names = [n for n in names if n not in METADATA_STAND_INS and n not in _torch_allowed()]
     if names:
@@ -187,7 +187,7 @@ def _bare_pickle_globals(path: Path) -> list[str]:
                     names.append(f"{strings[-2]}.{strings[-1]}")
                 elif isinstance(arg, str):
                     strings.append(arg)
-    except Exception:  # noqa: BLE001 - not a pickle at all: no names to give
+    except Exception:
         pass
     return list(dict.fromkeys(names))
 

@@ -32,10 +32,10 @@ from methods.vqct import TransferNet, VQCTOptions, VQCTQuantizer, normalized_adj
 IGNORED = {"loss.": "the training loss (LPIPS network and PatchGAN discriminator), not part of the tokenizer",
            "quantize.code_book_mapping.": "an MLP the official quantizer builds but never calls"}
 GCN_KEYS = {f"quantizer.transfer.layer{i}.{p}": f"quantize.gcn.conv{i}.{p}" for i in (1, 2) for p in ("lin.weight", "bias")}
-NOTES = ["indices are global (noun indices offset by the number of adjectives) and decoding redoes the top-k mean of "
-         "the adjective codes; the official get_codebook_entry does neither",
-         "codebook graph as the official code builds it: count-weighted adjective-noun edges, a word tagged both ways "
-         "mapped to its noun node"]
+NOTES = [("indices are global (noun indices offset by the number of adjectives) and decoding redoes the top-k mean "
+          "of the adjective codes; the official get_codebook_entry does neither"),
+         ("codebook graph as the official code builds it: count-weighted adjective-noun edges, a word tagged both "
+          "ways mapped to its noun node")]
 
 
 class OfficialPriorVQCT(VQCTQuantizer):

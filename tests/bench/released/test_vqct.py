@@ -42,7 +42,7 @@ def official(tmp_path_factory):
 
 
 def test_reconstruction_and_indices_equal_the_official_forward(official):
-    root, model, ckpt, n_adj, k = official
+    _, model, ckpt, n_adj, k = official
     released = load_released("vqct", ckpt)  # config in configs/ above, prior in codebook_priors/ further up
     x = oracles.images(3, 16)
     with torch.no_grad():
@@ -88,7 +88,7 @@ def test_missing_gcn_key_is_named(tmp_path, official):
 
 
 def test_a_prior_of_another_vector_size_is_named_by_the_key_it_breaks(tmp_path, official):
-    root, _, ckpt, _, _ = official
+    _, _, ckpt, _, _ = official
     with (tmp_path / PRIOR_FILE).open("wb") as f:
         pickle.dump(oracles.vqct_prior(dim=16), f)
     with pytest.raises(UserError, match=r"key 'quantize.gcn.conv1.lin.weight' has shape \(8, 12\), the configuration "
