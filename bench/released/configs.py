@@ -16,7 +16,9 @@ _CONFIG_DIRS = ("configs", ".")
 
 
 def find_config(checkpoint: Path, given: Path | None) -> Path:
-    """`given`, or the only YAML file in a configs/ folder beside or above the checkpoint's folder."""
+    """`given`, or the model config in a configs/ folder beside or above the checkpoint's folder: its
+    only YAML file, or, in a training run's folder, the newest <time>-project.yaml (main.py writes one
+    per start, beside a <time>-lightning.yaml of trainer settings)."""
     if given is not None:
         if not Path(given).is_file():
             raise UserError(f"config {given} does not exist")
@@ -26,13 +28,15 @@ def find_config(checkpoint: Path, given: Path | None) -> Path:
         for sub in _CONFIG_DIRS:
             folder = base / sub
             if folder.is_dir():
-                candidates = sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml"))
+                candidates = sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml")
+                                    and not p.stem.endswith("-lightning"))
                 if candidates:
                     break
         if candidates:
             break
-    if len(candidates) == 1:
-        return candidates[0]
+    projects = [p for p in candidates if p.stem.endswith("-project")]
+    if len(candidates) == 1 or (projects and len(projects) == len(candidates)):
+        return candidates[-1]  # timestamped names: the last sorted is the newest
     where = f"found {len(candidates)} in {candidates[0].parent}" if candidates else "none found beside it"
     raise UserError(f"checkpoint {checkpoint} needs its YAML config (model.params.ddconfig, embed_dim, n_embed); "
                     f"{where}: give it with --config PATH")

@@ -16,7 +16,7 @@ SOURCE = "released"  # the description's `source`: never mixed with trained runs
 
 @dataclass
 class Released:
-    model: VQAutoencoder  # eval mode; forward(x in [-1, 1]) -> (xrec, QuantOut), as a trained run's model
+    model: VQAutoencoder  # eval mode, on the CPU (.to(device) it); forward(x in [-1, 1]) -> (xrec, QuantOut)
     description: dict[str, Any]  # JSON-ready: what was loaded, from which bytes, as which method and options
 
 

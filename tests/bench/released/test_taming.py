@@ -2,6 +2,8 @@
 taming's own forward on the same images; bad checkpoints are refused naming the key."""
 from __future__ import annotations
 
+import importlib.util
+import sys
 import types
 
 import pytest
@@ -33,6 +35,8 @@ def vq_model():
 
 def test_reconstruction_equals_taming_forward(tmp_path, vq_model):
     config, taming_model = vq_model
+    assert "taming.main" not in sys.modules  # the import's stand-ins did not outlive it
+    assert importlib.util.find_spec("pytorch_lightning") is not None or "pytorch_lightning" not in sys.modules
     ckpt = released_layout(tmp_path, config, taming_model.state_dict())
     released = load_released("taming", ckpt)  # the config is found in configs/ beside ckpts/
     x = oracles.images(3, 16)

@@ -37,7 +37,10 @@ def official(tmp_path_factory):
                         "params": {"embed_dim": EMBED, "n_embed": 512, "topk": TOPK, "ddconfig": dd,
                                    "lossconfig": oracles.LOSS_CONFIG}}}
     ckpt = oracles.save_lightning(root / "logs" / "run" / "checkpoints" / "last.ckpt", model.state_dict())
+    # main.py writes a project config per start (the newest applies) and the trainer's settings beside them
+    oracles.write_yaml(root / "logs" / "run" / "configs" / "2023-project.yaml", {"model": {"params": {}}})
     oracles.write_yaml(root / "logs" / "run" / "configs" / "2024-project.yaml", config)
+    oracles.write_yaml(root / "logs" / "run" / "configs" / "2024-lightning.yaml", {"lightning": {"trainer": {}}})
     return root, model, ckpt, n_adj, len(vectors)
 
 
@@ -60,6 +63,7 @@ def test_reconstruction_and_indices_equal_the_official_forward(official):
     assert d["method_options"]["top_k"] == TOPK and d["method_options"]["edge_weight"] == "count"
     assert d["details"]["prior"] == {"n_adj": 5, "n_noun": 5, "edge_entries": 18, "vector_dim": 12}
     assert d["files"]["prior"]["path"].endswith(f"codebook_priors/{PRIOR_FILE}")
+    assert d["files"]["config"]["path"].endswith("configs/2024-project.yaml")
     assert "quantize.code_book_mapping." in d["ignored_keys"] and "loss." in d["ignored_keys"]
     assert released.model.quantizer.words[:5] == ["red", "big", "light", "small", "shiny"]
 
