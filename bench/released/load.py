@@ -32,7 +32,7 @@ def load_released(kind: str, path: Path | str, config_path: Path | str | None = 
     name = ADAPTERS.canonical(kind)
     src = Sources(_existing(path, "checkpoint"), _optional(config_path, "config"), _optional(prior_path, "prior"))
     adapted = ADAPTERS.get(name)(src)
-    return Released(adapted.model, describe(name, src, adapted))
+    return Released(adapted.model, description_of(name, src, adapted))
 
 
 def parse_spec(spec: str) -> tuple[str, Path]:
@@ -43,7 +43,7 @@ def parse_spec(spec: str) -> tuple[str, Path]:
     return ADAPTERS.canonical(kind), Path(path)
 
 
-def describe(kind: str, src: Sources, adapted: Adapted) -> dict[str, Any]:
+def description_of(kind: str, src: Sources, adapted: Adapted) -> dict[str, Any]:
     """The record's description of a released tokenizer."""
     files = {role: {"path": str(p), "sha256": sha256_file(p)} for role, p in adapted.files.items()}
     options = adapted.method_options
