@@ -92,31 +92,36 @@ def sample_rows(rows: Tensor, num: int) -> Tensor:
     return rows[torch.randint(0, n, (num,), device=rows.device)]
 
 
-def _counts_and_sums(rows: Tensor, idx: Tensor, k: int) -> tuple[Tensor, Tensor]:
+def _counts_and_sums(rows: Tensor, idx: Tensor, k: int, collective: bool = True) -> tuple[Tensor, Tensor]:
     """Assignments per code and the sum of the rows assigned to it, summed over all workers with one
-    collective."""
+    collective (`collective=False`: this process's rows only)."""
     stats = torch.zeros(k, rows.shape[1] + 1, dtype=rows.dtype, device=rows.device)
     stats[:, 0] = torch.bincount(idx, minlength=k).to(rows.dtype)
     stats[:, 1:].index_add_(0, idx, rows)
-    distributed.all_reduce_sum_(stats)
+    if collective:
+        distributed.all_reduce_sum_(stats)
     return stats[:, 0], stats[:, 1:]
 
 
 @torch.no_grad()
-def kmeans(rows: Tensor, k: int, iters: int, cosine: bool = False) -> tuple[Tensor, Tensor]:
+def kmeans(rows: Tensor, k: int, iters: int, cosine: bool = False, collective: bool = True) -> tuple[Tensor, Tensor]:
     """Lloyd's k-means of `rows` (N, D) of every worker into k centroids: (centroids (k, D), how many
     rows the last assignment gave each). The seeds are k rows drawn by rank 0 from all workers'
     rows; each iteration sums counts and sums over the workers, so every worker computes the same
     centroids. An empty cluster keeps its previous centroid. `cosine`: rows and centroids on the unit
-    sphere (for l2-normalised codebooks)."""
+    sphere (for l2-normalised codebooks). `collective=False`: this process's rows only, no
+    communication (for data every worker holds whole, such as a frozen feature bank)."""
     rows = rows.float()
     if cosine:
         rows = F.normalize(rows, dim=1)
-    means = distributed.broadcast_(sample_rows(distributed.gather_rows(rows), k).contiguous())
+    if collective:
+        means = distributed.broadcast_(sample_rows(distributed.gather_rows(rows), k).contiguous())
+    else:
+        means = sample_rows(rows, k)
     counts = torch.zeros(k, dtype=rows.dtype, device=rows.device)
     for _ in range(iters):
         idx = nearest_codes(rows, means)[:, 0]
-        counts, sums = _counts_and_sums(rows, idx, k)
+        counts, sums = _counts_and_sums(rows, idx, k, collective)
         new = sums / counts.clamp(min=1).unsqueeze(1)
         if cosine:
             new = F.normalize(new, dim=1)

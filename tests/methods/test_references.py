@@ -428,3 +428,34 @@ def test_bsq_matches_vector_quantize_spherical_lfq(k):
     ((q_peer * weights).sum() + aux_peer).backward()
     torch.testing.assert_close(z1.grad, z2.grad, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(ours.decode_indices(out.indices), peer.indices_to_codes(idx_peer), rtol=0, atol=1e-6)
+
+
+# --- VQGAN-LC ---------------------------------------------------------------------------------------
+
+def test_vqgan_lc_matches_vector_quantize_simvq_with_its_frozen_features():
+    # The peer's SimVQ with a frozen codebook of another dimension and a biased linear transform is
+    # VQGAN-LC's quantizer: we give it our frozen features and projector. Its loss is
+    # commitment_weight * (codebook term + input_to_quantize_commit_loss_weight * commitment term);
+    # ours is 0.33 * codebook term + 1 * commitment term.
+    k, dim = 64, 8
+    torch.manual_seed(0)
+    ours = methods.create("vqgan-lc", k, dim).train()
+    features = ours.frozen_codebook.shape[1]
+    peer = vqp.SimVQ(dim=dim, codebook_size=k, frozen_codebook_dim=features,
+                     codebook_transform=torch.nn.Linear(features, dim), rotation_trick=False, channel_first=True,
+                     input_to_quantize_commit_loss_weight=1 / 0.33, commitment_weight=0.33).train()
+    with torch.no_grad():
+        peer.frozen_codebook.copy_(ours.frozen_codebook)
+        peer.code_transform.load_state_dict(ours.projector.state_dict())
+    z = _latent(dim, seed=11, b=4, h=8, w=8, scale=0.5)
+    z1, z2 = z.clone().requires_grad_(True), z.clone().requires_grad_(True)
+    out = ours(z1)
+    q_peer, idx_peer, loss_peer = peer(z2)
+    assert torch.equal(out.indices, idx_peer)
+    torch.testing.assert_close(out.z_q, q_peer, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(out.loss, loss_peer, rtol=1e-5, atol=1e-7)
+    (out.z_q.square().sum() + out.loss).backward()
+    (q_peer.square().sum() + loss_peer).backward()
+    torch.testing.assert_close(z1.grad, z2.grad, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ours.projector.weight.grad, peer.code_transform.weight.grad, rtol=1e-5, atol=1e-6)
+    assert len(out.indices.unique()) > 5
