@@ -15,7 +15,8 @@ top, during training:
    left to the gradient). With gamma = 0.99 a code used at 1/1000 of the uniform rate already moves
    only by exp(-1) per step.
 N is a registered buffer, so a checkpoint restores it. Sampling uses torch's global RNG, whose
-state the trainer saves with each checkpoint.
+state the trainer saves with each checkpoint. Under data parallelism the usage counts and the anchor
+candidates are those of all workers, and rank 0's sampled anchors are used by all (methods.distributed).
 
 Differences from the released code: its optional contrastive loss (off in its default
 configuration) and its feature-pool ("random") anchor are left out.
@@ -30,6 +31,7 @@ from torch import Tensor, nn
 
 from bench.core.errors import UserError
 
+from . import distributed
 from .base import Quantizer, QuantOut, codebook_commitment_loss, flatten_latent, straight_through, unflatten_latent
 from .registry import register_method
 
@@ -101,13 +103,19 @@ class CVQQuantizer(Quantizer):
     @torch.no_grad()
     def _reanchor(self, rows: Tensor, sim: Tensor, idx: Tensor) -> None:
         k, decay = self.codebook_size, self.options.decay
-        usage = torch.bincount(idx, minlength=k).float() / idx.numel()
-        self.embed_prob.mul_(decay).add_(usage, alpha=1 - decay)
+        # Usage and anchors are those of all data-parallel workers' features together, and the sampled
+        # anchors are rank 0's, so every worker moves its codes identically (identity on one worker).
+        counts = torch.cat([torch.bincount(idx, minlength=k).float(), torch.tensor([float(idx.numel())], device=idx.device)])
+        distributed.all_reduce_sum_(counts)
+        self.embed_prob.mul_(decay).add_(counts[:k] / counts[k], alpha=1 - decay)
+        if distributed.is_distributed():
+            rows = distributed.gather_rows(rows)
+            sim = self.similarity(rows)
         if self.options.anchor == "closest":
             anchor_rows = sim.argmax(0)
         else:
             anchor_rows = torch.multinomial(sim.t().softmax(1), 1).view(-1)
-        anchors = rows[anchor_rows]
+        anchors = distributed.broadcast_(rows[anchor_rows].contiguous())
         alpha = torch.exp(-(self.embed_prob * k * 10) / (1 - decay) - 1e-3).unsqueeze(1)
         # In place, after the lookup above: F.embedding saved only the indices for its backward, so
         # this step's gradient is unaffected and lands on the moved codes, as in the released code.

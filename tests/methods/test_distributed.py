@@ -18,6 +18,7 @@ CASES = {
     "vqgan-ema": {"kmeans_init": True, "threshold_ema_dead_code": 3.0},
     "vqgan": {"kmeans_init": True, "threshold_ema_dead_code": 1.5},
     "rvq": {"kmeans_init": True, "threshold_ema_dead_code": 3.0, "levels": 2},
+    "cvq": {},  # running usage and re-anchoring onto sampled features
 }
 K, DIM, STEPS = 16, 4, 3
 
