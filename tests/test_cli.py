@@ -67,4 +67,4 @@ def test_real_process_exit_code_and_help():
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     ok = subprocess.run([sys.executable, "run_bench.py", "--help"], cwd=REPO, capture_output=True, text=True,
                         timeout=120)
-    assert ok.returncode == 0 and "--codebook-sizes" in ok.stdout
+    assert ok.returncode == 0 and "--codebook-sizes" in ok.stdout and "--backend NAME" in ok.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import ray
@@ -25,7 +26,7 @@ class ToyBackend:
     """Runs the cells in this process and notes which it was given."""
 
     summary = "runs the cells for the tests"
-    given: list[list[str]] = []  # run ids of the cells of each call
+    given: ClassVar[list[list[str]]] = []  # run ids of the cells of each call
 
     def __init__(self, tag: str = "toy") -> None:
         self.tag = tag

@@ -102,8 +102,8 @@ def test_cli_no_ray_runs_in_process(flags, captured, tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--no-ray", "--gpus-per-run", "1"], "--gpus-per-run: Ray options, but --no-ray runs one after another in this "
-                                          "process; drop one or the other"),
+    (["--no-ray", "--gpus-per-run", "1"], ("--gpus-per-run: Ray options, but --no-ray runs one after another in this "
+                                           "process; drop one or the other")),
     (["--backend", "local", "--ray-address", "auto", "--max-retries", "1"],
      "--ray-address, --max-retries: Ray options, but --backend local runs"),
     (["--no-ray", "--backend", "ray"], "--no-ray is --backend local, but --backend ray was given"),

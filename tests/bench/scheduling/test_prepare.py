@@ -7,7 +7,7 @@ import pytest
 from bench.runs import runner
 from bench.runs.config import RunConfig
 from bench.scheduling.plan import plan_cells
-from bench.scheduling.prepare import prepare_here, preparation_steps
+from bench.scheduling.prepare import preparation_steps, prepare_here
 from tests.bench.scheduling import tiny
 
 
