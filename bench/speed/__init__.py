@@ -1,2 +1,5 @@
-"""The speed benchmark: `python -m bench.speed` (quantizers against their peers, training steps,
-metric throughput)."""
+"""The speed benchmark, `python -m bench.speed` (main): quantizer rows against the distance-matmul
+bound, their peers and the reference method (quantizers, with the peer and comparison table in
+peers), full training steps per preset (training), metric throughput (evaluation), on shapes from
+shapes, timed by timing and memory. `python -m bench.speed.short_run` trains a few hundred steps per
+method for the GPU check (bench/gpu_check.sh)."""

@@ -5,16 +5,20 @@ import csv
 import pytest
 import torch
 
-import bench.speed.benchmark as speed
-from bench.speed.benchmark import COLUMNS, Shape
+import bench.speed.main as speed_main
+from bench.speed.memory import peak_mb
+from bench.speed.quantizers import COLUMNS, quantizer_rows
+from bench.speed.shapes import Shape
+from bench.speed.timing import paired_median_ms
+from bench.speed.training import train_step_rows
 
 CPU = torch.device("cpu")
 TINY = Shape(1, 4, 4, 8, 64)
 
 
 def test_rows_have_every_column_and_consistent_ratios():
-    rows = speed.quantizer_rows(["fsq", "vqct", "vqgan"], [TINY], CPU, reps=1, with_peers=False,
-                                stress=Shape(1, 4, 4, 8, 32))
+    rows = quantizer_rows(["fsq", "vqct", "vqgan"], [TINY], CPU, reps=1, with_peers=False,
+                          stress=Shape(1, 4, 4, 8, 32))
     assert all(set(r) == set(COLUMNS) for r in rows)
     by = {(r["method"], r["K"]): r for r in rows}
     assert {m for m, k in by if k == 64} == {"nearest-code-search", "vqgan", "fsq", "vqct", "vqct (dim D/2)"}
@@ -29,14 +33,14 @@ def test_rows_have_every_column_and_consistent_ratios():
 
 
 def test_a_method_that_cannot_run_at_a_shape_is_a_row_with_the_reason():
-    rows = speed.quantizer_rows(["vqct"], [Shape(1, 2, 2, 4, 100_000)], CPU, reps=1, with_peers=False)
+    rows = quantizer_rows(["vqct"], [Shape(1, 2, 2, 4, 100_000)], CPU, reps=1, with_peers=False)
     row = next(r for r in rows if r["method"] == "vqct")
     assert row["ms"] is None and row["note"].startswith("not run:") and "vocabulary" in row["note"]
 
 
 def test_peer_is_measured_beside_ours():
     pytest.importorskip("vector_quantize_pytorch", reason="the peer library is a test dependency")
-    rows = speed.quantizer_rows(["vqgan"], [TINY], CPU, reps=1)
+    rows = quantizer_rows(["vqgan"], [TINY], CPU, reps=1)
     row = next(r for r in rows if r["method"] == "vqgan")
     assert row["peer"].startswith("VectorQuantize") and row["peer_ms"] > 0
     assert row["ratio_to_peer"] == pytest.approx(row["ms"] / row["peer_ms"])
@@ -44,7 +48,7 @@ def test_peer_is_measured_beside_ours():
 
 def test_paired_timing_alternates():
     calls = []
-    speed.paired_median_ms(lambda: calls.append("a"), lambda: calls.append("b"), CPU, warmup=1, reps=3)
+    paired_median_ms(lambda: calls.append("a"), lambda: calls.append("b"), CPU, warmup=1, reps=3)
     assert calls[-6:] == ["a", "b"] * 3
 
 
@@ -54,23 +58,57 @@ def test_peak_memory_sees_a_64_mib_allocation():
         return t.sum()
 
     allocate()  # warm: the pages are freed to the heap first, as in the benchmark
-    assert speed.peak_mb(allocate, CPU) > 48
+    assert peak_mb(allocate, CPU) > 48
 
 
 def test_main_writes_the_csv_and_rejects_unknown_methods(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(speed, "QUICK_SHAPES", [TINY])
-    monkeypatch.setattr(speed, "eval_rows", lambda *a, **k: [])
+    monkeypatch.setattr(speed_main, "QUICK_SHAPES", [TINY])
+    monkeypatch.setattr(speed_main, "eval_rows", lambda *a, **k: [])
     out = tmp_path / "speed.csv"
-    assert speed.main(["--quick", "--methods", "vqgan,fsq", "--csv", str(out), "--no-train-step"]) == 0
+    assert speed_main.main(["--quick", "--methods", "vqgan,fsq", "--csv", str(out), "--no-train-step"]) == 0
     with open(out) as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == COLUMNS and {r["method"] for r in rows} == {"nearest-code-search", "vqgan", "fsq"}
-    assert speed.main(["--quick", "--methods", "vqgann", "--csv", str(out)]) == 2
+    assert speed_main.main(["--quick", "--methods", "vqgann", "--csv", str(out)]) == 2
     assert "vqgan" in capsys.readouterr().err
 
 
 def test_train_step_share_of_the_quantizer():
-    rows = speed.train_step_rows(["smoke"], ["vqgan"], CPU, paper_batch=None, reps=1)
+    rows = train_step_rows(["smoke"], ["vqgan"], CPU, reps=1)
     (row,) = rows
     assert row["step_ms"] > 0 and 0 < row["quantizer_share"] < 1
     assert row["images_per_s"] == pytest.approx(row["batch"] / row["step_ms"] * 1e3)
+
+
+def test_the_stress_shape_follows_the_bounded_memory_capability(monkeypatch):
+    import methods
+
+    monkeypatch.setattr(methods.entry("fsq").cls, "bounded_memory", False)
+    rows = quantizer_rows(["fsq", "vqgan"], [], CPU, reps=1, with_peers=False, stress=Shape(1, 4, 4, 8, 32))
+    assert {r["method"] for r in rows} == {"nearest-code-search", "vqgan"}
+
+
+def test_peers_get_the_latent_width_our_quantizer_asks_for():
+    pytest.importorskip("vector_quantize_pytorch", reason="the peer library is a test dependency")
+    rows = quantizer_rows(["lfq", "fsq"], [TINY], CPU, reps=1)
+    by = {r["method"]: r for r in rows}
+    assert by["lfq"]["peer"] == "LFQ" and by["fsq"]["peer"] == "FSQ"
+    assert by["lfq"]["peer_ms"] > 0 and by["fsq"]["peer_ms"] > 0
+
+
+def test_training_presets_and_their_cpu_batch(monkeypatch):
+    assert speed_main.step_presets(quick=True) == (["cpu-tiny"], [])
+    assert speed_main.step_presets(quick=False) == (["cpu-tiny", "gpu", "paper"], [])
+    assert speed_main.cpu_batches(["cpu-tiny", "gpu", "paper"]) == {"gpu": 2, "paper": 2}
+    without_gpu = {k: v for k, v in speed_main.PRESETS.items() if k != "gpu"}
+    monkeypatch.setattr(speed_main, "PRESETS", without_gpu)
+    assert speed_main.step_presets(quick=False) == (["cpu-tiny", "paper"], ["gpu"])
+
+
+def test_a_replaced_batch_is_one_micro_batch():
+    # smoke at batch 4 with micro-batches of 2 would accumulate twice; the replaced batch runs whole.
+    from bench.runs.config import RunConfig, resolve
+
+    assert resolve(RunConfig(method="vqgan", preset="paper")).accumulation == 2  # what the override must undo
+    (row,) = train_step_rows(["smoke"], ["vqgan"], CPU, reps=1, batch={"smoke": 4})
+    assert row["batch"] == 4 and row["peak_mb"] >= 0 and row["gan"] is True

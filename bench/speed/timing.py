@@ -1,0 +1,54 @@
+"""Wall-clock timing: medians after warm-up, and paired medians of two functions timed alternately.
+CUDA work is synchronized before every clock read."""
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+# A call slower than this is measured with fewer repetitions: the big shapes take seconds each.
+_SLOW_CALL_MS = 1000.0
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _times_ms(fn: Callable[[], Any], device: torch.device, reps: int) -> list[float]:
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def _warm(fn: Callable[[], Any], device: torch.device, warmup: int, reps: int) -> int:
+    """Run the warm-up calls; returns the repetitions to measure (fewer for calls over a second)."""
+    first = _times_ms(fn, device, 1)[0]
+    if first > _SLOW_CALL_MS:
+        return min(reps, 3)
+    _times_ms(fn, device, warmup - 1)
+    return reps
+
+
+def median_ms(fn: Callable[[], Any], device: torch.device, warmup: int = 2, reps: int = 5) -> float:
+    reps = _warm(fn, device, warmup, reps)
+    return statistics.median(_times_ms(fn, device, reps))
+
+
+def paired_median_ms(fn_a: Callable[[], Any], fn_b: Callable[[], Any], device: torch.device, warmup: int = 2,
+                     reps: int = 5) -> tuple[float, float]:
+    """Medians of two functions timed alternately (a, b, a, b, ...), so that a slow spell of a noisy
+    machine hits both: their ratio is what the targets are about."""
+    reps = min(_warm(fn_a, device, warmup, reps), _warm(fn_b, device, warmup, reps))
+    a, b = [], []
+    for _ in range(reps):
+        a += _times_ms(fn_a, device, 1)
+        b += _times_ms(fn_b, device, 1)
+    return statistics.median(a), statistics.median(b)
