@@ -1,8 +1,11 @@
-"""Evaluates a trained autoencoder on a held-out split: reconstructions go through the uint8 boundary
-once, then every metric reads uint8 images. Code usage is accumulated over the whole split.
+"""Evaluates a trained autoencoder on a held-out split, streaming: each batch is reconstructed, goes
+through the uint8 boundary once, and updates every registered metric (bench.evaluation.stream); only
+the first GRID_IMAGES images are kept, for the grid. Peak memory therefore does not grow with the
+split beyond the per-image values and the Inception features.
 
-`image_metrics` is the one place that computes the image metrics of two uint8 sets (PSNR, SSIM,
-LPIPS or ST-LPIPS, rFID and KID); the evaluator and `python -m bench.metrics` both call it."""
+The run folder gets the grid, the code histogram, every per-image value with the image names
+(run_folder.PER_IMAGE) and the reconstructions' Inception features (run_folder.FEATURES).
+`image_metrics` computes the same image metrics for two uint8 sets (`python -m bench.metrics`)."""
 from __future__ import annotations
 
 import time
@@ -13,76 +16,45 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from bench.core import run_folder
 from bench.core.atomic import atomic_path
 from bench.core.images import to_float, to_uint8
-from bench.evaluation.metrics import fid as fid_metric
-from bench.evaluation.metrics import image_quality, keys
-from bench.evaluation.metrics import lpips as lpips_metric
-from bench.evaluation.metrics.usage import CodeUsage
+from bench.evaluation.metrics import keys
+from bench.evaluation.metrics.registry import Batch
+from bench.evaluation.stream import Evaluation, MetricStream, evaluate_images
 from bench.models.autoencoder import VQAutoencoder
+from datasets.base import ImageDataset
 
 GRID_IMAGES = 16
 
 
 @torch.no_grad()
-def reconstruct(model: VQAutoencoder, dataset: Dataset, batch_size: int, device: torch.device,
-                num_workers: int = 0) -> tuple[Tensor, Tensor, CodeUsage]:
-    """(originals uint8, reconstructions uint8, code usage) over the whole dataset, in order."""
-    model.eval()
-    q = model.quantizer
-    usage = CodeUsage(q.codebook_size, q.code_groups)
-    originals, recons = [], []
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    for batch in loader:
-        x = to_float(batch.to(device))
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            xrec, out = model(x)
-        usage.update(out.indices)
-        originals.append(batch.cpu())
-        recons.append(to_uint8(xrec).cpu())
-    return torch.cat(originals), torch.cat(recons), usage
+def reconstruct_batch(model: VQAutoencoder, images: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:
+    """(reconstructions uint8 on the CPU, code indices) of one batch of uint8 images; `model` in eval mode."""
+    x = to_float(images.to(device))
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        xrec, out = model(x)
+    return to_uint8(xrec).cpu(), out.indices
 
 
-def pixel_metrics(originals: Tensor, recons: Tensor, batch_size: int = 256) -> dict[str, float]:
-    """Mean per-image PSNR and SSIM of two uint8 sets; batching does not change the result."""
-    psnr, ssim = [], []
-    for i in range(0, len(originals), batch_size):
-        a, b = originals[i : i + batch_size], recons[i : i + batch_size]
-        psnr.append(image_quality.psnr(a, b))
-        ssim.append(image_quality.ssim(a, b))
-    return {keys.PSNR: float(torch.cat(psnr).mean()), keys.SSIM: float(torch.cat(ssim).mean())}
+class GridImages:
+    """The first n originals and reconstructions of a stream."""
 
+    def __init__(self, n: int = GRID_IMAGES) -> None:
+        self.n = n
+        self.originals: list[Tensor] = []
+        self.recons: list[Tensor] = []
 
-def image_metrics(originals: Tensor, recons: Tensor, reference: dict[str, Any] | None = None,
-                  batch_size: int = 64, device: torch.device | str = "cpu", perceptual: bool = True,
-                  use_cache: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(metrics, protocol entries) of reconstructions against their originals, both uint8 (N, 3, H, W).
+    def update(self, batch: Batch) -> None:
+        room = self.n - sum(len(t) for t in self.originals)
+        if room > 0:
+            self.originals.append(batch.originals[:room].clone())
+            self.recons.append(batch.recons[:room].clone())
 
-    `reference` is the dataset's protocol (dataset, split, resolution): with it, the originals' FID
-    statistics come from the on-disk cache. `perceptual=False` leaves LPIPS, rFID and KID None (and
-    says so in the protocol); they cost about 0.2 s per image on 2 CPU cores."""
-    for t in (originals, recons):
-        if t.dtype != torch.uint8:
-            raise TypeError("image metrics take uint8 images: convert once at the evaluator's boundary")
-    metrics: dict[str, Any] = {keys.LPIPS: None, keys.ST_LPIPS: None, keys.FID: None, keys.KID: None,
-                               keys.KID_STD: None}
-    metrics.update(pixel_metrics(originals, recons))
-    protocol: dict[str, Any] = {}
-    if not perceptual:
-        reason = "switched off for this evaluation (perceptual=False)"
-        return metrics, {"fid": {"n_images": 0, "skipped": reason}, "lpips": {"name": None, "skipped": reason}}
-    t0 = time.perf_counter()
-    lp, protocol["lpips"] = lpips_metric.compute(originals, recons, batch_size, device)
-    protocol["lpips"]["seconds"] = time.perf_counter() - t0
-    metrics.update(lp)
-    t0 = time.perf_counter()
-    fm, protocol["fid"] = fid_metric.compute(originals, recons, reference, batch_size, device, use_cache=use_cache)
-    protocol["fid"]["seconds"] = time.perf_counter() - t0
-    metrics.update(fm)
-    return metrics, protocol
+    def save(self, path: Path) -> None:
+        save_grid(torch.cat(self.originals), torch.cat(self.recons), path, self.n)
 
 
 def save_grid(originals: Tensor, recons: Tensor, path: Path, n: int = GRID_IMAGES) -> None:
@@ -95,29 +67,76 @@ def save_grid(originals: Tensor, recons: Tensor, path: Path, n: int = GRID_IMAGE
         Image.fromarray(np.ascontiguousarray(grid)).save(tmp, format="PNG")
 
 
-def evaluate(model: VQAutoencoder, dataset: Dataset, run_dir: Path, device: torch.device,
+def image_names(dataset: ImageDataset) -> list[str]:
+    """The dataset's image names in split order (every dataset under datasets/ has them)."""
+    names = getattr(dataset, "names", None)
+    if names is None:
+        raise TypeError(f"{type(dataset).__name__} has no image names: per-image metrics are stored by name")
+    names = [str(n) for n in names]
+    if len(names) != len(dataset):
+        raise ValueError(f"{type(dataset).__name__} has {len(names)} names for {len(dataset)} images")
+    return names
+
+
+def write_per_image(path: Path, names: list[str], per_image: dict[str, np.ndarray]) -> None:
+    """run_folder.PER_IMAGE: one float64 array per per-image metric key that ran, and `names`."""
+    if "names" in per_image:
+        raise ValueError("'names' cannot be a metric key: per_image.npz keeps the image names under it")
+    arrays = {k: np.asarray(v, dtype=np.float64) for k, v in per_image.items()}
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, names=np.array(names, dtype=str), **arrays)
+
+
+def write_files(run_dir: Path, result: Evaluation, names: list[str]) -> None:
+    write_per_image(run_dir / run_folder.PER_IMAGE, names, result.per_image)
+    for name, array in result.files.items():
+        with atomic_path(run_dir / name, suffix=Path(name).suffix) as tmp:
+            np.save(tmp, array)
+
+
+def evaluate(model: VQAutoencoder, dataset: ImageDataset, run_dir: Path, device: torch.device,
              batch_size: int = 64, num_workers: int = 0, perceptual: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(metrics, protocol) for the record; writes the reconstruction grid and code histogram.
-    `perceptual=False` skips LPIPS/rFID/KID (None in the record, the reason in the protocol)."""
+    """(metrics, protocol) for the record; writes the grid, the code histogram, the per-image values
+    and the features into `run_dir`. `perceptual=False` skips LPIPS/rFID/KID (None in the record, the
+    reason in the protocol)."""
     t0 = time.perf_counter()
-    originals, recons, usage = reconstruct(model, dataset, batch_size, device, num_workers)
-    metrics: dict[str, Any] = {key: None for key in keys.RECORD_METRICS}
-    image, entries = image_metrics(originals, recons, getattr(dataset, "protocol", None), batch_size, device,
-                                   perceptual=perceptual)
-    metrics.update(image)
-    metrics.update(usage.stats())
-    save_grid(originals, recons, run_dir / run_folder.GRID)
-    with atomic_path(run_dir / run_folder.CODE_COUNTS, suffix=".npy") as tmp:
-        np.save(tmp, usage.counts.numpy())
+    model.eval()
+    q = model.quantizer
+    names = image_names(dataset)
+    loader = lambda: DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)  # noqa: E731
+    stream = MetricStream(device, batch_size, len(dataset), dataset.protocol, codebook_size=q.codebook_size,
+                          code_groups=q.code_groups, perceptual=perceptual, reread_originals=loader)
+    grid = GridImages()
+    for images in loader():
+        recons, indices = reconstruct_batch(model, images, device)
+        batch = Batch(images.cpu(), recons, indices)
+        stream.update(batch)
+        grid.update(batch)
+    result = stream.finish()
+    grid.save(run_dir / run_folder.GRID)
+    write_files(run_dir, result, names)
+    metrics = {key: None for key in keys.RECORD_METRICS}
+    metrics.update(result.metrics)
     protocol = {
-        **getattr(dataset, "protocol", {}),
-        "n_images": len(originals),
+        **dataset.protocol,
+        "n_images": len(names),
         "uint8_boundary": "clamp [-1,1] -> round((x+1)*127.5) -> uint8, once, before every metric",
-        "psnr": "per image over RGB uint8, data range 255, mean over images",
-        "ssim": "Gaussian window 11 (sigma 1.5), per channel then mean, mean over images",
-        "usage": "bincount of indices over the whole split",
-        "fid": entries["fid"],
-        "lpips": entries["lpips"],
+        **result.protocol,
+        "per_image": f"{run_folder.PER_IMAGE}: {', '.join(sorted(result.per_image))} per image, with names",
         "eval_s": time.perf_counter() - t0,
     }
     return metrics, protocol
+
+
+def image_metrics(originals: Tensor, recons: Tensor, reference: dict[str, Any] | None = None,
+                  batch_size: int = 64, device: torch.device | str = "cpu", perceptual: bool = True,
+                  use_cache: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(metrics, protocol entries) of reconstructions against their originals, both uint8 (N, 3, H, W),
+    through the same registry and stream as a run (see stream.evaluate_images for the full result).
+
+    `reference` is the dataset's protocol (dataset, split, resolution): with it, the originals' FID
+    statistics come from the on-disk cache. `perceptual=False` leaves LPIPS, rFID and KID None (and
+    says so in the protocol); they cost about 0.2 s per image on 2 CPU cores."""
+    result = evaluate_images(originals, recons, reference, batch_size, device, perceptual, use_cache)
+    return result.metrics, result.protocol
+

@@ -10,10 +10,14 @@ KID_STD = "kid_std"  # its standard deviation over subsets
 UTILIZATION = "utilization"  # fraction of codes used at least once over the evaluation split, in [0, 1]
 PERPLEXITY = "perplexity"  # exp(entropy of the code histogram)
 DEAD_CODES = "dead_codes"  # codes never used over the evaluation split
+ENTROPY_BITS = "entropy_bits"  # entropy of the code histogram in bits, log2(perplexity)
+ENTROPY_RATIO = "entropy_ratio"  # entropy_bits / log2 K, in [0, 1]; 1 is uniform use of all K codes
 
-# Every record carries these keys (None when a metric was not computed). Exactly one of LPIPS and
-# ST_LPIPS is set by the evaluator: the one that ran (protocol["lpips"]["name"] says which).
-RECORD_METRICS = (FID, PSNR, SSIM, LPIPS, ST_LPIPS, KID, KID_STD, UTILIZATION, PERPLEXITY, DEAD_CODES)
+# Every record carries these keys (None when a metric was not computed), and those of any other
+# registered metric. Exactly one of LPIPS and ST_LPIPS is set by the evaluator: the one that ran
+# (protocol["lpips"]["name"] says which).
+RECORD_METRICS = (FID, PSNR, SSIM, LPIPS, ST_LPIPS, KID, KID_STD, UTILIZATION, PERPLEXITY, DEAD_CODES, ENTROPY_BITS,
+                  ENTROPY_RATIO)
 
 
 def group_key(metric: str, group: str) -> str:

@@ -15,6 +15,7 @@ Per-image distances are averaged over images (the spatial average is inside the 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import io
 import sys
@@ -28,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from bench.evaluation.metrics import keys
-from bench.evaluation.metrics.registry import LOWER, Metric, register_metric
+from bench.evaluation.metrics.registry import LOWER, PER_IMAGE, EvalContext, Metric, Prepared, register_metric
 
 BACKBONE_FILES = {  # torchvision's ImageNet weights, as lpips loads them through torch.hub
     "alex": "alexnet-owt-7be5be79.pth",
@@ -244,7 +245,29 @@ def compute(a: Tensor, b: Tensor, batch_size: int = BATCH_SIZE, device: torch.de
     return metrics, {**pn.describe(), "n_images": len(values)}
 
 
-# One of the two is set per run: the network that could be loaded (see the module docstring).
-register_metric(Metric(keys.LPIPS, "LPIPS", LOWER, 4, description="LPIPS v0.1, AlexNet, mean over images"))
-register_metric(Metric(keys.ST_LPIPS, "ST-LPIPS", LOWER, 4, description="shift-tolerant LPIPS (stlpips-pytorch), "
-                       "AlexNet, mean over images; NOT comparable with published LPIPS"))
+def _setup(prefer: str):
+    """A per-image setup for one of the two networks: loaded once per device, checked against the
+    image size (AlexNet's pooling leaves nothing of very small images)."""
+
+    def setup(ctx: EvalContext) -> Prepared:
+        pn = get_network("alex", ctx.device, prefer)
+        if not accepts(pn, ctx.image_size):
+            return Prepared(None, pn.describe(), f"{pn.name} does not accept {tuple(ctx.image_size)} px images")
+        return Prepared(functools.partial(distances, batch_size=ctx.batch_size, net=pn), pn.describe())
+
+    return setup
+
+
+def _standard_here(ctx: EvalContext) -> bool:
+    return standard_available("alex")
+
+
+# Exactly one of the two runs on a machine: standard LPIPS where its backbone is in the torch hub
+# cache, the shift-tolerant network otherwise (see the module docstring). Both write protocol["lpips"].
+register_metric(Metric(keys.LPIPS, "LPIPS", LOWER, 4, kind=PER_IMAGE, setup=_setup("lpips"), perceptual=True,
+                       available=_standard_here, protocol_key="lpips",
+                       description="LPIPS v0.1, AlexNet, mean over images"))
+register_metric(Metric(keys.ST_LPIPS, "ST-LPIPS", LOWER, 4, kind=PER_IMAGE, setup=_setup("st-lpips"), perceptual=True,
+                       available=lambda ctx: not _standard_here(ctx), protocol_key="lpips",
+                       description="shift-tolerant LPIPS (stlpips-pytorch), AlexNet, mean over images; NOT comparable "
+                                   "with published LPIPS"))

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.evaluation.metrics import fid, fid_weights
+from bench.evaluation.metrics import fid, fid_reference, fid_stream, fid_weights
 
 
 class _MeanColour(nn.Module):
@@ -41,10 +41,10 @@ def _images(n, seed=0):
 
 def test_reference_is_computed_once_and_reused(cache, fake):
     x = _images(20)
-    first = fid.reference_statistics(x, PROTOCOL, extractor=fake)
+    first = fid_reference.reference_statistics(x, PROTOCOL, extractor=fake)
     assert not first.cached and first.path.parent == cache
     assert first.path.name == "photos__val__8px__n20__inception-v3-compat-2048-fake.npz"
-    second = fid.reference_statistics(x, PROTOCOL, extractor=fake)
+    second = fid_reference.reference_statistics(x, PROTOCOL, extractor=fake)
     assert second.cached
     np.testing.assert_array_equal(first.mu, second.mu)
     np.testing.assert_array_equal(first.sigma, second.sigma)
@@ -56,47 +56,47 @@ def test_reference_is_computed_once_and_reused(cache, fake):
 
 def test_key_parts_give_separate_entries(cache, fake):
     x = _images(20)
-    fid.reference_statistics(x, PROTOCOL, extractor=fake)
-    fid.reference_statistics(x[:10], PROTOCOL, extractor=fake)  # another image count
-    fid.reference_statistics(x, {**PROTOCOL, "split": "train"}, extractor=fake)
-    fid.reference_statistics(x, {**PROTOCOL, "dataset": "cub200"}, extractor=fake)
+    fid_reference.reference_statistics(x, PROTOCOL, extractor=fake)
+    fid_reference.reference_statistics(x[:10], PROTOCOL, extractor=fake)  # another image count
+    fid_reference.reference_statistics(x, {**PROTOCOL, "split": "train"}, extractor=fake)
+    fid_reference.reference_statistics(x, {**PROTOCOL, "dataset": "cub200"}, extractor=fake)
     assert len(list(cache.glob("*.npz"))) == 4
 
 
 def test_changed_images_behind_the_same_key_are_recomputed(cache, fake):
-    fid.reference_statistics(_images(20, seed=0), PROTOCOL, extractor=fake)
-    again = fid.reference_statistics(_images(20, seed=1), PROTOCOL, extractor=fake)
+    fid_reference.reference_statistics(_images(20, seed=0), PROTOCOL, extractor=fake)
+    again = fid_reference.reference_statistics(_images(20, seed=1), PROTOCOL, extractor=fake)
     assert not again.cached
-    assert fid.reference_statistics(_images(20, seed=1), PROTOCOL, extractor=fake).cached
+    assert fid_reference.reference_statistics(_images(20, seed=1), PROTOCOL, extractor=fake).cached
 
 
 def test_a_corrupt_entry_is_recomputed(cache, fake):
-    ref = fid.reference_statistics(_images(20), PROTOCOL, extractor=fake)
+    ref = fid_reference.reference_statistics(_images(20), PROTOCOL, extractor=fake)
     ref.path.write_bytes(b"not an npz")
-    assert not fid.reference_statistics(_images(20), PROTOCOL, extractor=fake).cached
+    assert not fid_reference.reference_statistics(_images(20), PROTOCOL, extractor=fake).cached
 
 
 def test_no_protocol_or_no_cache_computes_without_writing(cache, fake):
-    ref = fid.reference_statistics(_images(20), None, extractor=fake)
+    ref = fid_reference.reference_statistics(_images(20), None, extractor=fake)
     assert not ref.cached and ref.path is None
-    fid.reference_statistics(_images(20), PROTOCOL, extractor=fake, use_cache=False)
+    fid_reference.reference_statistics(_images(20), PROTOCOL, extractor=fake, use_cache=False)
     assert not cache.exists() or not list(cache.glob("*.npz"))
     with pytest.raises(ValueError, match="resolution"):
-        fid.reference_key({"dataset": "photos", "split": "val"}, 20, "x")
+        fid_reference.reference_key({"dataset": "photos", "split": "val"}, 20, "x")
 
 
 def test_clear_cache(cache, fake):
     for dataset in ("photos", "cub200"):
-        fid.reference_statistics(_images(20), {**PROTOCOL, "dataset": dataset}, extractor=fake)
-    assert fid.clear_cache("photos") == 1
+        fid_reference.reference_statistics(_images(20), {**PROTOCOL, "dataset": dataset}, extractor=fake)
+    assert fid_reference.clear_cache("photos") == 1
     assert [p.name.split("__")[0] for p in cache.glob("*.npz")] == ["cub200"]
-    assert fid.clear_cache() == 1
+    assert fid_reference.clear_cache() == 1
     assert not cache.exists()
-    assert fid.clear_cache() == 0
+    assert fid_reference.clear_cache() == 0
 
 
 def test_clear_cache_from_the_command_line(cache, fake, tmp_path):
-    fid.reference_statistics(_images(20), PROTOCOL, extractor=fake)
+    fid_reference.reference_statistics(_images(20), PROTOCOL, extractor=fake)
     out = subprocess.run([sys.executable, "-m", "bench.metrics", "--clear-cache", "photos"], check=False,
                          capture_output=True, text=True, timeout=120, env=dict(os.environ))
     assert out.returncode == 0, out.stderr
@@ -107,8 +107,8 @@ def test_compute_reuses_the_cache_and_records_the_protocol(cache, fake, monkeypa
     monkeypatch.setattr(fid, "get_extractor", lambda device="cpu": fake)
     x = _images(12)
     y = (x.int() + 9).clamp(0, 255).to(torch.uint8)
-    m1, p1 = fid.compute(x, y, PROTOCOL)
-    m2, p2 = fid.compute(x, y, PROTOCOL)
+    m1, p1 = fid_stream.compute(x, y, PROTOCOL)
+    m2, p2 = fid_stream.compute(x, y, PROTOCOL)
     assert not p1["reference_cached"] and p2["reference_cached"]
     assert m1 == m2 and m1["fid"] > 0
     assert p1["n_images"] == 12 and p1["rank_deficient"]

@@ -3,11 +3,14 @@ that ran (standard under `lpips`, shift-tolerant under `st_lpips`), and the prot
 were computed. Also: PSNR/SSIM batch-size independence at the evaluator's entry point."""
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
 import methods
-from bench.evaluation.evaluator import evaluate, image_metrics, pixel_metrics
+from bench.evaluation.evaluator import evaluate, image_metrics
+from bench.evaluation.stream import evaluate_images
 from bench.evaluation.metrics import fid, keys
 from bench.models.autoencoder import VQAutoencoder
 from datasets.tensor_dataset import UInt8Images
@@ -49,6 +52,7 @@ def test_records_carry_fid_and_the_lpips_that_ran(tmp_path, monkeypatch, extract
     assert proto["fid"]["weights"] in ("torch-fidelity", "fid-helper-derived")
     assert "inception-v3-compat" in proto["fid"]["feature_extractor"]
     assert not proto["fid"]["reference_cached"]
+    assert proto["fid"]["reference_file"] == "photos-test__val__32px__n4__" + extractor.key + ".npz"
     # A second run (another method, say) reuses the reference statistics of the split.
     metrics2, proto2 = evaluate(_model(), data, tmp_path / "run", torch.device("cpu"), batch_size=4)
     assert proto2["fid"]["reference_cached"]
@@ -71,8 +75,9 @@ def test_image_metrics_take_uint8_only():
 def test_psnr_and_ssim_do_not_depend_on_batch_size():
     x = tiles(70, offset=2)  # 70 > 64: a second batch at batch size 64
     y = blur(x, 1.0)
-    ref = pixel_metrics(x, y, batch_size=256)
+    ref = evaluate_images(x, y, batch_size=256, perceptual=False)
     for batch_size in (1, 7, 64):
-        got = pixel_metrics(x, y, batch_size=batch_size)
-        assert got[keys.PSNR] == pytest.approx(ref[keys.PSNR], rel=1e-12)
-        assert got[keys.SSIM] == pytest.approx(ref[keys.SSIM], rel=1e-12)
+        got = evaluate_images(x, y, batch_size=batch_size, perceptual=False)
+        for key in (keys.PSNR, keys.SSIM):
+            assert got.metrics[key] == pytest.approx(ref.metrics[key], rel=1e-12)
+            np.testing.assert_allclose(got.per_image[key], ref.per_image[key], rtol=1e-12)

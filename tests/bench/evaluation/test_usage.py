@@ -59,3 +59,42 @@ def test_out_of_range_indices_are_an_error():
 def test_empty_histogram():
     s = CodeUsage(4).stats()
     assert s[keys.UTILIZATION] == 0.0 and s[keys.DEAD_CODES] == 4
+
+
+def test_entropy_in_bits_and_its_ratio_to_log2_k_by_hand():
+    # p = (3/4, 1/4) over K = 4: H = 3/4 log2(4/3) + 1/4 log2(4) = 0.811278... bits; log2 K = 2
+    s = histogram_stats(torch.tensor([3, 1, 0, 0]))
+    bits = 0.75 * math.log2(4 / 3) + 0.25 * 2.0
+    assert s[keys.ENTROPY_BITS] == pytest.approx(bits, rel=1e-12)
+    assert s[keys.ENTROPY_RATIO] == pytest.approx(bits / 2.0, rel=1e-12)
+    assert s[keys.ENTROPY_BITS] == pytest.approx(math.log2(s[keys.PERPLEXITY]), rel=1e-12)
+
+
+def test_uniform_use_of_all_codes_has_entropy_ratio_one():
+    s = histogram_stats(torch.full((8,), 5))
+    assert s[keys.ENTROPY_BITS] == pytest.approx(3.0) and s[keys.ENTROPY_RATIO] == pytest.approx(1.0)
+    one = histogram_stats(torch.tensor([0, 0, 7, 0]))  # one code used: no information
+    assert one[keys.ENTROPY_BITS] == 0.0 and one[keys.ENTROPY_RATIO] == 0.0
+    assert histogram_stats(torch.tensor([4]))[keys.ENTROPY_RATIO] is None  # K = 1: log2 K = 0
+
+
+def test_entropy_per_group_uses_the_group_size():
+    u = CodeUsage(6, groups={"adj": (0, 2), "noun": (2, 6)})
+    u.update(torch.tensor([0, 1, 1, 1, 2, 2, 3, 4]))  # adj: (1, 3) of 2 codes; noun: (2, 1, 1, 0) of 4
+    s = u.stats()
+    adj = -(0.25 * math.log2(0.25) + 0.75 * math.log2(0.75))
+    noun = -(0.5 * math.log2(0.5) + 2 * 0.25 * math.log2(0.25))
+    assert s["entropy_bits_adj"] == pytest.approx(adj) and s["entropy_ratio_adj"] == pytest.approx(adj / 1.0)
+    assert s["entropy_bits_noun"] == pytest.approx(noun) and s["entropy_ratio_noun"] == pytest.approx(noun / 2.0)
+    total = [1, 3, 2, 1, 1, 0]
+    h = -sum(c / 8 * math.log2(c / 8) for c in total if c)
+    assert s[keys.ENTROPY_BITS] == pytest.approx(h) and s[keys.ENTROPY_RATIO] == pytest.approx(h / math.log2(6))
+
+
+def test_entropy_metrics_are_declared_in_the_registry():
+    from bench.evaluation.metrics.registry import CODES, spec
+
+    for key in (keys.ENTROPY_BITS, keys.ENTROPY_RATIO):
+        m = spec(key)
+        assert m.key == key and m.reads == CODES and m.accumulator is not None
+    assert spec("entropy_ratio_noun").label.endswith("(noun)") and spec(keys.ENTROPY_RATIO).better == "higher"
