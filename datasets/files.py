@@ -233,6 +233,8 @@ class ImageFiles(ImageDataset):
         i, epoch = key if isinstance(key, tuple) else (key, 0)
         i = int(i)
         n = len(self)
+        if not 0 <= i < n:  # bad images are skipped by wrapping round, so the range check must come first
+            raise IndexError(f"dataset {self.dataset!r} {self.split}: index {i} out of range for {n} images")
         for step in range(n):
             j = (i + step) % n
             arr = self._stored(j)
