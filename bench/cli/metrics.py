@@ -1,5 +1,7 @@
-"""`python -m bench.metrics ORIG_DIR RECON_DIR`: the protocol's image metrics (PSNR, SSIM, LPIPS or
-ST-LPIPS, rFID, KID) for two folders of images with the same file names, without training.
+"""`python -m bench.metrics ORIG_DIR RECON_DIR`: the protocol's image metrics (every registered
+metric that reads images: PSNR, SSIM, LPIPS or ST-LPIPS, rFID, KID) for two folders of images with
+the same file names, without training. They are computed by the evaluator's own stream
+(bench.evaluation.stream), so they equal a run's numbers on the same images.
 
 Images are read with PIL, converted to RGB uint8 (as torch-fidelity reads folders) and must all have
 one size. Human-readable lines go first; the last line is one JSON object {"metrics", "protocol"}.
@@ -15,10 +17,14 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from PIL import Image
+
+if TYPE_CHECKING:
+    from bench.evaluation.stream import Evaluation
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -77,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64; results do "
                    "not depend on it)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    p.add_argument("--no-perceptual", action="store_true", help="PSNR and SSIM only (no LPIPS, rFID, KID)")
+    p.add_argument("--no-perceptual", action="store_true", help="no metric that needs a network (LPIPS, rFID, KID)")
     p.add_argument("--clear-cache", nargs="?", const="", default=None, metavar="DATASET",
                    help="remove cached FID reference statistics (of DATASET, or all) and exit")
     p.add_argument("--throughput", type=int, default=None, metavar="N",
@@ -111,12 +117,21 @@ def throughput(n: int, resolution: int, batch_size: int, device: str) -> dict:
             "inception_images_per_s": n / (t1 - t0), "lpips_name": net.name, "lpips_images_per_s": n / (t2 - t1)}
 
 
+def intervals(result: Evaluation) -> dict[str, Any] | None:
+    """The hook for 95% intervals (issue 15 item 7): `result` holds every per-image value
+    (result.per_image, by metric key, in file-name order) and, unless --no-perceptual, the float32
+    Inception features of both sets (result.arrays[fid_stream.FEATURES_RECONS] and
+    [fid_stream.FEATURES_ORIGINALS]). When this returns a dict, it is printed and goes into the JSON
+    line under "intervals". None: no intervals yet."""
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from bench.evaluation.metrics import fid
+    from bench.evaluation.metrics import fid, fid_reference
 
     if args.clear_cache is not None:
-        n = fid.clear_cache(args.clear_cache or None)
+        n = fid_reference.clear_cache(args.clear_cache or None)
         print(json.dumps({"removed": n}))
         return 0
     if args.throughput is not None:
@@ -136,19 +151,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputError, OSError) as exc:
         print(f"python -m bench.metrics: error: {exc}", file=sys.stderr)
         return 2
-    from bench.evaluation.evaluator import image_metrics
+    from bench.evaluation.stream import evaluate_images
 
-    metrics, protocol = image_metrics(originals, recons, None, args.batch_size, args.device,
-                                      perceptual=not args.no_perceptual, use_cache=False)
+    result = evaluate_images(originals, recons, None, args.batch_size, args.device,
+                             perceptual=not args.no_perceptual, use_cache=False)
     protocol = {"n_images": len(names), "resolution": list(originals.shape[-2:]), "orig_dir": str(args.orig_dir),
-                "recon_dir": str(args.recon_dir), **protocol}
-    for key, value in metrics.items():
+                "recon_dir": str(args.recon_dir), **result.protocol}
+    for key, value in result.metrics.items():
         if value is not None:
             print(f"{key:>10}: {value:.6g}")
     if protocol.get("fid", {}).get("rank_deficient"):
         print(f"note: FID from {len(names)} images (< {fid.MIN_FULL_RANK}): rank-deficient covariance, "
               "not comparable with FIDs from more images")
-    print(json.dumps(_json_safe({"metrics": metrics, "protocol": protocol}), sort_keys=True, default=str))
+    out: dict[str, Any] = {"metrics": result.metrics, "protocol": protocol}
+    if (found := intervals(result)) is not None:
+        print(f" intervals: {json.dumps(_json_safe(found), sort_keys=True)}")
+        out["intervals"] = found
+    print(json.dumps(_json_safe(out), sort_keys=True, default=str))
     return 0
 
 

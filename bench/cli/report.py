@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from bench.cli import parsing
 from bench.cli.table import add_view_args, build_tables
+from bench.reporting.summary import Summary
 from bench.runs.runner import DEFAULT_OUT
 
 
@@ -22,10 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def write_report(args: argparse.Namespace, built: dict[str, Any]) -> int:
+def write_report(args: argparse.Namespace, summary: Summary) -> int:
     from bench.reporting import report as report_mod
 
-    page = report_mod.write_report(args.out, built=built, path=getattr(args, "path", None))
+    page = report_mod.write_report(args.out, built=summary, path=getattr(args, "path", None))
     print(f"report: {page}", file=sys.stderr if getattr(args, "format", "terminal") != "terminal" else sys.stdout)
     return 0
 

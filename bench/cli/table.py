@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from bench.cli import parsing
 from bench.core.errors import UserError
 from bench.reporting import tables
+from bench.reporting.summary import Summary, build
 from bench.runs.runner import DEFAULT_OUT
 
 
@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder holding runs/ (default: results/)")
     p.add_argument("--methods", type=parsing.comma_list(str), default=None, help="only these methods")
     p.add_argument("--datasets", type=parsing.comma_list(str), default=None, help="only these datasets")
-    p.add_argument("--format", choices=tables.FORMATS, default="terminal",
+    p.add_argument("--format", choices=tables.formats(), default="terminal",
                    help="what to print (md, csv and tex are all written under OUT/tables/ as well)")
     add_view_args(p)
     p.add_argument("--report", action="store_true",
@@ -34,38 +34,38 @@ def add_view_args(p: argparse.ArgumentParser) -> None:
                         f"{','.join(tables.GROUP_FIELDS)} (default: method,codebook_size; preset and steps are "
                         f"added whenever they vary)")
     p.add_argument("--with-reported", action="store_true",
-                   help="add published numbers (bench/reported_results.csv) as rows marked 'reported'")
+                   help="add published numbers (bench/reporting/reported_results.csv) as rows marked 'reported'")
 
 
-def print_and_write_tables(built: dict[str, Any], out: Path, fmt: str) -> None:
-    summ, rep, fails, cross = built["summary"], built["reported"], built["failures"], built["cross"]
-    print(tables.render(summ, fmt, rep, fails), end="")
-    if cross is not None and fmt != "csv":  # one CSV per stream; the summary CSV is in OUT/tables/
+def print_and_write_tables(summary: Summary, out: Path, fmt: str) -> None:
+    """Print the tables in `fmt` and write every file format under OUT/tables/."""
+    print(tables.render(summary, fmt), end="")
+    if summary.cross is not None and fmt != "csv":  # one CSV per stream; the summary CSV is in OUT/tables/
         print()
-        print(tables.render_cross(cross, fmt, rep), end="")
-    paths = tables.write_tables(summ, out, reported=rep, failures=fails, cross=cross)
+        print(tables.render_cross(summary, fmt), end="")
+    paths = tables.write_tables(summary, out)
     if fmt == "terminal":
         print(f"tables written: {', '.join(str(p) for p in paths)}")
 
 
-def build_tables(args: argparse.Namespace) -> dict[str, Any]:
+def build_tables(args: argparse.Namespace) -> Summary:
     try:
-        built = tables.build(args.out, methods=args.methods, datasets=args.datasets, metrics=args.metrics,
-                             group_by=args.group_by, with_reported=args.with_reported)
+        summary = build(args.out, methods=args.methods, datasets=args.datasets, metrics=args.metrics,
+                        group_by=args.group_by, with_reported=args.with_reported)
     except ValueError as exc:  # unknown metric or group-by field: one line, exit code 2
         raise UserError(str(exc)) from None
-    if built["runs"].empty and not args.with_reported:
+    if summary.runs.empty and not args.with_reported:
         raise UserError(f"no result records under {args.out / 'runs'}"
                         + (" for these --methods/--datasets" if args.methods or args.datasets else "")
                         + "; run the benchmark first")
-    return built
+    return summary
 
 
 def run(args: argparse.Namespace) -> int:
-    built = build_tables(args)
-    print_and_write_tables(built, args.out, args.format)
+    summary = build_tables(args)
+    print_and_write_tables(summary, args.out, args.format)
     if args.report:
         from bench.cli.report import write_report
 
-        write_report(args, built)
+        write_report(args, summary)
     return 0

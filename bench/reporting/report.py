@@ -12,14 +12,16 @@ import datetime as _dt
 import html
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
 from bench.core import run_folder
 from bench.core.atomic import write_text_atomic
 from bench.reporting import plots, tables
+from bench.reporting.summary import Summary, build
 from bench.runs import records
 
 REPORT_NAME = "report.html"
@@ -71,7 +73,8 @@ FIGURE_TEXT = {
     "utilization": "Share of the codebook used in each logging window during training (train_log.jsonl).",
     "sweep": "rFID and usage against codebook size; error bars are the std over seeds.",
     "reconstructions": "The same validation images (top row) reconstructed by each method.",
-    "vqct_words": "VQCT: the most used adjective and noun codes, labelled with their words.",
+    "code_words": "Runs whose codes have names (the quantizer's code labels, code_words.json): the most used "
+                  "codes of each code group, labelled with their names.",
 }
 
 
@@ -152,7 +155,7 @@ def _environment_html(recs: list[dict[str, Any]]) -> str:
 def _sources_html(reported: pd.DataFrame | None) -> str:
     if reported is None or reported.empty:
         return ("<p>Published numbers are not shown (build with <code>--with-reported</code>). Their sources are "
-                "listed in <code>bench/reported_results.csv</code>.</p>")
+                "listed in <code>bench/reporting/reported_results.csv</code>.</p>")
     items = []
     for ref, g in reported.groupby("Ref", sort=False):
         r = g.iloc[0]
@@ -161,16 +164,16 @@ def _sources_html(reported: pd.DataFrame | None) -> str:
     return "<ul>" + "".join(items) + "</ul>"
 
 
-def render_html(built: dict[str, Any], figs: dict[str, Any], recs: list[dict[str, Any]], out: Path,
+def render_html(summary: Summary, figs: dict[str, Any], recs: list[dict[str, Any]], out: Path,
                 title: str = "vqbench results", base: Path | None = None) -> str:
     """The page as a string; links are relative to `base` (the page's folder, default `out`)."""
     base = Path(base or out)
-    summ, runs, rep = built["summary"], built["runs"], built["reported"]
+    runs, rep = summary.runs, summary.reported
     n_ok = int((runs["Status"] == records.FINISHED).sum()) if len(runs) else 0
     n_failed = int((runs["Status"] == records.FAILED).sum()) if len(runs) else 0
     generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    tables_html = tables.render(summ, "html", rep, built["failures"]) if len(summ) else "<p>No results.</p>"
-    cross_html = tables.render_cross(built["cross"], "html", rep) if built.get("cross") is not None else (
+    tables_html = tables.render(summary, "html") if not summary.empty else "<p>No results.</p>"
+    cross_html = tables.render_cross(summary, "html") if summary.cross is not None else (
         "<p>One dataset only: no cross-dataset summary.</p>")
     notes = figs.get("notes") or []
     notes_html = ("<ul class=\"notes\">" + "".join(f"<li>{_esc(n)}</li>" for n in notes) + "</ul>") if notes else ""
@@ -212,13 +215,13 @@ def render_html(built: dict[str, Any], figs: dict[str, Any], recs: list[dict[str
 def write_report(out: Path | str, methods: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
                  metrics: Sequence[str] | None = None, group_by: Sequence[str] = tables.DEFAULT_GROUP_BY,
                  with_reported: bool = True, path: Path | str | None = None,
-                 built: dict[str, Any] | None = None) -> Path:
-    """Build tables and figures from the records under `out` and write OUT/report.html (or `path`),
-    atomically. Returns the page's path."""
+                 built: Summary | None = None) -> Path:
+    """Write OUT/report.html (or `path`) atomically from `built` (a Summary), or from a Summary of
+    the records under `out` built with these filters. Returns the page's path."""
     out = Path(out)
-    built = built or tables.build(out, methods, datasets, metrics, group_by, with_reported)
+    built = built or build(out, methods, datasets, metrics, group_by, with_reported)
     figs = plots.make_all(out, built)
-    run_ids = set(built["runs"]["run_id"]) if len(built["runs"]) else set()
+    run_ids = set(built.runs["run_id"]) if len(built.runs) else set()
     recs = [r for r in records.iter_records(out) if r.get("run_id") in run_ids]
     target = Path(path) if path else out / REPORT_NAME
     page = render_html(built, figs, recs, out, base=target.parent.resolve() if path else out)

@@ -7,12 +7,14 @@ measured rows.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
 from bench.evaluation.metrics import keys
+from bench.evaluation.metrics.registry import spec
+from bench.reporting.frames import REPORTED
 
 DATA_FILE = Path(__file__).resolve().parent / "reported_results.csv"
 REQUIRED = ("ref", "paper", "table", "url", "dataset", "method", "codebook_size", "protocol")
@@ -34,10 +36,8 @@ def load(path: Path | str = DATA_FILE) -> pd.DataFrame:
 
 def reported_rows(datasets: Sequence[str] | None = None, methods: Sequence[str] | None = None,
                   metrics: Sequence[str] | None = None, path: Path | str = DATA_FILE) -> pd.DataFrame:
-    """Rows shaped like `tables.summary` rows (Source "reported"), for the given datasets and (by
-    their vqbench name) methods. Metric values are scaled as the tables show them."""
-    from bench.reporting.tables import REPORTED, metric_spec
-
+    """Rows shaped like the per-dataset frame's rows (Source "reported"), for the given datasets and
+    (by their vqbench name) methods. Metric values are scaled as the tables show them."""
     df = load(path)
     if datasets is not None:
         df = df[df["dataset"].isin(list(datasets))]
@@ -52,6 +52,6 @@ def reported_rows(datasets: Sequence[str] | None = None, methods: Sequence[str] 
                "paper": r["paper"], "table": r["table"], "url": r["url"], "protocol": r["protocol"]}
         for k in (metrics or METRIC_COLUMNS):
             v = r.get(k)
-            row[k] = math.nan if v is None or pd.isna(v) else float(v) * metric_spec(k).scale
+            row[k] = math.nan if v is None or pd.isna(v) else float(v) * spec(k).scale
         rows.append(row)
     return pd.DataFrame(rows)

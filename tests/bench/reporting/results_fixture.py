@@ -83,9 +83,8 @@ def write_fixture(out: Path, images: bool = True) -> list[dict[str, Any]]:
         counts[:used] = rng.integers(1, 100, size=used)
         np.save(run_dir / "code_counts.npy", counts)
         with open(run_dir / "train_log.jsonl", "w") as f:
-            for step in (10, 20, 30, 40):
-                f.write(json.dumps({"step": step, "loss": 1.0 / step, "utilization": metrics["utilization"] * step / 40,
-                                    "perplexity": 2.0}) + "\n")
+            f.writelines(json.dumps({"step": step, "loss": 1.0 / step, "utilization": metrics["utilization"] * step / 40,
+                                    "perplexity": 2.0}) + "\n" for step in (10, 20, 30, 40))
         if method == "vqct":
             (run_dir / "code_words.json").write_text(json.dumps(VQCT_WORDS))
     return recs

@@ -10,13 +10,14 @@ import pytest
 from PIL import Image
 
 from bench.core import run_folder
-from bench.reporting import plots, tables
+from bench.reporting import code_words, plots
+from bench.reporting.summary import build
 from tests.bench.reporting.results_fixture import VQCT_WORDS, results_out, write_fixture  # noqa: F401 - results_out is the `out` fixture
 
 
 @pytest.fixture(scope="module")
 def made(out):
-    return plots.make_all(out, tables.build(out))
+    return plots.make_all(out, build(out))
 
 
 def _check(path: Path) -> None:
@@ -32,7 +33,7 @@ def test_expected_files(out, made):
     names = sorted(p.name for paths in made["figures"].values() for p in paths)
     stems = ["code_frequency_cub200", "code_frequency_photos", "utilization_cub200", "utilization_photos",
              "reconstructions_cub200", "reconstructions_photos", "sweep_photos",
-             "vqct_words_cub200-vqct-k16-s0", "vqct_words_photos-vqct-k16-s0"]
+             "code_words_cub200-vqct-k16-s0", "code_words_photos-vqct-k16-s0"]
     assert names == sorted(f"{s}.{ext}" for s in stems for ext in ("png", "svg"))
     for paths in made["figures"].values():
         for p in paths:
@@ -54,9 +55,9 @@ def test_reconstructions_show_every_method(out, made):
     assert h > w * 0.8
 
 
-def test_vqct_words_from_a_list_and_mismatch(tmp_path):
+def test_code_words_from_a_list_and_mismatch(tmp_path):
     counts = np.array([5, 1, 0, 9, 2, 3, 0, 0, 4, 1, 8, 2, 0, 1, 7, 6])
-    paths = plots.vqct_top_words(counts, VQCT_WORDS, tmp_path, "words", top=3)
+    paths = code_words.code_words_top(counts, VQCT_WORDS, tmp_path, "words", top=3)
     assert [p.name for p in paths] == ["words.png", "words.svg"]
     svg = paths[1].read_text()
     # adjective codes 0-5 come first, then nouns: top adjectives shiny (9), red (5), old (3);
@@ -65,31 +66,43 @@ def test_vqct_words_from_a_list_and_mismatch(tmp_path):
         assert word in svg
     assert "wooden" not in svg and "cup" not in svg  # count 2: outside both top 3s
     with pytest.raises(ValueError, match="do not belong"):
-        plots.vqct_top_words(counts[:5], VQCT_WORDS, tmp_path, "bad")
+        code_words.code_words_top(counts[:5], VQCT_WORDS, tmp_path, "bad")
 
 
 def test_code_words_lookup(tmp_path):
-    assert plots.code_words(tmp_path, {}) is None
+    assert code_words.code_words(tmp_path, {}) is None
     (tmp_path / run_folder.CODE_WORDS).write_text(json.dumps({"groups": {"adj": [0, 2], "noun": [2, 4]},
                                                          "words": ["big", "red", "cat", "dog"]}))
-    assert plots.code_words(tmp_path) == {"adj": ["big", "red"], "noun": ["cat", "dog"]}
-    assert plots.code_words(tmp_path, {"code_words": {"adj": ["x"], "noun": ["y"]}}) == {"adj": ["x"], "noun": ["y"]}
+    assert code_words.code_words(tmp_path) == {"adj": ["big", "red"], "noun": ["cat", "dog"]}
+    assert code_words.code_words(tmp_path, {"code_words": {"adj": ["x"], "noun": ["y"]}}) == {"adj": ["x"], "noun": ["y"]}
     (tmp_path / run_folder.CODE_WORDS).write_text(json.dumps({"groups": {}, "words": ["a", "b"]}))  # vqct-nopos
-    assert plots.code_words(tmp_path) == {"word": ["a", "b"]}
+    assert code_words.code_words(tmp_path) == {"word": ["a", "b"]}
 
 
-def test_vqct_runs_without_words_are_listed_not_dropped(tmp_path):
+def test_runs_with_code_names_but_no_counts_are_listed_not_dropped(tmp_path):
     write_fixture(tmp_path)
-    for f in tmp_path.glob("runs/*/code_words.json"):
+    for f in tmp_path.glob("runs/*/code_counts.npy"):
         f.unlink()
-    paths, skipped = plots.vqct_words(tables.build(tmp_path)["runs"], tmp_path)
+    paths, skipped = code_words.code_words_figures(build(tmp_path).runs, tmp_path)
     assert paths == []
     assert sorted(s.split(":")[0] for s in skipped) == ["cub200-vqct-k16-s0", "photos-vqct-k16-s0"]
-    assert all("no code_words" in s for s in skipped)
+    assert all("no code_counts.npy" in s for s in skipped)
+
+
+def test_code_words_figure_follows_the_file_not_the_method(tmp_path):
+    write_fixture(tmp_path)
+    for f in tmp_path.glob("runs/*vqct*/code_words.json"):
+        f.unlink()  # codes without names: no figure and nothing to explain
+    vqgan = tmp_path / "runs" / "photos-vqgan-k32-s0"
+    (vqgan / run_folder.CODE_WORDS).write_text(json.dumps({"groups": {}, "words": [f"w{i}" for i in range(32)]}))
+    paths, skipped = code_words.code_words_figures(build(tmp_path).runs, tmp_path)
+    assert [p.name for p in paths] == ["code_words_photos-vqgan-k32-s0.png", "code_words_photos-vqgan-k32-s0.svg"]
+    assert skipped == []
+    assert "w0 (#" in paths[1].read_text()
 
 
 def test_runs_without_files_make_no_figure(tmp_path):
     write_fixture(tmp_path, images=False)
-    made = plots.make_all(tmp_path, tables.build(tmp_path))
+    made = plots.make_all(tmp_path, build(tmp_path))
     assert made["figures"]["code_frequency"] == [] and made["figures"]["reconstructions"] == []
     assert made["figures"]["sweep"]  # the sweep needs only the records

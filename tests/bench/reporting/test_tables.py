@@ -1,4 +1,4 @@
-"""Tables from hand-written records with known values (tests/bench/results_fixture.py): means and
+"""Tables from hand-written records with known values (tests/bench/reporting/results_fixture.py): means and
 stds, best/second marks on the right cells, failed and missing runs kept, every format parsed back."""
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from bench.cli import main as cli
 from bench.core import run_folder
 from bench.core.atomic import write_json_atomic
 from bench.reporting import reported, tables
+from bench.reporting.summary import build
 from tests.bench.reporting.results_fixture import write_fixture
 
 
@@ -27,7 +28,7 @@ def out(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def built(out):
-    return tables.build(out)
+    return build(out)
 
 
 def row(summ: pd.DataFrame, dataset: str, method: str, k: int) -> pd.Series:
@@ -37,21 +38,21 @@ def row(summ: pd.DataFrame, dataset: str, method: str, k: int) -> pd.Series:
 
 
 def test_mean_and_sample_std_over_seeds(built):
-    r = row(built["summary"], "photos", "vqgan", 16)
+    r = row(built.per_dataset, "photos", "vqgan", 16)
     assert r["fid"] == pytest.approx(12.0) and r["fid_std"] == pytest.approx(math.sqrt(8))
     assert r["psnr"] == pytest.approx(21.0) and r["psnr_std"] == pytest.approx(math.sqrt(2))
     assert r["utilization"] == pytest.approx(62.5)  # shown in percent
     assert r["Finished"] == 2 and r["Expected"] == 2 and r["Status"] == "ok"
-    one = row(built["summary"], "photos", "vqct", 16)
+    one = row(built.per_dataset, "photos", "vqct", 16)
     assert one["psnr"] == pytest.approx(25.0) and pd.isna(one["psnr_std"])  # one seed: no std
 
 
 def test_failed_and_missing_runs_keep_their_rows(built):
-    failed = row(built["summary"], "photos", "lfq", 16)
+    failed = row(built.per_dataset, "photos", "lfq", 16)
     assert failed["Status"] == "failed" and failed["Failed"] == 1 and pd.isna(failed["psnr"])
-    missing = row(built["summary"], "photos", "vqct", 32)
+    missing = row(built.per_dataset, "photos", "vqct", 32)
     assert missing["Status"] == "missing" and missing["Finished"] == 0
-    text = tables.render(built["summary"], "terminal", failures=built["failures"])
+    text = tables.render(built, "terminal")
     assert "0/2 (1 failed)" in text and "missing" in text
     assert "NonFiniteLoss" in text  # the failure's error is in the notes
 
@@ -72,7 +73,7 @@ def _md_tables(text: str) -> dict[str, pd.DataFrame]:
 
 
 def test_markdown_bold_best_underline_second_and_arrows(built):
-    md = _md_tables(tables.render(built["summary"], "md"))
+    md = _md_tables(tables.render(built, "md"))
     photos = md["photos"].set_index(["Method", "Codebook size"])
     assert {"rFID ↓", "PSNR ↑", "SSIM ↑", "LPIPS ↓", "Usage % ↑", "Perplexity"} <= set(photos.columns)
     # rFID (lower is better): vqct 8.00 best, vqgan K=32 9.00 second, vqgan K=16 12.00 unmarked
@@ -90,7 +91,7 @@ def test_markdown_bold_best_underline_second_and_arrows(built):
 
 
 def test_latex_booktabs_marks_and_parse_back(built):
-    tex = tables.render(built["summary"], "tex")
+    tex = tables.render(built, "tex")
     assert tex.count(r"\toprule") == 2 and tex.count(r"\midrule") == 2 and tex.count(r"\bottomrule") == 2
     assert r"rFID $\downarrow$" in tex and r"PSNR $\uparrow$" in tex and r"Usage \% $\uparrow$" in tex
     photos = tex.split(r"\caption{Reconstruction on photos}")[1].split(r"\bottomrule")[0]
@@ -106,8 +107,8 @@ def test_latex_booktabs_marks_and_parse_back(built):
 
 
 def test_csv_parses_back_to_the_same_frame(built):
-    back = pd.read_csv(io.StringIO(tables.render(built["summary"], "csv")))
-    summ = built["summary"]
+    back = pd.read_csv(io.StringIO(tables.render(built, "csv")))
+    summ = built.per_dataset
     assert list(back.columns) == list(summ.columns)
     for col in ("fid", "fid_std", "psnr", "utilization"):
         pd.testing.assert_series_equal(back[col].astype(float), summ[col].astype(float), check_names=False)
@@ -115,7 +116,7 @@ def test_csv_parses_back_to_the_same_frame(built):
 
 
 def test_terminal_parses_back(built):
-    text = tables.render(built["summary"], "terminal")
+    text = tables.render(built, "terminal")
     block = text.split("Reconstruction on cub200\n")[1].split("\n\n")[0].splitlines()
     header = [c.strip() for c in block[0].strip("|").split("|")]
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in block[2:]]
@@ -126,49 +127,49 @@ def test_terminal_parses_back(built):
 
 
 def test_fid_dagger_footnote(built):
-    text = tables.render(built["summary"], "md")
+    text = tables.render(built, "md")
     assert "† rFID from fewer than 2048 images (n = 1024)" in text
 
 
 def test_cross_dataset_summary(built):
-    cross = built["cross"]
+    cross = built.cross
     assert cross is not None and cross.attrs["metric"] == "fid"
     vqct = cross[(cross["Method"] == "vqct") & (cross["Codebook size"] == 16)].iloc[0]
     assert vqct["photos"] == pytest.approx(8.0) and vqct["cub200"] == pytest.approx(20.0)
-    md = tables.render_cross(cross, "md")
+    md = tables.render_cross(built, "md")
     assert "| vqct | 16 | **20.00†** | **8.00†** |" in md
     assert "| vqgan | 16 | <u>30.00</u> | 12.00 ± 2.83 |" in md
 
 
 def test_filters_metrics_and_group_by(out):
-    b = tables.build(out, methods=["vqgan"], datasets=["photos"], metrics=["psnr", "utilization_adj"])
-    summ = b["summary"]
+    b = build(out, methods=["vqgan"], datasets=["photos"], metrics=["psnr", "utilization_adj"])
+    summ = b.per_dataset
     assert set(summ["Method"]) == {"vqgan"} and set(summ["Dataset"]) == {"photos"}
     assert tables.metrics_of(summ) == ["psnr", "utilization_adj"]
-    assert "Usage % (adj) ↑" in tables.render(summ, "md")
-    by_seed = tables.build(out, datasets=["photos"], group_by=["method", "codebook_size", "seed"])["summary"]
+    assert "Usage % (adj) ↑" in tables.render(b, "md")
+    by_seed = build(out, datasets=["photos"], group_by=["method", "codebook_size", "seed"]).per_dataset
     assert len(by_seed[(by_seed["Method"] == "vqgan") & (by_seed["Codebook size"] == 16)]) == 2
     with pytest.raises(ValueError, match="did you mean fid"):
-        tables.build(out, metrics=["fdi"])
+        build(out, metrics=["fdi"])
     with pytest.raises(ValueError, match="cannot group by"):
-        tables.build(out, group_by=["methd"])
+        build(out, group_by=["methd"])
 
 
 def test_protocols_are_never_averaged_together(tmp_path):
     recs = write_fixture(tmp_path, images=False)
     r = dict(recs[0], run_id="photos-vqgan-k16-s0-paper", config=dict(recs[0]["config"], preset="paper", steps=1000))
     write_json_atomic(run_folder.runs_dir(tmp_path) / r["run_id"] / run_folder.RECORD, r)
-    summ = tables.build(tmp_path, datasets=["photos"])["summary"]
+    summ = build(tmp_path, datasets=["photos"]).per_dataset
     vq16 = summ[(summ["Method"] == "vqgan") & (summ["Codebook size"] == 16)]
     assert set(vq16["Preset"]) == {"cpu-tiny", "paper"} and "Steps" in summ.columns
 
 
 def test_reported_rows_are_marked_and_never_ranked(out):
-    b = tables.build(out, datasets=["cub200"], with_reported=True)
-    summ = b["summary"]
+    b = build(out, datasets=["cub200"], with_reported=True)
+    summ = b.per_dataset
     rep = summ[summ["Source"] == tables.REPORTED]
     assert len(rep) >= 3 and (rep["Ref"] == "lgvq2024").all()
-    md = tables.render(summ, "md", b["reported"])
+    md = tables.render(b, "md")
     cub = _md_tables(md)["cub200"].set_index("Method")
     # CVQ's published 3.61 would be the best rFID, but reported rows are italic and unranked
     assert cub.loc["*CVQ [R1]*", "rFID ↓"] == "*3.61*"

@@ -1,0 +1,57 @@
+"""What every figure shares: the matplotlib backend and style, atomic PNG + SVG saving under
+OUT/figures/, file-name-safe stems, run labels and one colour per method."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on the machines this runs on; set before pyplot is imported
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from bench.core.atomic import atomic_path
+from bench.runs import records
+
+FIGURES = "figures"
+EXTENSIONS = ("png", "svg")
+
+plt.rcParams.update({"figure.constrained_layout.use": True, "figure.dpi": 100, "savefig.dpi": 120, "font.size": 9,
+                     "axes.grid": True, "grid.alpha": 0.3, "svg.fonttype": "none", "svg.hashsalt": "vqbench"})
+
+
+def save(fig: plt.Figure, folder: Path, stem: str) -> list[Path]:
+    """PNG and SVG, each through a temp file and a rename so a reader never sees half a figure."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in EXTENSIONS:
+        path = folder / f"{stem}.{ext}"
+        with atomic_path(path, suffix=f".{ext}") as tmp:
+            fig.savefig(tmp, format=ext, bbox_inches="tight", metadata={"Date": None} if ext == "svg" else None)
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def safe(name: Any) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(name))
+
+
+def run_label(row: pd.Series, with_seed: bool = True) -> str:
+    text = f"{row['Method']} K={int(row['Codebook size'])}"
+    return text + (f" s{int(row['Seed'])}" if with_seed and not pd.isna(row.get("Seed")) else "")
+
+
+def finished(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs[runs["Status"] == records.FINISHED] if len(runs) else runs
+
+
+def styles(runs: pd.DataFrame) -> dict[tuple[str, int], dict[str, Any]]:
+    """One colour per method, one line style per codebook size, stable across figures."""
+    methods = sorted(set(runs["Method"]))
+    sizes = sorted({int(k) for k in runs["Codebook size"]})
+    colors = plt.get_cmap("tab10")
+    dashes = ["-", "--", ":", "-."]
+    return {(m, k): {"color": colors(i % 10), "linestyle": dashes[j % len(dashes)]}
+            for i, m in enumerate(methods) for j, k in enumerate(sizes)}

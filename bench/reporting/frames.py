@@ -1,0 +1,187 @@
+"""Data frames built from records: one row per run (`runs_frame`) and, per dataset, one row per
+group of runs (`dataset_frame`: means and sample stds over seeds, run counts, missing grid cells).
+
+Metric values are scaled as the tables show them (utilisation in percent); how a metric is scaled,
+labelled and compared comes from the metric registry (bench.evaluation.metrics.registry).
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+
+from bench.evaluation.metrics import keys
+from bench.evaluation.metrics.registry import spec
+from bench.runs import records
+
+# The seed paper's column order. Of LPIPS and ST-LPIPS (the evaluator sets one of them), a column no
+# record has a value for is dropped; with neither anywhere, the LPIPS column stays, empty.
+DEFAULT_METRICS = (keys.FID, keys.PSNR, keys.SSIM, keys.LPIPS, keys.ST_LPIPS, keys.UTILIZATION, keys.PERPLEXITY)
+OPTIONAL_METRICS = (keys.LPIPS, keys.ST_LPIPS)
+
+# Config fields a row may be keyed by (--group-by). Dataset always splits tables; seeds are averaged
+# unless "seed" is one of the keys.
+GROUP_FIELDS = {"method": "Method", "codebook_size": "Codebook size", "preset": "Preset", "steps": "Steps",
+                "seed": "Seed"}
+DEFAULT_GROUP_BY = ("method", "codebook_size")
+# Never averaged together silently: added to the row key whenever they vary within a dataset.
+PROTOCOL_FIELDS = ("preset", "steps")
+MEASURED, REPORTED = "measured", "reported"
+
+ID_COLUMNS = {"Dataset", "Method", "Codebook size", "Seed", "Preset", "Steps", "Tokens", "Status", "Error", "run_id",
+              "wall_s", "train_s", "fid_n_images"}
+
+
+def _fid_images(record: dict[str, Any]) -> float | None:
+    """How many images the run's FID used: protocol["fid"]["n_images"], else the evaluated count."""
+    proto = record.get("protocol") or {}
+    fid = proto.get("fid")
+    if isinstance(fid, dict) and fid.get("n_images") is not None:
+        return float(fid["n_images"])
+    if (record.get("metrics") or {}).get(keys.FID) is not None and proto.get("n_images") is not None:
+        return float(proto["n_images"])
+    return None
+
+
+def runs_frame(recs: Iterable[dict[str, Any]], metrics: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per record: identity, status, error, run folder and every metric (scaled for display).
+    Failed runs keep their row with empty metrics."""
+    rows = []
+    for r in recs:
+        c = r.get("config") or {}
+        m = r.get("metrics") or {}
+        row = {"Dataset": c.get("dataset"), "Method": c.get("method"), "Codebook size": c.get("codebook_size"),
+               "Seed": c.get("seed"), "Preset": c.get("preset"), "Steps": c.get("steps"), "Tokens": r.get("tokens"),
+               "Status": r.get("status"), "Error": r.get("error"), "run_id": r.get("run_id"),
+               "wall_s": r.get("wall_s"), "train_s": r.get("train_s"), "fid_n_images": _fid_images(r)}
+        wanted = list(metrics) if metrics else list(dict.fromkeys(list(DEFAULT_METRICS) + list(m)))
+        for key in wanted:
+            value = m.get(key)
+            row[key] = float(value) * spec(key).scale if isinstance(value, (int, float)) else math.nan
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if len(df):
+        df = df.sort_values(["Dataset", "Method", "Codebook size", "Seed"], kind="stable").reset_index(drop=True)
+    return df
+
+
+def metric_columns(runs: pd.DataFrame, metrics: Sequence[str] | None) -> list[str]:
+    """The metric columns of the tables: those asked for, else the default ones the records have."""
+    if metrics:
+        return list(metrics)
+    if runs.empty:
+        return [k for k in DEFAULT_METRICS if k != keys.ST_LPIPS]
+    out = [k for k in DEFAULT_METRICS if k in runs.columns]
+    has = {k for k in OPTIONAL_METRICS if k in runs.columns and runs[k].notna().any()} or {keys.LPIPS}
+    return [k for k in out if k not in OPTIONAL_METRICS or k in has]
+
+
+def _grid_keys(ddf: pd.DataFrame, cols: list[str], groups: dict[tuple, Any], methods: Sequence[str] | None) -> None:
+    """Add (as None) the cells of the method x codebook-size grid that have no record at all."""
+    mi, ki = cols.index("Method"), cols.index("Codebook size")
+    all_methods = sorted(set(ddf["Method"]) | set(methods or []))
+    others = {tuple(v for i, v in enumerate(k) if i not in (mi, ki)) for k in groups}
+    sizes = sorted(set(ddf["Codebook size"]))
+    for m, k, rest in itertools.product(all_methods, sizes, sorted(others, key=str)):
+        key = list(rest)
+        for i, v in sorted(((mi, m), (ki, k))):
+            key.insert(i, v)
+        groups.setdefault(tuple(key), None)
+
+
+def _group_row(g: pd.DataFrame | None, expected_n: int, metric_cols: list[str]) -> dict[str, Any]:
+    """Counts, status, means and stds of one group of runs (None: a grid cell with no record)."""
+    if g is None:
+        row: dict[str, Any] = {"Tokens": None, "Finished": 0, "Failed": 0, "Expected": expected_n,
+                               "Status": "missing", "run_ids": ""}
+        row.update({k: math.nan for k in metric_cols}, **{f"{k}_std": math.nan for k in metric_cols})
+        row["fid_n_images"] = math.nan
+        return row
+    done = g[g["Status"] == records.FINISHED]
+    n_ok, n_failed = len(done), int((g["Status"] == records.FAILED).sum())
+    tokens = g["Tokens"].dropna()
+    row = {"Tokens": int(tokens.iloc[0]) if len(tokens) else None, "Finished": n_ok, "Failed": n_failed,
+           "Expected": max(expected_n, len(g)), "run_ids": " ".join(g["run_id"].astype(str))}
+    row["Status"] = ("ok" if n_ok >= row["Expected"] else "failed" if n_ok == 0 and n_failed
+                     else "partial" if n_ok else "unfinished")
+    for k in metric_cols:
+        vals = done[k].dropna() if k in done else pd.Series(dtype=float)
+        row[k] = float(vals.mean()) if len(vals) else math.nan
+        row[f"{k}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else math.nan
+    fid_n = (done.loc[done[keys.FID].notna(), "fid_n_images"].dropna() if keys.FID in done
+             else pd.Series(dtype=float))
+    row["fid_n_images"] = float(fid_n.min()) if len(fid_n) else math.nan
+    return row
+
+
+def check_group_by(group_by: Sequence[str]) -> None:
+    unknown = [g for g in group_by if g not in GROUP_FIELDS]
+    if unknown:
+        raise ValueError(f"cannot group by {unknown}; choose from {', '.join(GROUP_FIELDS)}")
+
+
+def dataset_frame(runs: pd.DataFrame, metrics: Sequence[str] | None = None,
+                  group_by: Sequence[str] = DEFAULT_GROUP_BY, methods: Sequence[str] | None = None,
+                  reported: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Paper layout: one row per dataset and group (default: method and codebook size).
+
+    Metric columns hold the mean over finished seeds, `<metric>_std` the sample std (NaN for one
+    seed). `Finished`/`Failed`/`Expected` count runs; a group with no finished run keeps its row
+    (Status "failed"), and a method x codebook-size cell of the grid with no record at all gets a
+    "missing" row. Preset and steps join the row key whenever they vary within a dataset, so runs of
+    different protocols are never averaged together. `reported` rows (bench.reporting.reported) are
+    appended with Source "reported". `attrs["metrics"]` lists the metric keys."""
+    metric_cols = metric_columns(runs, metrics)
+    for key in metric_cols:
+        if len(runs) and key not in runs.columns:
+            raise ValueError(f"unknown metric {key!r}; records carry: "
+                             f"{', '.join(c for c in runs.columns if c not in ID_COLUMNS)}")
+    check_group_by(group_by)
+    out_rows: list[dict[str, Any]] = []
+    for dataset, ddf in (runs.groupby("Dataset", sort=True, dropna=False) if len(runs) else []):
+        fields = list(group_by) + [f for f in PROTOCOL_FIELDS
+                                   if f not in group_by and ddf[GROUP_FIELDS[f]].nunique() > 1]
+        cols = [GROUP_FIELDS[f] for f in fields]
+        seeds = sorted(ddf["Seed"].dropna().unique().tolist())
+        expected_n = 1 if "seed" in fields else max(len(seeds), 1)
+        groups = {k if isinstance(k, tuple) else (k,): g for k, g in ddf.groupby(cols, sort=True, dropna=False)}
+        if "method" in fields and "codebook_size" in fields:
+            _grid_keys(ddf, cols, groups, methods)
+        for key, g in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+            row = {"Dataset": dataset, **dict(zip(cols, key)), "Source": MEASURED, "Ref": ""}
+            out_rows.append({**row, **_group_row(g, expected_n, metric_cols)})
+    out = pd.DataFrame(out_rows)
+    if reported is not None and len(reported):
+        rep = reported.copy()
+        for k in metric_cols:
+            rep[k] = rep.get(k, math.nan)
+            rep[f"{k}_std"] = math.nan
+        out = pd.concat([out, rep], ignore_index=True) if len(out) else rep
+    if out.empty:
+        return out
+    return _ordered(out, metric_cols, group_by)
+
+
+def _ordered(out: pd.DataFrame, metric_cols: list[str], group_by: Sequence[str]) -> pd.DataFrame:
+    """Identity columns first, then mean and std of each metric, then counts; integers as integers."""
+    for f in GROUP_FIELDS.values():
+        if f in out.columns and out[f].isna().all() and f not in [GROUP_FIELDS[g] for g in group_by]:
+            out = out.drop(columns=f)
+    lead = ["Dataset"] + [c for c in GROUP_FIELDS.values() if c in out.columns] + ["Tokens", "Source", "Ref"]
+    counts = ["Finished", "Failed", "Expected", "Status"]
+    tail = [c for c in ["fid_n_images", "run_ids"] if c in out.columns]
+    metric_part = [c for k in metric_cols for c in (k, f"{k}_std")]
+    out = out[[c for c in lead + metric_part + counts + tail if c in out.columns]]
+    for c in ("Codebook size", "Steps", "Seed", "Tokens", "Finished", "Failed", "Expected", "fid_n_images"):
+        if c in out.columns:  # integers stay integers in CSV even where a missing row has none
+            out[c] = pd.to_numeric(out[c], errors="coerce").round().astype("Int64")
+    out.attrs["metrics"] = list(metric_cols)
+    return out.reset_index(drop=True)
+
+
+def metrics_of(df: pd.DataFrame) -> list[str]:
+    """Metric keys of a summary frame, in column order (those with a `<key>_std` column)."""
+    return [c for c in df.columns if f"{c}_std" in df.columns]

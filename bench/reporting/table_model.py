@@ -1,0 +1,156 @@
+"""Tables as data, before any format: columns, cells with their marks, and the notes under them.
+
+`dataset_tables` and `cross_table` turn the summary frames into `Table`s; each renderer
+(bench.reporting.renderers) only decides how a `Table` looks in its format.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from bench.evaluation.metrics import keys
+from bench.evaluation.metrics.registry import HIGHER, LOWER, spec
+from bench.reporting.frames import GROUP_FIELDS, MEASURED, REPORTED, metrics_of
+
+FID_DAGGER_BELOW = 2048  # FIDs from fewer images are biased upwards and not comparable to papers'
+NA = "—"  # the text of a cell without a value
+ARROWS = {LOWER: "↓", HIGHER: "↑"}  # the LaTeX renderer translates them
+
+
+@dataclass
+class Cell:
+    text: str
+    rank: int = 0  # 1 best, 2 second (bold / underline in Markdown, LaTeX and HTML)
+    dagger: bool = False  # FID from fewer than FID_DAGGER_BELOW images
+    italic: bool = False  # reported, not measured
+
+    @property
+    def empty(self) -> bool:
+        return self.text == NA
+
+
+@dataclass
+class Column:
+    label: str  # header without its arrow
+    better: str | None = None  # LOWER, HIGHER or None (no arrow)
+    numeric: bool = False  # right-aligned
+
+    @property
+    def header(self) -> str:
+        """The label with ↓ / ↑ when a direction is better (renderers may translate the arrow)."""
+        return f"{self.label} {ARROWS.get(self.better or '', '')}".strip()
+
+
+@dataclass
+class Table:
+    title: str  # heading or caption
+    columns: list[Column]
+    rows: list[list[Cell]]
+
+
+@dataclass
+class Document:
+    """What one render call turns into text: the tables, the notes under them (plain text, see
+    bench.reporting.footnotes) and the frame they came from (machine-readable formats write it)."""
+    tables: list[Table]
+    notes: list[str]
+    data: pd.DataFrame
+
+
+def is_na(value: Any) -> bool:
+    """None, NaN or pd.NA (nullable integer columns hold pd.NA where a row has no value)."""
+    return value is None or bool(pd.isna(value))
+
+
+def _floats(col: pd.Series) -> list[float]:
+    return pd.to_numeric(col, errors="coerce").astype(float).tolist()
+
+
+def mean_text(mean: float, std: float, decimals: int) -> str:
+    if is_na(mean):
+        return NA
+    text = f"{mean:.{decimals}f}"
+    if not is_na(std):
+        text += f" ± {std:.{decimals}f}"
+    return text
+
+
+def ranks(values: list[float], better: str | None, decimals: int, eligible: list[bool]) -> list[int]:
+    """1 for the best value, 2 for the second best (on the shown, rounded values, so shown ties tie)."""
+    if better is None:
+        return [0] * len(values)
+    shown = sorted({round(v, decimals) for v, ok in zip(values, eligible) if ok and not math.isnan(v)},
+                   reverse=better == HIGHER)
+    best = shown[:2]
+    return [best.index(round(v, decimals)) + 1 if ok and not math.isnan(v) and round(v, decimals) in best else 0
+            for v, ok in zip(values, eligible)]
+
+
+def _runs_text(r: pd.Series) -> str:
+    if r.get("Source") == REPORTED:
+        return "reported"
+    if r["Status"] == "missing":
+        return "missing"
+    text = f"{int(r['Finished'])}/{int(r['Expected'])}"
+    if r["Failed"]:
+        text += f" ({int(r['Failed'])} failed)"
+    return text
+
+
+def _id_text(r: pd.Series, col: str, refs: dict[str, int]) -> str:
+    v = r[col]
+    if is_na(v):
+        return NA
+    text = str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+    if col == "Method" and r.get("Source") == REPORTED:
+        text += f" [R{refs[r['Ref']]}]"
+    return text
+
+
+def dataset_table(sub: pd.DataFrame, title: str, refs: dict[str, int]) -> Table:
+    """One dataset's rows of the per-dataset frame: identity columns, one column per metric, Runs."""
+    sub = sub.reset_index(drop=True)
+    metrics = metrics_of(sub)
+    id_cols = [c for c in ("Method", "Codebook size", "Preset", "Steps", "Seed", "Tokens") if c in sub.columns]
+    eligible = [(s == MEASURED) for s in sub["Source"]]
+    italic = [s == REPORTED for s in sub["Source"]]
+    cells = [[Cell(_id_text(r, c, refs), italic=italic[i]) for c in id_cols] for i, r in sub.iterrows()]
+    for k in metrics:
+        m = spec(k)
+        rk = ranks(_floats(sub[k]), m.better, m.decimals, eligible)
+        for i, r in sub.iterrows():
+            n = r.get("fid_n_images")
+            dagger = k == keys.FID and not is_na(r[k]) and not is_na(n) and n < FID_DAGGER_BELOW
+            cells[i].append(Cell(mean_text(r[k], r[f"{k}_std"], m.decimals), rk[i], dagger, italic[i]))
+    for i, r in sub.iterrows():
+        cells[i].append(Cell(_runs_text(r), italic=italic[i]))
+    columns = ([Column(c, numeric=c in ("Codebook size", "Steps", "Seed", "Tokens")) for c in id_cols]
+               + [Column(spec(k).label, spec(k).better, True) for k in metrics] + [Column("Runs")])
+    return Table(title, columns, cells)
+
+
+def dataset_tables(per_dataset: pd.DataFrame, refs: dict[str, int]) -> list[Table]:
+    return [dataset_table(sub, f"Reconstruction on {dataset}", refs)
+            for dataset, sub in per_dataset.groupby("Dataset", sort=False)]
+
+
+def cross_table(cross: pd.DataFrame, refs: dict[str, int]) -> Table:
+    """Methods x datasets for the cross frame's metric, with the same marks as the per-dataset tables."""
+    m = spec(cross.attrs["metric"])
+    id_cols = [c for c in GROUP_FIELDS.values() if c in cross.columns]
+    eligible = [(s == MEASURED) for s in cross["Source"]]
+    italic = [s == REPORTED for s in cross["Source"]]
+    cells = [[Cell(_id_text(r, c, refs), italic=italic[i]) for c in id_cols] for i, r in cross.iterrows()]
+    for d in cross.attrs["datasets"]:
+        rk = ranks(_floats(cross[d]), m.better, m.decimals, eligible)
+        n_col = f"{d}_fid_n_images"
+        for i, r in cross.iterrows():
+            n = r.get(n_col, math.nan) if n_col in cross.columns else math.nan
+            dagger = not is_na(r[d]) and not is_na(n) and n < FID_DAGGER_BELOW
+            cells[i].append(Cell(mean_text(r[d], r[f"{d}_std"], m.decimals), rk[i], dagger, italic[i]))
+    columns = ([Column(c, numeric=c in ("Codebook size", "Steps", "Seed")) for c in id_cols]
+               + [Column(str(d), numeric=True) for d in cross.attrs["datasets"]])
+    return Table(f"{m.header()} across datasets", columns, cells)
