@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import api
 from bench.cli import parsing
 from bench.cli.list import list_everything
 from bench.cli.table import print_and_write_tables
 from bench.core.errors import UserError
+from bench.generation import schedule as generation_schedule
 from bench.reporting import tables
 from bench.runs import config, presets
 from bench.runs.runner import DEFAULT_OUT
@@ -73,6 +73,12 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="rerun finished runs instead of skipping them")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--list", action="store_true", help="list methods, datasets and presets, then exit")
+    p.add_argument("--generate", action="store_true",
+                   help="also train a token prior on every tokenizer, sample it and score the samples (gFID; "
+                        "docs/generation.md); each prior starts when its tokenizer's record exists")
+    p.add_argument("--prior-preset", default=None, metavar="NAME",
+                   help="the prior's preset with --generate: cpu-tiny, smoke, gpu or paper (default: the one "
+                        "named like --preset)")
     _add_scheduling_args(p)
 
 
@@ -202,8 +208,9 @@ def run(opts: argparse.Namespace) -> int:
         else:
             print(f"FAILED {what}: {record['error']}", file=sys.stderr, flush=True)
 
-    recs = api.run_grid(configs, opts.out, force=opts.force, progress=not opts.no_progress, on_record=report,
-                        **_scheduling(opts))
+    recs = generation_schedule.run_grid_with_priors(
+        configs, opts.out, generation_schedule.prior_for_flags(opts.generate, opts.prior_preset, opts.preset),
+        force=opts.force, progress=not opts.no_progress, on_record=report, **_scheduling(opts))
     built = tables.build(opts.out, methods=chosen, datasets=opts.datasets)
     print_and_write_tables(built, opts.out, "terminal")
     try:  # figures and report take seconds; a plotting problem must not hide the benchmark's outcome
