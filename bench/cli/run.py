@@ -48,7 +48,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codebook-sizes", type=parsing.comma_list(parsing.positive_int), default=list(DEFAULT_CODEBOOK_SIZES),
                    help="comma-separated codebook sizes K (default: 256)")
     p.add_argument("--seeds", type=parsing.comma_list(parsing.non_negative_int), default=[0], help="comma-separated seeds (default: 0)")
-    p.add_argument("--preset", default="cpu-tiny", help=f"one of {', '.join(presets.PRESETS)} (default: cpu-tiny)")
+    p.add_argument("--preset", default=None, help=f"one of {', '.join(presets.PRESETS)} (default: gpu on a machine "
+                   "with a CUDA GPU, else cpu-tiny; the choice is printed and recorded)")
     p.add_argument("--steps", type=parsing.positive_int, default=None, help="training steps (default: the preset's)")
     p.add_argument("--option", type=parsing.option, action="append", default=[], metavar="METHOD.KEY=VALUE",
                    help="a method option, e.g. vqgan.beta=0.5 (repeatable)")
@@ -195,6 +196,8 @@ def run(opts: argparse.Namespace) -> int:
                          method_options=per_method.get(m, {}), device=opts.device, compile=opts.compile, **data)
         for d in opts.datasets for k in opts.codebook_sizes for m in chosen for s in opts.seeds
     ]
+    preset_name, why = presets.choose(opts.preset)  # an unknown name stops here, before any work
+    print(f"preset {preset_name}: {why}", flush=True)
 
     def report(record: dict[str, Any]) -> None:
         c = record["config"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.core.errors import UserError
-from bench.runs.presets import ModelPreset, TrainPreset, default_preset, preset
+from bench.runs.presets import ModelPreset, TrainPreset, default_preset, preset, why_default
 
 
 FULL = "full"
@@ -95,7 +95,7 @@ class ResolvedRun:
         """Why this preset: given, or the default for this machine (printed and recorded)."""
         if self.config.preset is not None:
             return "given"
-        return f"default for a {'CUDA' if self.preset == 'gpu' else 'CPU-only'} machine (--preset to choose)"
+        return why_default(self.preset)
 
     def to_dict(self) -> dict[str, Any]:
         """The record's `config`: JSON-ready, hashed into the run id."""

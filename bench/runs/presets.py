@@ -108,3 +108,17 @@ def default_preset() -> str:
     import torch
 
     return "gpu" if torch.cuda.is_available() else "cpu-tiny"
+
+
+def why_default(name: str) -> str:
+    """Why a run without `--preset` got `name` (printed before a grid starts and recorded)."""
+    return f"default for a {'CUDA' if name == 'gpu' else 'CPU-only'} machine (--preset to choose)"
+
+
+def choose(given: str | None) -> tuple[str, str]:
+    """The preset a run gets and why: (`given`, "given") after checking the name, or this machine's
+    default and the reason for it."""
+    if given is not None:
+        return preset(given).name, "given"
+    name = default_preset()
+    return name, why_default(name)

@@ -123,3 +123,28 @@ def test_cli_help_names_the_backends(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "--backend NAME what executes the runs: local runs one after another in this process; ray (default) " \
            "runs each run as a Ray task" in out and "--no-ray the same as --backend local" in out
+
+
+@pytest.mark.parametrize("cuda, expected", [(False, "preset cpu-tiny: default for a CPU-only machine"),
+                                            (True, "preset gpu: default for a CUDA machine")])
+def test_cli_without_preset_takes_the_machines_default_and_says_so(cuda, expected, captured, capsys, monkeypatch,
+                                                                    tmp_path):
+    import torch
+
+    from bench.runs.config import resolve
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    with pytest.raises(_Captured):
+        cli.main(["--methods", "vqgan", "--out", str(tmp_path)])
+    assert expected in capsys.readouterr().out
+    [config] = captured["configs"]
+    run = resolve(config)
+    # the record's config names the preset that ran, and the record says why it was chosen
+    assert config.preset is None and run.to_dict()["preset"] == ("gpu" if cuda else "cpu-tiny")
+    assert run.preset_source == expected.split(": ", 1)[1] + " (--preset to choose)"
+
+
+def test_cli_given_preset_is_printed_as_given(captured, capsys, tmp_path):
+    with pytest.raises(_Captured):
+        cli.main(["--methods", "vqgan", "--preset", "smoke", "--out", str(tmp_path)])
+    assert "preset smoke: given" in capsys.readouterr().out and captured["configs"][0].preset == "smoke"
