@@ -44,8 +44,25 @@ def print_and_write_tables(summary: Summary, out: Path, fmt: str) -> None:
         print()
         print(tables.render_cross(summary, fmt), end="")
     paths = tables.write_tables(summary, out)
+    paths += print_and_write_generation(summary, out, fmt)
     if fmt == "terminal":
         print(f"tables written: {', '.join(str(p) for p in paths)}")
+
+
+def print_and_write_generation(summary: Summary, out: Path, fmt: str) -> list[Path]:
+    """The Generation section (bench.reporting.generation_table) after the reconstruction tables, for
+    the priors of the tokenizer runs in `summary`, and OUT/tables/generation.*; nothing when no such
+    prior record exists. CSV is not printed (one CSV per stream; the file has it)."""
+    from bench.reporting import generation_table
+
+    run_ids = set(summary.runs["run_id"]) if "run_id" in summary.runs.columns else set()
+    rows = generation_table.read(out, run_ids=run_ids)
+    if rows.empty:
+        return []
+    if fmt != "csv":
+        print()
+        print(generation_table.render(rows, fmt), end="")
+    return generation_table.write(rows, out)
 
 
 def build_tables(args: argparse.Namespace) -> Summary:
