@@ -33,6 +33,7 @@ from bench.reporting.table_model import FID_DAGGER_BELOW, NA, Cell, Column, Docu
 from bench.runs import records
 
 STEM = "generation"  # OUT/tables/generation.{md,csv,tex}
+SEQUENCE_LABEL = "Prior tokens"  # sequence length the prior models: positions x indices per position
 UNAVAILABLE = "n/a"  # a metric the prior could not compute (the notes say why), unlike NA: no value at all
 ID_COLUMNS = ("Method", "Codebook size", "Preset", "Prior")
 
@@ -75,6 +76,7 @@ def prior_rows(recs: Iterable[dict[str, Any]], out: Path | str) -> pd.DataFrame:
                "Preset": t.get("preset"), "Prior": (r.get("config") or {}).get("preset"), "Seed": t.get("seed"),
                "Prior seed": (r.get("config") or {}).get("seed"), "Status": r.get("status"), "Error": r.get("error"),
                "prior_id": r.get("prior_id"), "run_id": t.get("run_id"),
+               "Sequence": (r.get("layout") or {}).get("sequence_length"),
                "rfid": _number(tok_m.get("fid") if tok else t.get("rfid")),
                "rfid_n_images": _number(tok_proto.get("n_images") if isinstance(tok_proto, dict) else None),
                "rfid_skipped": tok_proto.get("skipped") if isinstance(tok_proto, dict) else None,
@@ -108,6 +110,7 @@ def generation_frame(rows: pd.DataFrame) -> pd.DataFrame:
             row[f"{c.key}_std"] = vals.std(ddof=1) if len(vals) > 1 else math.nan
         for col in ("rfid_n_images", "gfid_n_images"):
             row[col] = done[col].max() if len(done) else math.nan
+        row["Sequence"] = next((int(v) for v in g["Sequence"] if not pd.isna(v)), None)
         row["Finished"], row["Expected"] = len(done), len(g)
         row["Skipped"], row["Failed"] = int((g["Status"] == SKIPPED).sum()), int((~g["Status"].isin(
             [FINISHED, SKIPPED])).sum())
@@ -150,6 +153,7 @@ def _metric_cell(r: pd.Series, c: MetricColumn, rank: int) -> Cell:
 def dataset_table(sub: pd.DataFrame, dataset: str) -> Table:
     sub = sub.reset_index(drop=True)
     ids = [c for c in ID_COLUMNS if c in ("Method", "Codebook size", "Prior") or sub[c].nunique(dropna=False) > 1]
+    ids.append("Sequence")
     cells = [[Cell(NA if pd.isna(r[c]) else str(r[c])) for c in ids] for _, r in sub.iterrows()]
     eligible = [bool(f) for f in sub["Finished"]]
     for c in COLUMNS:
@@ -158,7 +162,8 @@ def dataset_table(sub: pd.DataFrame, dataset: str) -> Table:
             cells[i].append(_metric_cell(r, c, rk[i]))
     for i, r in sub.iterrows():
         cells[i].append(Cell(_runs_text(r)))
-    columns = ([Column(c, numeric=c == "Codebook size") for c in ids]
+    columns = ([Column(SEQUENCE_LABEL if c == "Sequence" else c, numeric=c in ("Codebook size", "Sequence"))
+                for c in ids]
                + [Column(c.label, c.better, True) for c in COLUMNS] + [Column("Runs")])
     return Table(f"Generation on {dataset}", columns, cells)
 
@@ -166,8 +171,10 @@ def dataset_table(sub: pd.DataFrame, dataset: str) -> Table:
 def notes(frame: pd.DataFrame, rows: pd.DataFrame) -> list[str]:
     """The lines under the generation tables: what the columns are, daggers, n/a reasons, priors
     that did not finish."""
-    lines = [("rFID: the tokenizer's reconstruction FID (its record); gFID, KID, IS, precision, recall: the "
-              "prior's samples against the training split (n = generated images); NLL: held-out nats per token.")]
+    lines = [("Prior tokens: the length of the sequence the prior models (positions x indices per position); "
+              "rFID: the tokenizer's reconstruction FID (its record); gFID, KID, IS, precision, recall: the "
+              "prior's samples against the training split (n = generated images); NLL: held-out nats per token "
+              "(not comparable across different Prior tokens or codebook sizes).")]
     small = [int(n) for c in COLUMNS if c.n_images for n, v in zip(frame[c.n_images], frame[c.key])
              if not pd.isna(n) and not pd.isna(v) and n < FID_DAGGER_BELOW]
     if small:

@@ -29,6 +29,7 @@ def _prior(out, run_id, seed, status="finished", gfid=None, copied_rfid=999.0):
                  "preset": "cpu-tiny", "rfid": copied_rfid}
     rec = PriorRecord(f"{run_id}--cpu-tiny-s0-abc", status, tokenizer, {"preset": "cpu-tiny", "seed": 0})
     if status == "finished":
+        rec.layout = {"sequence_length": 64}
         rec.metrics.update(gfid=gfid, gkid=0.0125, precision=0.5, recall=0.25, val_nll=3.25)
         rec.protocol = {"fid": {"generated": 1000}, "inception_score": {"available": False,
                                                                         "why": "the FID weights have no logits"}}
@@ -55,9 +56,9 @@ def test_row_has_gfid_beside_the_tokenizers_rfid(out):
     text = generation_table.render(rows, "terminal")
     [row] = [line for line in text.splitlines() if line.startswith("| vqgan")]
     cells = [c.strip() for c in row.strip("|").split("|")]
-    # Method, K, Prior, rFID (mean ± std over the two finished seeds, 252 images), gFID (n = 1000), KID,
+    # Method, K, Prior, Prior tokens, rFID (mean ± std over the two finished seeds, 252 images), gFID (n = 1000), KID,
     # IS, precision, recall, NLL, Runs
-    assert cells == ["vqgan", "256", "cpu-tiny", "13.50 ± 1.41†", "45.00 ± 7.07 (n=1000)†", "0.0125 ± 0.0000", "n/a",
+    assert cells == ["vqgan", "256", "cpu-tiny", "64", "13.50 ± 1.41†", "45.00 ± 7.07 (n=1000)†", "0.0125 ± 0.0000", "n/a",
                      "0.500 ± 0.000", "0.250 ± 0.000", "3.250 ± 0.000", "2/3 (1 skipped)"]
     assert "n/a (IS): the FID weights have no logits." in text
     assert "† FID from fewer than 2048 images (n = 252, 1000)" in text
