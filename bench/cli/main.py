@@ -1,4 +1,4 @@
-"""Command line: `python run_bench.py [run|table|report|list] ...`; without a subcommand, `run`.
+"""Command line: `python run_bench.py [run|eval|table|report|list] ...`; without a subcommand, `run`.
 
 A thin layer over bench.api: each subcommand is one module with `build_parser()` and `run(args)`.
 Bad input prints one line and exits with code 2 before any work starts; a finished benchmark with
@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from bench.core.errors import UserError
 
-SUBCOMMANDS = ("run", "table", "report", "list")  # each is the module bench.cli.<name>
+SUBCOMMANDS = ("run", "eval", "table", "report", "list")  # each is the module bench.cli.<name>
 DEFAULT = "run"
 
 

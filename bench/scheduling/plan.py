@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.runs.config import ResolvedRun, RunConfig, resolve
-from bench.runs.runner import finished_record
+from bench.runs.runner import finished_record, run_one
 
 Record = dict[str, Any]
 
@@ -37,12 +37,29 @@ def plan_cells(configs: Sequence[RunConfig]) -> list[Cell]:
     run: two tasks writing the same run folder would race."""
     cells: dict[str, Cell] = {}
     for i, c in enumerate(configs):
-        run = resolve(c)
+        run = resolve_job(c)
         if run.run_id in cells:
             cells[run.run_id].indices.append(i)
         else:
             cells[run.run_id] = Cell(run, [i])
     return list(cells.values())
+
+
+def resolve_job(config: Any) -> Any:
+    """A RunConfig resolves through bench.runs.config.resolve. Another kind of job (the evaluation of
+    a released checkpoint: bench.released.job.ReleasedEval) is a config object with its own
+    `resolve()` (a ResolvedRun look-alike: run_id, describe(), to_dict(), dataset, model.resolution,
+    data_options()) and `run(out, force, progress)`; the backends run either through `run_job`."""
+    return resolve(config) if isinstance(config, RunConfig) else config.resolve()
+
+
+def run_job(config: Any, out: Path | str, force: bool = False, progress: bool = True,
+            on_checkpoint: Any = None) -> Record:
+    """The record of one cell's job: `run_one` for a RunConfig, the config's own `run` otherwise
+    (which has no training, hence no checkpoints to hook)."""
+    if isinstance(config, RunConfig):
+        return run_one(config, out, force=force, progress=progress, on_checkpoint=on_checkpoint)
+    return config.run(out, force=force, progress=progress)
 
 
 def skip_finished(cells: Sequence[Cell], out: Path, force: bool) -> list[Cell]:

@@ -22,12 +22,14 @@ def preparation_steps(cells: Sequence[Cell]) -> list[tuple[str, Callable[[], Any
     for cell in cells:
         r = cell.run
         name, res, root, options = r.dataset, r.model.resolution, r.config.data_root, r.data_options()
-        for split in ("train", "val"):  # the same calls run_one makes
+        for split in getattr(r, "splits", ("train", "val")):  # the same calls run_one makes (an eval: val only)
             # The crop seed changes how images are read, never what is cached: one call per seed-less key.
             key = json.dumps(["data", name, split, res, root, {k: v for k, v in options.items() if k != "seed"}],
                              sort_keys=True, default=str)
             steps.setdefault(key, (f"dataset {name} {split} {res}px", lambda n=name, s=split, x=res, o=root, kw=options:
                                    datasets.create(n, s, x, o, **kw)))
+        if not getattr(r, "prepares_method", True):  # a released checkpoint's codebook is in its files
+            continue
         dim = r.model.embed_dim
         key = json.dumps(["method", r.method, r.codebook_size, dim, r.to_dict()["method_options"]], sort_keys=True,
                          default=str)

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench.runs.runner import run_one
 from bench.scheduling import prepare
 from bench.scheduling.backends import Report, register_backend
-from bench.scheduling.plan import Cell
+from bench.scheduling.plan import Cell, run_job
 from bench.scheduling.progress import Progress
 
 
@@ -25,7 +24,7 @@ class LocalBackend:
         for cell in cells:
             progress.in_flight = 1
             progress.show()
-            record = run_one(cell.config, out, force=force, progress=progress.enabled,
+            record = run_job(cell.config, out, force=force, progress=progress.enabled,
                              on_checkpoint=self.on_checkpoint)
             progress.in_flight = 0
             report(cell, record)

@@ -10,8 +10,7 @@ from typing import Any
 
 from bench.core.paths import REPO_ROOT
 from bench.runs.config import RunConfig
-from bench.runs.runner import run_one
-from bench.scheduling.plan import plan_cells
+from bench.scheduling.plan import plan_cells, run_job
 from bench.scheduling.prepare import prepare_here
 
 Record = dict[str, Any]
@@ -41,7 +40,7 @@ def run_task(config: RunConfig, out: str, force: bool, threads: int, imports: Se
     import ray
 
     worker_setup(threads, imports)
-    record = run_one(config, out, force=force, progress=False, on_checkpoint=on_checkpoint)
+    record = run_job(config, out, force=force, progress=False, on_checkpoint=on_checkpoint)
     ctx = ray.get_runtime_context()
     return record, {"node_id": ctx.get_node_id(), "node_ip": ray.util.get_node_ip_address(), "pid": os.getpid()}
 
