@@ -1,6 +1,8 @@
 """The speed benchmark's peer and comparison table: the only place in bench.speed that names methods.
 
-- PEERS: vector-quantize-pytorch's implementation of the same method, timed beside ours.
+- PEERS: vector-quantize-pytorch's implementation of the same method, timed beside ours (every
+  method it implements: vqgan, vqgan-ema, simvq, lfq, fsq, rvq, bsq, vqgan-lc; not optvq, cvq, ibq,
+  gumbel or vqct, which it does not have).
 - REFERENCE: the method every row's `ratio_to_<reference>` is taken against (plain VQ, the cost a
   user swapping quantizers starts from).
 - PAIRED_WITH_REFERENCE: methods whose target is stated against the reference (VQCT: at most 1.5x
@@ -72,5 +74,39 @@ def peers() -> dict[str, Peer]:
         "lfq": Peer("LFQ", lambda s, q: vqp.LFQ(dim=q.latent_channels, codebook_size=s.K, channel_first=True,
                                                 entropy_loss_weight=0.1, commitment_loss_weight=0.25), with_loss),
         "fsq": Peer("FSQ", lambda s, q: vqp.FSQ(levels=list(q.levels), channel_first=True), without_loss),
+        # configured as tests/methods/test_references.py checks them equal to ours (same outputs and gradients)
+        "rvq": Peer("ResidualVQ", lambda s, q: vqp.ResidualVQ(
+            dim=q.latent_channels, num_quantizers=q.levels, codebook_size=q.level_size, decay=0.99, eps=1e-5,
+            commitment_weight=0.25, rotation_trick=False, threshold_ema_dead_code=0), rows_with_losses),
+        # exact entropies over all K codes where ours defaults to the paper's per-bit approximation
+        "bsq": Peer("LFQ(spherical=True)", lambda s, q: vqp.LFQ(
+            dim=q.latent_channels, codebook_size=s.K, spherical=True, channel_first=True, entropy_loss_weight=0.1,
+            diversity_gamma=1.0, commitment_loss_weight=0.0), with_loss),
+        "vqgan-lc": Peer("SimVQ(frozen_codebook_dim)", _simvq_over_frozen_features, with_loss),
+        # optvq: vector-quantize-pytorch has no optimal-transport assignment, so no peer
     }
+
+
+def rows_with_losses(m: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """ResidualVQ takes channel-last rows (its image mode fails on the tested version) and returns one
+    commitment loss per level."""
+    def f(z: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = z.shape
+        quantized, _, losses = m(z.permute(0, 2, 3, 1).reshape(b, h * w, c))
+        return quantized.sum() + losses.sum()
+    return f
+
+
+def _simvq_over_frozen_features(s: Shape, q: methods.Quantizer) -> torch.nn.Module:
+    """SimVQ over our frozen features and a linear transform: VQGAN-LC's quantizer (its loss weights
+    as the parity test sets them, 0.33 on the codebook term and 1 on the commitment)."""
+    import vector_quantize_pytorch as vqp
+
+    features = q.frozen_codebook.shape[1]
+    peer = vqp.SimVQ(dim=q.latent_channels, codebook_size=s.K, frozen_codebook_dim=features,
+                     codebook_transform=torch.nn.Linear(features, q.latent_channels), rotation_trick=False,
+                     channel_first=True, input_to_quantize_commit_loss_weight=1 / 0.33, commitment_weight=0.33)
+    with torch.no_grad():
+        peer.frozen_codebook.copy_(q.frozen_codebook)
+    return peer
 
