@@ -182,3 +182,26 @@ def test_bad_specs_and_flags_exit_2(tmp_path, capsys):
                                     str(out)], out, capsys, "not a multiple of the tokenizer's downsampling factor 2")
     _exits_2_before_any_run_folder(["eval", "--checkpoint", f"taming:{ckpt}", *FAST, "--datasets", "no-such-data",
                                     "--out", str(out)], out, capsys, "no-such-data")
+
+
+def test_a_trained_run_evaluated_as_released_gives_the_trained_run_s_numbers(tmp_path):
+    """The same evaluation as a trained run: its own checkpoint, evaluated by `eval`, reproduces the
+    metrics, per-image values and code histogram its record and folder hold."""
+    from bench.runs.config import RunConfig
+    from bench.runs.runner import run_one
+
+    trained = run_one(RunConfig(method="vqgan", dataset="photos", codebook_size=16, preset="smoke", steps=4,
+                                dataset_options={"limit_val": 12}), tmp_path / "train", progress=False)
+    assert trained["status"] == "finished", trained.get("error")
+    folder = run_folder.run_dir(tmp_path / "train", trained["run_id"])
+    out = tmp_path / "out"
+    assert cli.main(["eval", "--checkpoint", f"vqbench:{folder}", "--limit-val", "12", "--no-perceptual-metrics",
+                     "--no-ray", "--no-progress", "--out", str(out)]) == 0
+    [record] = released_records(out)
+    ours = run_folder.run_dir(out, record["run_id"])
+    for key in ("psnr", "ssim", "utilization", "perplexity"):
+        assert record["metrics"][key] == trained["metrics"][key], key
+    assert np.array_equal(np.load(ours / run_folder.CODE_COUNTS), np.load(folder / run_folder.CODE_COUNTS))
+    theirs, mine = np.load(folder / run_folder.PER_IMAGE), np.load(ours / run_folder.PER_IMAGE)
+    assert list(mine["names"]) == list(theirs["names"]) and np.array_equal(mine["psnr"], theirs["psnr"])
+    assert record["tokens"] == trained["tokens"] and record["protocol"]["n_images"] == 12
