@@ -1,11 +1,14 @@
-"""The notes under the tables, as plain text lines: rFID daggers, sources of published rows, failed
-runs and missing grid cells. Renderers only format the lines."""
+"""The notes under the tables, as plain text lines: what ± and the marks mean and what was tested,
+rFID daggers, released checkpoints, sources of published rows, failed runs and missing grid cells.
+Renderers only format the lines."""
 from __future__ import annotations
 
 import pandas as pd
 
 from bench.evaluation.metrics import keys
-from bench.reporting.frames import REPORTED
+from bench.evaluation.metrics.registry import spec
+from bench.reporting import intervals, paired
+from bench.reporting.frames import RELEASED, REPORTED
 from bench.reporting.table_model import FID_DAGGER_BELOW
 
 
@@ -24,10 +27,66 @@ def reference_text(ref: str, reported: pd.DataFrame | None) -> str:
     return ref
 
 
+def interval_notes(df: pd.DataFrame) -> list[str]:
+    """What ± means on each row (the "95% interval" column names the kind)."""
+    if "Interval" not in df.columns or not (df["Interval"].astype(str) != "").any():
+        return []
+    notes = [f"± is half the width of a 95% interval; the 95% interval column says which kind. "
+             f"\"t, n seeds\": a t-interval over n >= {intervals.MIN_SEEDS} seeds (includes run-to-run training "
+             f"variance). \"images, n seed(s)\": a bootstrap over the validation images of the run(s) "
+             f"({intervals.IMAGE_RESAMPLES} resamples; rFID and KID {intervals.FEATURE_RESAMPLES}, from the stored "
+             f"Inception features against the cached reference features): how precisely these trained models "
+             f"were measured, NOT how much another training run would differ. A value without ± has no "
+             f"interval (a whole-split statistic such as usage with fewer than {intervals.MIN_SEEDS} seeds, or "
+             f"nothing stored to resample)."]
+    if keys.FID in df.columns and f"{keys.FID}_lo" in df.columns:
+        few = df[(df["Interval"].astype(str).str.startswith("images")) & df[keys.FID].notna()
+                 & df[f"{keys.FID}_lo"].isna()]
+        if len(few):
+            notes.append("rFID without ±: its run folder has no Inception features, the FID reference entry is "
+                         "not in this machine's cache, or more than 4096 images (the resampling needs n x n "
+                         "matrices).")
+    return notes
+
+
+def mark_notes(df: pd.DataFrame, comparisons: pd.DataFrame | None) -> list[str]:
+    """What bold and underline mean, which tests decided them, and the columns nothing could test."""
+    if comparisons is None or comparisons.empty:
+        return []
+    kinds = set(comparisons["kind"])
+    notes = [] if kinds == {paired.UNTESTED} else [f"Bold (* in plain text): the best of its column and every row whose difference from it is not resolved (a bold "
+             f"mark shared by several rows is a tie); underlined: the best of the rest. Each measured row "
+             f"was tested against its column's best: with >= {intervals.MIN_SEEDS} seeds in both rows, a "
+             f"paired t-test over the shared seeds (resolved: p < 0.05); otherwise a paired bootstrap of the "
+             f"differences on the same images (the same resamples for both rows; resolved: its 95% "
+             f"interval excludes 0)."]
+    if intervals.IMAGES in kinds:
+        notes.append(f"With fewer than {intervals.MIN_SEEDS} seeds a resolved difference holds for these "
+                     f"trained models on these images only: it leaves out run-to-run training variance, and "
+                     f"another seed or machine can reverse it. Whether the METHODS differ needs "
+                     f">= {intervals.MIN_SEEDS} seeds (see the conclusion).")
+    untested = []
+    for (dataset, metric), g in comparisons.groupby(["Dataset", "metric"], sort=False):
+        if (g["kind"] == paired.UNTESTED).all():
+            untested.append(f"{spec(metric).label} on {dataset}")
+    if untested:
+        notes.append(f"No marks (nothing to test: fewer than {intervals.MIN_SEEDS} seeds and no per-image "
+                     f"values or features): {', '.join(untested)}.")
+    return notes
+
+
+def released_notes(df: pd.DataFrame) -> list[str]:
+    if "Source" not in df.columns or not (df["Source"] == RELEASED).any():
+        return []
+    return ["Rows marked (released) are released checkpoints evaluated by vqbench on the same images "
+            "(run_bench.py eval --checkpoint): measured like the trained rows but trained elsewhere, under "
+            "other recipes; they take no part in best/second marks."]
+
+
 def dataset_notes(df: pd.DataFrame, reported: pd.DataFrame | None = None,
-                  failures: pd.DataFrame | None = None) -> list[str]:
+                  failures: pd.DataFrame | None = None, comparisons: pd.DataFrame | None = None) -> list[str]:
     """The notes under the per-dataset tables."""
-    notes = []
+    notes = interval_notes(df) + mark_notes(df, comparisons) + released_notes(df)
     if "fid_n_images" in df.columns and keys.FID in df.columns:
         small = df[(df["fid_n_images"] < FID_DAGGER_BELOW) & df[keys.FID].notna()]
         if len(small):

@@ -29,10 +29,14 @@ GROUP_FIELDS = {"method": "Method", "codebook_size": "Codebook size", "preset": 
 DEFAULT_GROUP_BY = ("method", "codebook_size")
 # Never averaged together silently: added to the row key whenever they vary within a dataset.
 PROTOCOL_FIELDS = ("preset", "steps")
-MEASURED, REPORTED = "measured", "reported"
+# Where a row's numbers come from. Measured: runs vqbench trained and evaluated. Released: a released
+# checkpoint evaluated by vqbench (record["source"] == "released", from `run_bench.py eval
+# --checkpoint`): measured the same way, but not trained under this protocol, so its rows form their
+# own group and, like reported (published) rows, take no part in best/second marks.
+MEASURED, RELEASED, REPORTED = "measured", "released", "reported"
 
 ID_COLUMNS = {"Dataset", "Method", "Codebook size", "Seed", "Preset", "Steps", "Tokens", "Status", "Error", "run_id",
-              "wall_s", "train_s", "fid_n_images"}
+              "wall_s", "train_s", "fid_n_images", "n_images", "Source", "Checkpoint"}
 
 
 def _fid_images(record: dict[str, Any]) -> float | None:
@@ -56,7 +60,10 @@ def runs_frame(recs: Iterable[dict[str, Any]], metrics: Sequence[str] | None = N
         row = {"Dataset": c.get("dataset"), "Method": c.get("method"), "Codebook size": c.get("codebook_size"),
                "Seed": c.get("seed"), "Preset": c.get("preset"), "Steps": c.get("steps"), "Tokens": r.get("tokens"),
                "Status": r.get("status"), "Error": r.get("error"), "run_id": r.get("run_id"),
-               "wall_s": r.get("wall_s"), "train_s": r.get("train_s"), "fid_n_images": _fid_images(r)}
+               "wall_s": r.get("wall_s"), "train_s": r.get("train_s"), "fid_n_images": _fid_images(r),
+               "n_images": (r.get("protocol") or {}).get("n_images"),
+               "Source": RELEASED if r.get("source") == RELEASED else MEASURED,
+               "Checkpoint": ((r.get("checkpoint") or {}).get("kind") if r.get("source") == RELEASED else None)}
         wanted = list(metrics) if metrics else list(dict.fromkeys(list(DEFAULT_METRICS) + list(m)))
         for key in wanted:
             value = m.get(key)
@@ -98,7 +105,7 @@ def _group_row(g: pd.DataFrame | None, expected_n: int, metric_cols: list[str]) 
         row: dict[str, Any] = {"Tokens": None, "Finished": 0, "Failed": 0, "Expected": expected_n,
                                "Status": "missing", "run_ids": ""}
         row.update({k: math.nan for k in metric_cols}, **{f"{k}_std": math.nan for k in metric_cols})
-        row["fid_n_images"] = math.nan
+        row["fid_n_images"] = row["n_images"] = math.nan
         return row
     done = g[g["Status"] == records.FINISHED]
     n_ok, n_failed = len(done), int((g["Status"] == records.FAILED).sum())
@@ -114,7 +121,24 @@ def _group_row(g: pd.DataFrame | None, expected_n: int, metric_cols: list[str]) 
     fid_n = (done.loc[done[keys.FID].notna(), "fid_n_images"].dropna() if keys.FID in done
              else pd.Series(dtype=float))
     row["fid_n_images"] = float(fid_n.min()) if len(fid_n) else math.nan
+    n_img = done["n_images"].dropna() if "n_images" in done else pd.Series(dtype=float)
+    row["n_images"] = float(n_img.min()) if len(n_img) else math.nan
     return row
+
+
+def _released_rows(dataset: str, released: pd.DataFrame, cols: list[str],
+                   metric_cols: list[str]) -> list[dict[str, Any]]:
+    """The released checkpoints of one dataset: one row per checkpoint kind and row key, after the
+    trained rows, with Source "released" and the kind in Ref; never part of the grid."""
+    rows: list[dict[str, Any]] = []
+    if released.empty:
+        return rows
+    kind = released["Checkpoint"].fillna("released")
+    for key, g in released.assign(_kind=kind).groupby(["_kind", *cols], sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        row = {"Dataset": dataset, **dict(zip(cols, key[1:])), "Source": RELEASED, "Ref": str(key[0])}
+        rows.append({**row, **_group_row(g.drop(columns="_kind"), 1, metric_cols)})
+    return rows
 
 
 def check_group_by(group_by: Sequence[str]) -> None:
@@ -141,18 +165,22 @@ def dataset_frame(runs: pd.DataFrame, metrics: Sequence[str] | None = None,
                              f"{', '.join(c for c in runs.columns if c not in ID_COLUMNS)}")
     check_group_by(group_by)
     out_rows: list[dict[str, Any]] = []
-    for dataset, ddf in (runs.groupby("Dataset", sort=True, dropna=False) if len(runs) else []):
+    for dataset, all_ddf in (runs.groupby("Dataset", sort=True, dropna=False) if len(runs) else []):
+        source = all_ddf["Source"] if "Source" in all_ddf else pd.Series(MEASURED, index=all_ddf.index)
+        ddf, released = all_ddf[source != RELEASED], all_ddf[source == RELEASED]
         fields = list(group_by) + [f for f in PROTOCOL_FIELDS
-                                   if f not in group_by and ddf[GROUP_FIELDS[f]].nunique() > 1]
+                                   if f not in group_by and len(ddf) and ddf[GROUP_FIELDS[f]].nunique() > 1]
         cols = [GROUP_FIELDS[f] for f in fields]
         seeds = sorted(ddf["Seed"].dropna().unique().tolist())
         expected_n = 1 if "seed" in fields else max(len(seeds), 1)
-        groups = {k if isinstance(k, tuple) else (k,): g for k, g in ddf.groupby(cols, sort=True, dropna=False)}
-        if "method" in fields and "codebook_size" in fields:
+        groups = ({k if isinstance(k, tuple) else (k,): g for k, g in ddf.groupby(cols, sort=True, dropna=False)}
+                  if len(ddf) else {})
+        if len(ddf) and "method" in fields and "codebook_size" in fields:
             _grid_keys(ddf, cols, groups, methods)
         for key, g in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
             row = {"Dataset": dataset, **dict(zip(cols, key)), "Source": MEASURED, "Ref": ""}
             out_rows.append({**row, **_group_row(g, expected_n, metric_cols)})
+        out_rows += _released_rows(dataset, released, cols, metric_cols)
     out = pd.DataFrame(out_rows)
     if reported is not None and len(reported):
         rep = reported.copy()
@@ -172,10 +200,11 @@ def _ordered(out: pd.DataFrame, metric_cols: list[str], group_by: Sequence[str])
             out = out.drop(columns=f)
     lead = ["Dataset"] + [c for c in GROUP_FIELDS.values() if c in out.columns] + ["Tokens", "Source", "Ref"]
     counts = ["Finished", "Failed", "Expected", "Status"]
-    tail = [c for c in ["fid_n_images", "run_ids"] if c in out.columns]
+    tail = [c for c in ["fid_n_images", "n_images", "run_ids"] if c in out.columns]
     metric_part = [c for k in metric_cols for c in (k, f"{k}_std")]
     out = out[[c for c in lead + metric_part + counts + tail if c in out.columns]]
-    for c in ("Codebook size", "Steps", "Seed", "Tokens", "Finished", "Failed", "Expected", "fid_n_images"):
+    for c in ("Codebook size", "Steps", "Seed", "Tokens", "Finished", "Failed", "Expected", "fid_n_images",
+              "n_images"):
         if c in out.columns:  # integers stay integers in CSV even where a missing row has none
             out[c] = pd.to_numeric(out[c], errors="coerce").round().astype("Int64")
     out.attrs["metrics"] = list(metric_cols)

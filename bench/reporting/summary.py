@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import pandas as pd
 
 from bench.evaluation.metrics import keys
 from bench.evaluation.metrics.registry import load_all, spec
-from bench.reporting import frames
+from bench.reporting import cell_stats, frames
 from bench.reporting.frames import DEFAULT_GROUP_BY, GROUP_FIELDS
 from bench.runs import records
 
@@ -28,6 +28,8 @@ class Summary:
     failures: pd.DataFrame  # the failed runs of `runs`, for the footnotes
     cross: pd.DataFrame | None  # methods x datasets for one metric (cross_frame); None for one dataset
     metrics: list[str]  # the metric keys of the tables, in column order
+    # each eligible row against its column's best (cell_stats.add: kind, resolved, diff, interval, p)
+    comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def empty(self) -> bool:
@@ -48,6 +50,9 @@ def cross_frame(per_dataset: pd.DataFrame, metric: str) -> pd.DataFrame:
         row = rows.setdefault(key, dict(zip(row_cols, key)))
         row[r["Dataset"]] = r[metric]
         row[f"{r['Dataset']}_std"] = r.get(f"{metric}_std", math.nan)
+        for part in ("lo", "hi", "rank"):
+            if f"{metric}_{part}" in per_dataset.columns:
+                row[f"{r['Dataset']}_{part}"] = r[f"{metric}_{part}"]
         if metric == keys.FID:
             row[f"{r['Dataset']}_fid_n_images"] = r.get("fid_n_images", math.nan)
     out = pd.DataFrame(list(rows.values()))
@@ -57,9 +62,31 @@ def cross_frame(per_dataset: pd.DataFrame, metric: str) -> pd.DataFrame:
                 out[col] = math.nan
     out = out.sort_values([c for c in ("Source", "Method", "Codebook size") if c in out.columns],
                           key=lambda s: s.astype(str), kind="stable").reset_index(drop=True)
+    out = _rank_summary(out, datasets, metric)
     out.attrs["metric"] = metric
     out.attrs["datasets"] = datasets
     return out
+
+
+def _rank_summary(cross: pd.DataFrame, datasets: list[str], metric: str) -> pd.DataFrame:
+    """`Mean rank`: per measured row, its rank by value (1 best; equal values share the lower rank)
+    in each dataset where it has a value, averaged; `Resolved wins`: datasets where it alone holds
+    the best mark (cell_stats: resolved from every other row). Published and released rows: none."""
+    better = spec(metric).better
+    measured = cross["Source"] == frames.MEASURED
+    if better is None or not measured.any():
+        return cross
+    ranked = pd.DataFrame({d: cross[d].where(measured).rank(method="min", ascending=better != "higher")
+                           for d in datasets})
+    cross["Mean rank"] = ranked.mean(axis=1, skipna=True).where(measured)
+    wins = pd.Series(0, index=cross.index)
+    for d in datasets:
+        if f"{d}_rank" in cross.columns:
+            best = cross[f"{d}_rank"].fillna(0).astype(int) == 1
+            if best.sum() == 1:
+                wins += best.astype(int)
+    cross["Resolved wins"] = wins.where(measured)
+    return cross
 
 
 def cross_metric(per_dataset: pd.DataFrame, preferred: Sequence[str] = (keys.FID, keys.PSNR)) -> str:
@@ -105,8 +132,11 @@ def build(out: Path | str, methods: Sequence[str] | None = None, datasets: Seque
         shown = list(datasets) if datasets else sorted(set(runs["Dataset"])) if len(runs) else None
         rep = reported_mod.reported_rows(datasets=shown, methods=methods, metrics=metric_cols)
     per_dataset = frames.dataset_frame(runs, metric_cols, group_by, methods=methods, reported=rep)
+    comparisons = pd.DataFrame()
+    if len(per_dataset):
+        per_dataset, comparisons = cell_stats.add(per_dataset, runs, out, metric_cols)
     cross = None
     if len(per_dataset) and per_dataset["Dataset"].nunique() > 1:
         cross = cross_frame(per_dataset, cross_metric(per_dataset))
     failures = runs[runs["Status"] == records.FAILED] if len(runs) else runs
-    return Summary(Path(out), runs, per_dataset, rep, failures, cross, metric_cols)
+    return Summary(Path(out), runs, per_dataset, rep, failures, cross, metric_cols, comparisons)

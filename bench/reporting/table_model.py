@@ -13,7 +13,7 @@ import pandas as pd
 
 from bench.evaluation.metrics import keys
 from bench.evaluation.metrics.registry import HIGHER, LOWER, spec
-from bench.reporting.frames import GROUP_FIELDS, MEASURED, REPORTED, metrics_of
+from bench.reporting.frames import GROUP_FIELDS, MEASURED, RELEASED, REPORTED, metrics_of
 
 FID_DAGGER_BELOW = 2048  # FIDs from fewer images are biased upwards and not comparable to papers'
 NA = "—"  # the text of a cell without a value
@@ -23,7 +23,7 @@ ARROWS = {LOWER: "↓", HIGHER: "↑"}  # the LaTeX renderer translates them
 @dataclass
 class Cell:
     text: str
-    rank: int = 0  # 1 best, 2 second (bold / underline in Markdown, LaTeX and HTML)
+    rank: int = 0  # 1 best or tied with it (bold), 2 best of the rest (underline); see cell_stats
     dagger: bool = False  # FID from fewer than FID_DAGGER_BELOW images
     italic: bool = False  # reported, not measured
 
@@ -69,13 +69,18 @@ def _floats(col: pd.Series) -> list[float]:
     return pd.to_numeric(col, errors="coerce").astype(float).tolist()
 
 
-def mean_text(mean: float, std: float, decimals: int) -> str:
+def mean_text(mean: float, low: float, high: float, decimals: int) -> str:
+    """The mean, and ± half the width of its 95% interval when it has one (cell_stats)."""
     if is_na(mean):
         return NA
     text = f"{mean:.{decimals}f}"
-    if not is_na(std):
-        text += f" ± {std:.{decimals}f}"
+    if not is_na(low) and not is_na(high):
+        text += f" ± {(high - low) / 2:.{decimals}f}"
     return text
+
+
+def _interval(r: pd.Series, k: str) -> tuple[float, float]:
+    return r.get(f"{k}_lo", math.nan), r.get(f"{k}_hi", math.nan)
 
 
 def ranks(values: list[float], better: str | None, decimals: int, eligible: list[bool]) -> list[int]:
@@ -92,6 +97,8 @@ def ranks(values: list[float], better: str | None, decimals: int, eligible: list
 def _runs_text(r: pd.Series) -> str:
     if r.get("Source") == REPORTED:
         return "reported"
+    if r.get("Source") == RELEASED:
+        return f"released: {r.get('Ref')}" if r.get("Ref") else "released"
     if r["Status"] == "missing":
         return "missing"
     text = f"{int(r['Finished'])}/{int(r['Expected'])}"
@@ -107,11 +114,19 @@ def _id_text(r: pd.Series, col: str, refs: dict[str, int]) -> str:
     text = str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
     if col == "Method" and r.get("Source") == REPORTED:
         text += f" [R{refs[r['Ref']]}]"
+    if col == "Method" and r.get("Source") == RELEASED:
+        text += " (released)"
     return text
 
 
+def _count_text(v: Any) -> str:
+    return NA if is_na(v) else str(int(v))
+
+
 def dataset_table(sub: pd.DataFrame, title: str, refs: dict[str, int]) -> Table:
-    """One dataset's rows of the per-dataset frame: identity columns, one column per metric, Runs."""
+    """One dataset's rows of the per-dataset frame: identity columns, one column per metric (mean ±
+    half its 95% interval; marks from `<k>_rank`), Runs (finished/expected seeds), Images and the
+    kind of interval."""
     sub = sub.reset_index(drop=True)
     metrics = metrics_of(sub)
     id_cols = [c for c in ("Method", "Codebook size", "Preset", "Steps", "Seed", "Tokens") if c in sub.columns]
@@ -120,15 +135,22 @@ def dataset_table(sub: pd.DataFrame, title: str, refs: dict[str, int]) -> Table:
     cells = [[Cell(_id_text(r, c, refs), italic=italic[i]) for c in id_cols] for i, r in sub.iterrows()]
     for k in metrics:
         m = spec(k)
-        rk = ranks(_floats(sub[k]), m.better, m.decimals, eligible)
+        rk = (sub[f"{k}_rank"].astype(int).tolist() if f"{k}_rank" in sub
+              else ranks(_floats(sub[k]), m.better, m.decimals, eligible))
         for i, r in sub.iterrows():
             n = r.get("fid_n_images")
             dagger = k == keys.FID and not is_na(r[k]) and not is_na(n) and n < FID_DAGGER_BELOW
-            cells[i].append(Cell(mean_text(r[k], r[f"{k}_std"], m.decimals), rk[i], dagger, italic[i]))
+            cells[i].append(Cell(mean_text(r[k], *_interval(r, k), m.decimals), rk[i], dagger, italic[i]))
+    extra = [c for c in ("Images", "Interval") if c in sub.columns]
     for i, r in sub.iterrows():
         cells[i].append(Cell(_runs_text(r), italic=italic[i]))
+        if "Images" in extra:
+            cells[i].append(Cell(_count_text(r["Images"]), italic=italic[i]))
+        if "Interval" in extra:
+            cells[i].append(Cell(str(r["Interval"] or NA), italic=italic[i]))
     columns = ([Column(c, numeric=c in ("Codebook size", "Steps", "Seed", "Tokens")) for c in id_cols]
-               + [Column(spec(k).label, spec(k).better, True) for k in metrics] + [Column("Runs")])
+               + [Column(spec(k).label, spec(k).better, True) for k in metrics] + [Column("Runs")]
+               + [Column("Images", numeric=True)] * ("Images" in extra) + [Column("95% interval")] * ("Interval" in extra))
     return Table(title, columns, cells)
 
 
@@ -145,12 +167,21 @@ def cross_table(cross: pd.DataFrame, refs: dict[str, int]) -> Table:
     italic = [s == REPORTED for s in cross["Source"]]
     cells = [[Cell(_id_text(r, c, refs), italic=italic[i]) for c in id_cols] for i, r in cross.iterrows()]
     for d in cross.attrs["datasets"]:
-        rk = ranks(_floats(cross[d]), m.better, m.decimals, eligible)
+        rk = (pd.to_numeric(cross[f"{d}_rank"], errors="coerce").fillna(0).astype(int).tolist()
+              if f"{d}_rank" in cross else ranks(_floats(cross[d]), m.better, m.decimals, eligible))
         n_col = f"{d}_fid_n_images"
         for i, r in cross.iterrows():
             n = r.get(n_col, math.nan) if n_col in cross.columns else math.nan
             dagger = not is_na(r[d]) and not is_na(n) and n < FID_DAGGER_BELOW
-            cells[i].append(Cell(mean_text(r[d], r[f"{d}_std"], m.decimals), rk[i], dagger, italic[i]))
+            cells[i].append(Cell(mean_text(r[d], r.get(f"{d}_lo", math.nan), r.get(f"{d}_hi", math.nan), m.decimals),
+                                 rk[i], dagger, italic[i]))
+    summary_cols = [c for c in ("Mean rank", "Resolved wins") if c in cross.columns]
+    for i, r in cross.iterrows():
+        if "Mean rank" in summary_cols:
+            cells[i].append(Cell(NA if is_na(r["Mean rank"]) else f"{r['Mean rank']:.1f}", italic=italic[i]))
+        if "Resolved wins" in summary_cols:
+            cells[i].append(Cell(_count_text(r["Resolved wins"]), italic=italic[i]))
     columns = ([Column(c, numeric=c in ("Codebook size", "Steps", "Seed")) for c in id_cols]
-               + [Column(str(d), numeric=True) for d in cross.attrs["datasets"]])
+               + [Column(str(d), numeric=True) for d in cross.attrs["datasets"]]
+               + [Column(c, numeric=True) for c in summary_cols])
     return Table(f"{m.header()} across datasets", columns, cells)

@@ -32,7 +32,8 @@ def render(summary: Summary, fmt: str = "terminal", notes: bool = True) -> str:
     df = summary.per_dataset
     refs = footnotes.reference_numbers(df) if len(df) else {}
     tables = table_model.dataset_tables(df, refs) if len(df) else []
-    lines = footnotes.dataset_notes(df, summary.reported, summary.failures) if notes and len(df) else []
+    lines = (footnotes.dataset_notes(df, summary.reported, summary.failures, summary.comparisons)
+             if notes and len(df) else [])
     return renderers.get(fmt).document(table_model.Document(tables, lines, df))
 
 

@@ -1,5 +1,5 @@
-"""Plain text for the terminal: GitHub-style grids (tabulate), no bold; marks other than the dagger
-are not shown."""
+"""Plain text for the terminal: GitHub-style grids (tabulate), no bold: a best (or tied-best) cell
+ends in " *"; underlines are not shown."""
 from __future__ import annotations
 
 from tabulate import tabulate
@@ -13,7 +13,7 @@ class Terminal(Renderer):
     name = "terminal"
 
     def cell(self, cell: Cell) -> str:
-        return cell.text + ("†" if cell.dagger else "")
+        return cell.text + ("†" if cell.dagger else "") + (" *" if cell.rank == 1 else "")
 
     def table(self, table: Table) -> str:
         body = [[self.cell(c) for c in row] for row in table.rows]

@@ -1,7 +1,8 @@
 """Hand-written result records with known values, shared by the table, plot and report tests.
 
 `write_fixture(out)` writes OUT/runs/<run_id>/ folders the way the runner does (record.json,
-reconstructions.png, code_counts.npy, train_log.jsonl) without training anything.
+per_image.npz, reconstructions.png, code_counts.npy, train_log.jsonl) without training anything.
+`write_per_image` writes per_image.npz through the evaluator's own writer.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from PIL import Image
 
 from bench.core import run_folder
 from bench.core.atomic import write_json_atomic
+from bench.evaluation import evaluator
 from bench.runs import records
 
 # (dataset, method, K, seed) -> metrics. Means and stds below are what the tests expect.
@@ -38,6 +40,30 @@ RUNS: list[tuple[str, str, int, int, dict[str, float] | None]] = [
                               "perplexity": 11.0, "utilization_adj": 0.8, "utilization_noun": 1.0}),
 ]
 FID_IMAGES = {"vqct": 1024}  # other methods: 4096 images, no dagger
+# Per-image values: the record's mean + an image difficulty shared by every run of a dataset (sd
+# below) + a small noise of each run (a tenth of it), both exactly zero-mean, so per_image.npz
+# averages to the record's value and paired differences between runs are resolved (unpaired, the
+# difficulty would hide them).
+PER_IMAGE_SD = {"psnr": 2.0, "ssim": 0.05, "lpips": 0.05}
+N_IMAGES = 64
+
+
+def _zero_mean(rng: np.random.Generator, sd: float, n: int) -> np.ndarray:
+    x = rng.normal(0.0, sd, n)
+    return x - x.mean()
+
+
+def write_per_image(run_dir: Path, dataset: str, metrics: dict[str, float], seed: int,
+                    n: int = N_IMAGES) -> None:
+    """per_image.npz of one run, the evaluator's way (bench.evaluation.evaluator.write_per_image)."""
+    names = [f"{dataset}_{i:04d}.png" for i in range(n)]
+    difficulty = np.random.default_rng(len(dataset))
+    noise = np.random.default_rng(seed + 1000 * len(run_dir.name))
+    values = {k: metrics[k] + _zero_mean(difficulty, sd, n) + _zero_mean(noise, sd / 10, n)
+              for k, sd in PER_IMAGE_SD.items() if metrics.get(k) is not None}
+    evaluator.write_per_image(run_dir / run_folder.PER_IMAGE, names, values)
+
+
 VQCT_WORDS = {"adj": ["red", "small", "furry", "shiny", "wooden", "old"],
               "noun": ["dog", "tree", "car", "house", "bird", "cup", "road", "sky", "boat", "lamp"]}
 
@@ -62,7 +88,7 @@ def make_record(dataset: str, method: str, k: int, seed: int, metrics: dict[str,
     }
 
 
-def write_fixture(out: Path, images: bool = True) -> list[dict[str, Any]]:
+def write_fixture(out: Path, images: bool = True, per_image: bool = True) -> list[dict[str, Any]]:
     recs = []
     rng = np.random.default_rng(0)
     for dataset, method, k, seed, metrics in RUNS:
@@ -71,6 +97,8 @@ def write_fixture(out: Path, images: bool = True) -> list[dict[str, Any]]:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(run_dir / run_folder.RECORD, rec)
         recs.append(rec)
+        if metrics and per_image:
+            write_per_image(run_dir, dataset, metrics, seed)
         if not metrics or not images:
             continue
         # originals row over reconstructions row, 4 images of 8x8 (the evaluator's layout)

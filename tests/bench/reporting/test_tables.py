@@ -72,22 +72,40 @@ def _md_tables(text: str) -> dict[str, pd.DataFrame]:
     return out
 
 
+def _half(cell: str) -> float:
+    """The ± part of a cell's text."""
+    m = re.search(r"± ([0-9.]+)", cell)
+    assert m, cell
+    return float(m.group(1))
+
+
 def test_markdown_bold_best_underline_second_and_arrows(built):
     md = _md_tables(tables.render(built, "md"))
     photos = md["photos"].set_index(["Method", "Codebook size"])
-    assert {"rFID ↓", "PSNR ↑", "SSIM ↑", "LPIPS ↓", "Usage % ↑", "Perplexity"} <= set(photos.columns)
-    # rFID (lower is better): vqct 8.00 best, vqgan K=32 9.00 second, vqgan K=16 12.00 unmarked
-    assert photos.loc[("vqct", "16"), "rFID ↓"] == "**8.00†**"
-    assert photos.loc[("vqgan", "32"), "rFID ↓"] == "<u>9.00</u>"
-    assert photos.loc[("vqgan", "16"), "rFID ↓"] == "12.00 ± 2.83"
-    # PSNR (higher is better): vqct 25 best, vqgan K=32 23 second
-    assert photos.loc[("vqct", "16"), "PSNR ↑"] == "**25.00**"
-    assert photos.loc[("vqgan", "32"), "PSNR ↑"] == "<u>23.00</u>"
-    # Usage: vqct 100 best, vqgan K=16 62.5 second; perplexity never marked
-    assert photos.loc[("vqct", "16"), "Usage % ↑"] == "**100.0**"
-    assert photos.loc[("vqgan", "16"), "Usage % ↑"] == "<u>62.5 ± 17.7</u>"
+    assert {"rFID ↓", "PSNR ↑", "SSIM ↑", "LPIPS ↓", "Usage % ↑", "Perplexity", "Runs", "Images",
+            "95% interval"} <= set(photos.columns)
+    # rFID: the fixture stores no Inception features, so no interval and nothing to test: no marks
+    assert photos.loc[("vqct", "16"), "rFID ↓"] == "8.00†"
+    assert photos.loc[("vqgan", "32"), "rFID ↓"] == "9.00" and photos.loc[("vqgan", "16"), "rFID ↓"] == "12.00"
+    # PSNR (higher is better): vqct 25 best, resolved on the same 64 images; vqgan K=32 23 second
+    assert re.fullmatch(r"\*\*25\.00 ± 0\.\d\d\*\*", photos.loc[("vqct", "16"), "PSNR ↑"])
+    assert re.fullmatch(r"<u>23\.00 ± 0\.\d\d</u>", photos.loc[("vqgan", "32"), "PSNR ↑"])
+    # the image bootstrap of a mean of 64 values with sd ~2.01: half-width ~ 1.96 * 2.01 / 8
+    assert _half(photos.loc[("vqct", "16"), "PSNR ↑"]) == pytest.approx(1.96 * 2.01 / 8, rel=0.15)
+    # SSIM: vqct and vqgan K=16 both show 0.5500 behind vqgan K=32's 0.5800: they share the underline
+    assert photos.loc[("vqgan", "32"), "SSIM ↑"].startswith("**0.5800 ±")
+    assert photos.loc[("vqct", "16"), "SSIM ↑"].startswith("<u>0.5500")
+    assert photos.loc[("vqgan", "16"), "SSIM ↑"].startswith("<u>0.5500")
+    # Usage: a whole-split histogram with fewer than 3 seeds: no interval, no test, no marks
+    assert photos.loc[("vqct", "16"), "Usage % ↑"] == "100.0" and photos.loc[("vqgan", "16"), "Usage % ↑"] == "62.5"
     assert not any("**" in c or "<u>" in c for c in photos["Perplexity"])
     assert photos.loc[("lfq", "16"), "Runs"] == "0/2 (1 failed)"
+    assert photos.loc[("vqgan", "16"), "Images"] == "64"
+    assert photos.loc[("vqgan", "16"), "95% interval"] == "images, 2 seeds"
+    assert photos.loc[("vqct", "16"), "95% interval"] == "images, 1 seed"
+    text = tables.render(built, "md")
+    assert "No marks (nothing to test" in text and "Usage % on photos" in text
+    assert "holds for these trained models on these images only" in text
 
 
 def test_latex_booktabs_marks_and_parse_back(built):
@@ -101,9 +119,10 @@ def test_latex_booktabs_marks_and_parse_back(built):
         rows[(cells[0], cells[1])] = cells
     header = [h.strip() for h in photos.split(r"\toprule")[1].split(r"\midrule")[0].rstrip("\\ \n").split(" & ")]
     fid = header.index(r"rFID $\downarrow$")
-    assert rows[("vqct", "16")][fid] == r"\textbf{8.00$^\dagger$}"
-    assert rows[("vqgan", "32")][fid] == r"\underline{9.00}"
-    assert rows[("vqgan", "16")][fid] == r"12.00 $\pm$ 2.83"
+    psnr = header.index(r"PSNR $\uparrow$")
+    assert rows[("vqct", "16")][fid] == r"8.00$^\dagger$"
+    assert re.fullmatch(r"\\textbf\{25\.00 \$\\pm\$ 0\.\d\d\}", rows[("vqct", "16")][psnr])
+    assert re.fullmatch(r"\\underline\{23\.00 \$\\pm\$ 0\.\d\d\}", rows[("vqgan", "32")][psnr])
 
 
 def test_csv_parses_back_to_the_same_frame(built):
@@ -131,14 +150,22 @@ def test_fid_dagger_footnote(built):
     assert "† rFID from fewer than 2048 images (n = 1024)" in text
 
 
-def test_cross_dataset_summary(built):
+def test_cross_dataset_summary(built, out):
     cross = built.cross
     assert cross is not None and cross.attrs["metric"] == "fid"
     vqct = cross[(cross["Method"] == "vqct") & (cross["Codebook size"] == 16)].iloc[0]
     assert vqct["photos"] == pytest.approx(8.0) and vqct["cub200"] == pytest.approx(20.0)
     md = tables.render_cross(built, "md")
-    assert "| vqct | 16 | **20.00†** | **8.00†** |" in md
-    assert "| vqgan | 16 | <u>30.00</u> | 12.00 ± 2.83 |" in md
+    # no features in the fixture: rFID untested, so no marks and no resolved wins; the mean rank goes by value
+    assert "| vqct | 16 | 20.00† | 8.00† | 1.0 | 0 |" in md
+    assert "| vqgan | 16 | 30.00 | 12.00 | 2.5 | 0 |" in md
+    psnr = build(out, metrics=["psnr"]).cross
+    assert psnr is not None and psnr.attrs["metric"] == "psnr"
+    wins = psnr.set_index(["Method", "Codebook size"])
+    # PSNR: vqgan resolved best on cub200, vqct on photos: one resolved win each; ranks by value
+    assert wins.loc[("vqct", 16), "Resolved wins"] == 1 and wins.loc[("vqgan", 16), "Resolved wins"] == 1
+    assert wins.loc[("vqct", 16), "Mean rank"] == pytest.approx(1.5)  # 2nd on cub200, 1st on photos
+    assert wins.loc[("vqgan", 16), "Mean rank"] == pytest.approx(2.0)  # 1st on cub200, 3rd on photos
 
 
 def test_filters_metrics_and_group_by(out):
@@ -171,9 +198,11 @@ def test_reported_rows_are_marked_and_never_ranked(out):
     assert len(rep) >= 3 and (rep["Ref"] == "lgvq2024").all()
     md = tables.render(b, "md")
     cub = _md_tables(md)["cub200"].set_index("Method")
-    # CVQ's published 3.61 would be the best rFID, but reported rows are italic and unranked
+    # CVQ's published 3.61 would be the best rFID and VQ-VAE's 24.38 the best PSNR, but reported rows
+    # are italic and unranked: vqgan's 19.00 keeps the (resolved) best PSNR
     assert cub.loc["*CVQ [R1]*", "rFID ↓"] == "*3.61*"
-    assert cub.loc["vqct", "rFID ↓"] == "**20.00†**"
+    assert cub.loc["*VQ-VAE [R1]*", "PSNR ↑"] == "*24.38*"
+    assert cub.loc["vqgan", "PSNR ↑"].startswith("**19.00 ±")
     assert cub.loc["*CVQ [R1]*", "Runs"] == "*reported*"
     assert "[R1] Liang et al., LG-VQ" in md and "openreview.net" in md
 
