@@ -8,7 +8,7 @@ its tokenizer has a record" is kept here, in one place, and no backend knows of 
 
 - `local` (and any backend that is not Ray-based): the prior runs in this process inside the
   callback, so the next tokenizer starts after it. Same breakpoints and tracebacks as `--no-ray`.
-- Ray-based backends: the callback submits the prior as a Ray task (bench.generation.ray_priors) and
+- Ray-based backends: the callback submits the prior as a Ray task (bench.scheduling.backends.ray_priors) and
   returns at once, so priors train while the remaining tokenizers do. This module opens the Ray
   session before the grid (a backend shuts down only a session it started itself, so the prior tasks
   outlive the tokenizers' part), waits for the priors after it and then closes the session.
@@ -141,7 +141,7 @@ def run_grid_with_priors(configs: Sequence[RunConfig], out: Path | str, prior: P
         tokenizers = api.run_grid(list(configs), out, force=force, progress=progress, on_record=chained,
                                   backend=backend, **backend_options)
         return tokenizers + jobs.records
-    from bench.generation.ray_priors import RayPriors
+    from bench.scheduling.backends.ray_priors import RayPriors
 
     with RayPriors(jobs, backend_options) as ray_jobs:
         jobs.submit = ray_jobs.submit

@@ -29,7 +29,7 @@ from bench.core.atomic import write_text_atomic
 from bench.evaluation.metrics.registry import HIGHER, LOWER
 from bench.generation.record import FINISHED, SKIPPED, iter_prior_records
 from bench.reporting import renderers
-from bench.reporting.table_model import FID_DAGGER_BELOW, NA, Cell, Column, Document, Table, mean_text, ranks
+from bench.reporting.table_model import FID_DAGGER_BELOW, NA, Cell, Column, Document, Table, ranks
 from bench.runs import records
 
 STEM = "generation"  # OUT/tables/generation.{md,csv,tex}
@@ -144,7 +144,8 @@ def _metric_cell(r: pd.Series, c: MetricColumn, rank: int) -> Cell:
     if pd.isna(value):
         return Cell(UNAVAILABLE if _why_unavailable(r, c.key) else NA)
     n = r[c.n_images] if c.n_images else math.nan
-    text = mean_text(value, r[f"{c.key}_std"], c.decimals)
+    std = r[f"{c.key}_std"]
+    text = f"{value:.{c.decimals}f}" + ("" if pd.isna(std) else f" ± {std:.{c.decimals}f}")
     if c.key == "gfid" and not pd.isna(n):
         text += f" (n={int(n)})"
     return Cell(text, rank, dagger=not pd.isna(n) and n < FID_DAGGER_BELOW)
