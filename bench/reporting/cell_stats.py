@@ -61,15 +61,17 @@ def row_data(row: pd.Series, runs: pd.DataFrame, metrics: list[str], cache: RunC
     for k in metrics:
         data.seeds[k] = {int(s): float(v) for s, v in zip(done["Seed"], done[k]) if not pd.isna(v)} if k in done else {}
     data.files = [cache.get(str(rid)) for rid in done["run_id"]]
-    if data.n_seeds >= MIN_SEEDS or not _same_images(data.files):
-        return data  # across seeds; or runs of the row on different images: nothing to pair
+    if not _same_images(data.files):
+        return data  # runs of the row on different images: nothing to pair
     data.n_images = len(data.files[0].names)
     image_idx = intervals.resample_indices(data.n_images, intervals.IMAGE_RESAMPLES)
     for k in metrics:
         if all(k in f.values for f in data.files):
             per_image = np.mean([f.values[k] for f in data.files], axis=0) * spec(k).scale
             data.replicates[k] = intervals.mean_replicates(per_image, image_idx)
-    wanted = [k for k in FEATURE_METRICS if k in metrics]
+    # With MIN_SEEDS seeds the interval and the test are across seeds; the (cheap) per-image
+    # replicates above stay, for a comparison with a row of fewer seeds; the costly rFID/KID ones are skipped.
+    wanted = [k for k in FEATURE_METRICS if k in metrics] if data.n_seeds < MIN_SEEDS else []
     if wanted:
         feature_idx = intervals.resample_indices(data.n_images, intervals.FEATURE_RESAMPLES)
         reps = [feature_bootstrap.replicates(f.features, f.reference, feature_idx) for f in data.files]
