@@ -45,6 +45,12 @@ def print_and_write_tables(summary: Summary, out: Path, fmt: str) -> None:
         print(tables.render_cross(summary, fmt), end="")
     paths = tables.write_tables(summary, out)
     paths += print_and_write_generation(summary, out, fmt)
+    from bench.reporting import conclusion
+
+    said = conclusion.text(summary)
+    if said and fmt != "csv":  # after every table, so it is the last thing read
+        print()
+        print(said, end="")
     if fmt == "terminal":
         print(f"tables written: {', '.join(str(p) for p in paths)}")
 

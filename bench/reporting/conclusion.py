@@ -1,0 +1,156 @@
+"""The conclusion printed after the tables, in plain words: which METHOD differences the records
+resolve, which are ties, and, where cells have fewer than intervals.MIN_SEEDS seeds, that nothing
+is resolved at that size and the command that would resolve it.
+
+Why the fewer-seeds answer names no winner: with one seed the marks come from the images of one
+trained model per method, and another training run can reverse them (the default benchmark's PSNR
+winner flipped between two machines). A conclusion that depended on those marks would differ from
+machine to machine; this one depends only on how many seeds each cell has, so the default
+benchmark prints the same conclusion everywhere.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bench.core.paths import REPO_ROOT
+from bench.evaluation.metrics.registry import spec
+from bench.reporting import paired
+from bench.reporting.frames import MEASURED
+from bench.reporting.intervals import MIN_SEEDS
+from bench.reporting.summary import Summary
+from bench.runs import presets
+
+DEFAULT_OUT = REPO_ROOT / "results"  # bench.runs.runner.DEFAULT_OUT, without importing torch
+HEADING = "Conclusion"
+
+
+def _measured(df: pd.DataFrame) -> pd.DataFrame:
+    if df.empty or "Source" not in df.columns:
+        return df.iloc[0:0]
+    return df[(df["Source"] == MEASURED) & (df["Finished"].fillna(0) > 0)]
+
+
+def _labeller(rows: pd.DataFrame):
+    """A row's name: its method, with K when a dataset's measured rows have several codebook sizes,
+    and preset/steps when the frame has those columns (they vary)."""
+    several_k = {d: g["Codebook size"].nunique() > 1 for d, g in rows.groupby("Dataset")} if len(rows) else {}
+
+    def label(r: pd.Series | dict, method_col: str = "Method", k_col: str = "Codebook size") -> str:
+        text = str(r[method_col])
+        if several_k.get(r["Dataset"]) and not pd.isna(r.get(k_col)):
+            text += f" K={int(r[k_col])}"
+        extra = [f"{c.lower()} {r[c]}" for c in ("Preset", "Steps") if c in r and not pd.isna(r.get(c))]
+        return text + (f" ({', '.join(extra)})" if extra else "")
+    return label
+
+
+def _join(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _seeds_to_run(have: set[int]) -> list[int]:
+    """The seeds already run plus the smallest unused ones, up to MIN_SEEDS (finished runs are reused)."""
+    seeds, s = set(have), 0
+    while len(seeds) < MIN_SEEDS:
+        seeds.add(s)
+        s += 1
+    return sorted(seeds)
+
+
+def resolving_commands(summary: Summary, cells: pd.DataFrame) -> list[str]:
+    """`run_bench.py` command(s) that give `cells` MIN_SEEDS seeds: the grid their runs were trained
+    on (methods, datasets, codebook sizes, preset and steps from the records) with more seeds. One
+    command per preset and step count; the preset is given explicitly, because the default preset
+    depends on the machine."""
+    ids = {i for s in cells["run_ids"].astype(str) for i in s.split()}
+    runs = summary.runs[summary.runs["run_id"].isin(ids)] if len(summary.runs) else summary.runs
+    if runs.empty:
+        return []
+    commands = []
+    for (preset, steps), g in runs.groupby(["Preset", "Steps"], sort=True, dropna=False):
+        parts = ["python run_bench.py",
+                 "--methods " + ",".join(sorted(set(g["Method"].astype(str)))),
+                 "--datasets " + ",".join(sorted(set(g["Dataset"].astype(str)))),
+                 "--codebook-sizes " + ",".join(str(int(k)) for k in sorted(set(g["Codebook size"].dropna())))]
+        if isinstance(preset, str):
+            parts.append(f"--preset {preset}")
+        default_steps = presets.PRESETS[preset].train.steps if preset in presets.PRESETS else None
+        if not pd.isna(steps) and int(steps) != default_steps:
+            parts.append(f"--steps {int(steps)}")
+        parts.append("--seeds " + ",".join(map(str, _seeds_to_run({int(s) for s in g["Seed"].dropna()}))))
+        if Path(summary.out).resolve() != DEFAULT_OUT.resolve():
+            parts.append(f"--out {summary.out}")
+        commands.append(" ".join(parts))
+    return commands
+
+
+def _few_seeds_lines(summary: Summary, few: pd.DataFrame, label) -> list[str]:
+    counts: dict[int, dict[str, list[str]]] = {}  # seeds -> dataset -> row names
+    for _, r in few.iterrows():
+        counts.setdefault(int(r["Finished"]), {}).setdefault(str(r["Dataset"]), []).append(label(r))
+    have = "; ".join(", ".join(f"{_join(names)} on {d}" for d, names in by_dataset.items())
+                     + f": {n} seed{'' if n == 1 else 's'}" for n, by_dataset in sorted(counts.items()))
+    lines = [f"Not resolved at this size: a difference between METHODS needs >= {MIN_SEEDS} "
+             f"finished seeds per cell (a paired test across seeds, which includes run-to-run training "
+             f"variance), and these cells have fewer ({have}).",
+             "Their bold marks compare the trained models on the validation images only; another seed or "
+             "another machine can reverse them (the default benchmark's PSNR winner did: vqct 22.88 vs vqgan "
+             "21.88 on one machine, 21.93 vs 22.58 on another, one seed each)."]
+    commands = resolving_commands(summary, few)
+    if commands:
+        lines.append(f"To resolve it, run the same grid with {MIN_SEEDS} seeds (finished runs are reused): " + " ; ".join(commands))
+    return lines
+
+
+def _group_line(dataset: str, metric: str, comps: pd.DataFrame, label) -> str | None:
+    """One dataset and metric: the best row against the others with MIN_SEEDS seeds, in words."""
+    across = comps[comps["kind"] == paired.SEEDS]
+    if across.empty:
+        return None
+    first = across.iloc[0]
+    best = label({"Dataset": dataset, "Method": first["best_method"], "Codebook size": first["best_codebook_size"],
+                  **{c: first[c] for c in ("Preset", "Steps") if c in first}})
+    ties = [label(r) for _, r in across.iterrows() if not r["resolved"]]
+    worse = [label(r) for _, r in across.iterrows() if r["resolved"]]
+    head = f"{spec(metric).label} on {dataset}: "
+    n = int(across["n"].min())
+    if not ties:
+        text = head + f"{best} is better than {_join(worse)} (resolved: paired t-test over {n} seeds, p < 0.05)"
+    else:
+        text = head + f"{_join([best] + ties)} tie (not resolved by a paired t-test over {n} seeds)"
+        if worse:
+            text += f"; {_join(worse)} resolved worse"
+    untested = [label(r) for _, r in comps.iterrows() if r["kind"] != paired.SEEDS]
+    if untested:
+        text += f"; not compared across seeds: {_join(untested)} (fewer than {MIN_SEEDS} seeds)"
+    return text + "."
+
+
+def lines(summary: Summary) -> list[str]:
+    """The conclusion as plain text lines (no heading); empty when no measured row has finished."""
+    rows = _measured(summary.per_dataset)
+    if rows.empty:
+        return []
+    label = _labeller(rows)
+    df = summary.per_dataset
+    # cells with fewer seeds, and those whose every run failed (rerunning them is part of the answer)
+    few = df[(df["Source"] == MEASURED) & ((df["Finished"].fillna(0) > 0) | (df["Status"] == "failed"))
+             & (df["Finished"].fillna(0) < MIN_SEEDS)]
+    out = _few_seeds_lines(summary, few, label) if len(few) else []
+    comps = summary.comparisons
+    if comps is not None and len(comps):
+        for (dataset, metric), g in comps.groupby(["Dataset", "metric"], sort=False):
+            line = _group_line(str(dataset), str(metric), g, label)
+            if line:
+                out.append(line)
+    if not out:
+        out.append(f"Nothing to compare: fewer than two measured rows per dataset with {MIN_SEEDS} seeds.")
+    return out
+
+
+def text(summary: Summary) -> str:
+    """The heading and one bullet per line, for the terminal and Markdown alike; "" when no lines."""
+    got = lines(summary)
+    return "" if not got else f"{HEADING}\n" + "".join(f"- {line}\n" for line in got)
