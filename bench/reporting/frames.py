@@ -19,8 +19,12 @@ from bench.runs import records
 
 # The seed paper's column order. Of LPIPS and ST-LPIPS (the evaluator sets one of them), a column no
 # record has a value for is dropped; with neither anywhere, the LPIPS column stays, empty.
-DEFAULT_METRICS = (keys.FID, keys.PSNR, keys.SSIM, keys.LPIPS, keys.ST_LPIPS, keys.UTILIZATION, keys.PERPLEXITY)
+DEFAULT_METRICS = (keys.FID, keys.PSNR, keys.SSIM, keys.LPIPS, keys.ST_LPIPS, keys.UTILIZATION, keys.PERPLEXITY,
+                   keys.ENTROPY_BITS, keys.ENTROPY_RATIO)
 OPTIONAL_METRICS = (keys.LPIPS, keys.ST_LPIPS)
+# Shown by default only when some record has a value: records written before the code entropy was
+# recorded (vqbench 0.1) keep the table layout they had rather than gaining two empty columns.
+WHEN_RECORDED = (keys.ENTROPY_BITS, keys.ENTROPY_RATIO)
 
 # Config fields a row may be keyed by (--group-by). Dataset always splits tables; seeds are averaged
 # unless "seed" is one of the keys.
@@ -80,8 +84,9 @@ def metric_columns(runs: pd.DataFrame, metrics: Sequence[str] | None) -> list[st
     if metrics:
         return list(metrics)
     if runs.empty:
-        return [k for k in DEFAULT_METRICS if k != keys.ST_LPIPS]
-    out = [k for k in DEFAULT_METRICS if k in runs.columns]
+        return [k for k in DEFAULT_METRICS if k != keys.ST_LPIPS and k not in WHEN_RECORDED]
+    out = [k for k in DEFAULT_METRICS if k in runs.columns
+           and (k not in WHEN_RECORDED or runs[k].notna().any())]
     has = {k for k in OPTIONAL_METRICS if k in runs.columns and runs[k].notna().any()} or {keys.LPIPS}
     return [k for k in out if k not in OPTIONAL_METRICS or k in has]
 

@@ -98,3 +98,24 @@ def test_entropy_metrics_are_declared_in_the_registry():
         m = spec(key)
         assert m.key == key and m.reads == CODES and m.accumulator is not None
     assert spec("entropy_ratio_noun").label.endswith("(noun)") and spec(keys.ENTROPY_RATIO).better == "higher"
+
+
+def test_entropy_is_registered_beside_utilisation_and_perplexity_for_tables_and_groups():
+    from bench.evaluation.metrics.registry import CODES, HIGHER, load_all, spec
+
+    registry = load_all()
+    for key in (keys.UTILIZATION, keys.PERPLEXITY, keys.ENTROPY_BITS, keys.ENTROPY_RATIO):
+        assert key in registry and registry.get(key).reads == CODES
+        # one accumulator for all usage metrics: the evaluator builds one histogram for all of them
+        assert registry.get(key).accumulator is registry.get(keys.UTILIZATION).accumulator
+    assert spec(keys.ENTROPY_BITS).better is None  # bits grow with K: no best across codebook sizes
+    assert spec(keys.ENTROPY_RATIO).better == HIGHER and spec(keys.ENTROPY_RATIO).decimals == 3
+    assert spec("entropy_ratio_noun").label == "Entropy / log2 K (noun)"  # VQCT's groups, as for utilisation
+
+
+def test_grouped_entropy_is_each_groups_own_histogram():
+    u = CodeUsage(6, groups={"adj": (0, 2), "noun": (2, 6)})
+    u.update(torch.tensor([0, 1, 2, 2, 2, 2]))  # adj: 0 and 1 once each; noun: code 2 only
+    s = u.stats()
+    assert s["entropy_bits_adj"] == pytest.approx(1.0) and s["entropy_ratio_adj"] == pytest.approx(1.0)
+    assert s["entropy_bits_noun"] == 0.0 and s["entropy_ratio_noun"] == 0.0
