@@ -4,7 +4,9 @@ the same file names, without training. They are computed by the evaluator's own 
 (bench.evaluation.stream), so they equal a run's numbers on the same images.
 
 Images are read with PIL, converted to RGB uint8 (as torch-fidelity reads folders) and must all have
-one size. Human-readable lines go first; the last line is one JSON object {"metrics", "protocol"}.
+one size. Human-readable lines go first, each metric with its 95% bootstrap interval over the images
+(the tables' resamples, bench.reporting.intervals); the last line is one JSON object {"metrics",
+"protocol", "intervals"}.
 `python -m bench.metrics --clear-cache [DATASET]` removes cached FID reference statistics;
 `python -m bench.metrics --throughput N` times the feature extractors on this machine.
 Bad input prints one line and exits with code 2.
@@ -117,13 +119,43 @@ def throughput(n: int, resolution: int, batch_size: int, device: str) -> dict:
             "inception_images_per_s": n / (t1 - t0), "lpips_name": net.name, "lpips_images_per_s": n / (t2 - t1)}
 
 
-def intervals(result: Evaluation) -> dict[str, Any] | None:
-    """The hook for 95% intervals (issue 15 item 7): `result` holds every per-image value
-    (result.per_image, by metric key, in file-name order) and, unless --no-perceptual, the float32
-    Inception features of both sets (result.arrays[fid_stream.FEATURES_RECONS] and
-    [fid_stream.FEATURES_ORIGINALS]). When this returns a dict, it is printed and goes into the JSON
-    line under "intervals". None: no intervals yet."""
-    return None
+def intervals(result: Evaluation) -> dict[str, dict[str, Any]]:
+    """95% bootstrap intervals over the images, by metric key, as the tables compute them
+    (bench.reporting.intervals: the same fixed resamples): per-image metrics from result.per_image,
+    rFID and KID from the Inception features of both sets (result.arrays, absent with --no-perceptual).
+    A metric whose value is not finite (PSNR of identical images) or that cannot be resampled has none."""
+    from bench.evaluation.metrics import fid_stream, keys
+    from bench.reporting import feature_bootstrap
+    from bench.reporting import intervals as ci
+
+    found: dict[str, ci.Interval] = {}
+    resamples: dict[str, int] = {}
+    for key, values in result.per_image.items():
+        value = result.metrics.get(key)
+        if value is None or not math.isfinite(value) or not np.isfinite(values).all():
+            continue
+        idx = ci.resample_indices(len(values), ci.IMAGE_RESAMPLES)
+        if (got := ci.bootstrap_interval(float(value), ci.mean_replicates(values, idx), len(values))) is not None:
+            found[key], resamples[key] = got, ci.IMAGE_RESAMPLES
+    recons = result.arrays.get(fid_stream.FEATURES_RECONS)
+    originals = result.arrays.get(fid_stream.FEATURES_ORIGINALS)
+    if recons is not None and originals is not None:
+        idx = ci.resample_indices(len(recons), ci.FEATURE_RESAMPLES)
+        reps = feature_bootstrap.replicates(recons, originals, idx)
+        for key in (keys.FID, keys.KID):
+            value = result.metrics.get(key)
+            if reps is not None and value is not None and math.isfinite(value):
+                if (got := ci.bootstrap_interval(float(value), reps[key], len(recons))) is not None:
+                    found[key], resamples[key] = got, ci.FEATURE_RESAMPLES
+    return {k: {"low": iv.low, "high": iv.high, "level": ci.LEVEL, "kind": "bootstrap over images",
+                "n_images": iv.n, "resamples": resamples[k]} for k, iv in found.items()}
+
+
+def interval_text(entry: dict[str, Any] | None) -> str:
+    """What follows a metric's value on its line: its 95% interval, or nothing."""
+    if not entry:
+        return ""
+    return f"  [{entry['low']:.6g}, {entry['high']:.6g}]"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -157,16 +189,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                              perceptual=not args.no_perceptual, use_cache=False)
     protocol = {"n_images": len(names), "resolution": list(originals.shape[-2:]), "orig_dir": str(args.orig_dir),
                 "recon_dir": str(args.recon_dir), **result.protocol}
+    found = intervals(result)
     for key, value in result.metrics.items():
         if value is not None:
-            print(f"{key:>10}: {value:.6g}")
+            print(f"{key:>10}: {value:.6g}{interval_text(found.get(key))}")
+    if found:
+        counts = ", ".join(f"{k} {v['resamples']}" for k, v in found.items())
+        print(f"[low, high]: 95% bootstrap interval over the {len(names)} images, each original resampled with "
+              f"its reconstruction (resamples: {counts}): how precisely these reconstructions were measured "
+              f"on these images")
     if protocol.get("fid", {}).get("rank_deficient"):
         print(f"note: FID from {len(names)} images (< {fid.MIN_FULL_RANK}): rank-deficient covariance, "
               "not comparable with FIDs from more images")
     out: dict[str, Any] = {"metrics": result.metrics, "protocol": protocol}
-    if (found := intervals(result)) is not None:
-        print(f" intervals: {json.dumps(_json_safe(found), sort_keys=True)}")
-        out["intervals"] = found
+    out["intervals"] = found
     print(json.dumps(_json_safe(out), sort_keys=True, default=str))
     return 0
 

@@ -1,5 +1,5 @@
 """`python -m bench.metrics ORIG_DIR RECON_DIR`: all metrics for two folders of same-named images,
-JSON on the last line; bad input is one line on stderr and exit code 2."""
+with 95% bootstrap intervals over the images, JSON on the last line; bad input is one line on stderr and exit code 2."""
 import json
 import os
 import subprocess
@@ -11,6 +11,7 @@ from skimage.metrics import peak_signal_noise_ratio
 
 from bench.cli.metrics import main
 from bench.evaluation.metrics import keys
+from bench.reporting import intervals as ci
 from tests.bench.evaluation.metric_images import blur, tiles, write_folder
 
 
@@ -46,13 +47,31 @@ def test_all_metrics_for_two_folders(folders):
     other = keys.ST_LPIPS if p["lpips"]["name"] == "lpips-alex" else keys.LPIPS
     assert m[p["lpips"]["key"]] > 0 and m[other] is None
     assert "rank-deficient" in out.stdout  # the human-readable note before the JSON line
+    # 95% intervals: the tables' image bootstrap (the same fixed resamples) of the per-image PSNRs
+    per_image = np.array([peak_signal_noise_ratio(a.permute(1, 2, 0).numpy(), b.permute(1, 2, 0).numpy(),
+                                                  data_range=255) for a, b in zip(x, y)])
+    expected = ci.bootstrap_interval(psnr, ci.mean_replicates(per_image, ci.resample_indices(5, ci.IMAGE_RESAMPLES)), 5)
+    got = result["intervals"]
+    assert got[keys.PSNR]["low"] == pytest.approx(expected.low, rel=1e-9)
+    assert got[keys.PSNR]["high"] == pytest.approx(expected.high, rel=1e-9)
+    assert per_image.min() < got[keys.PSNR]["low"] < psnr < got[keys.PSNR]["high"] < per_image.max()
+    for key in (keys.SSIM, keys.FID, keys.KID, p["lpips"]["key"]):  # rFID/KID from the Inception features
+        assert got[key]["low"] < m[key] < got[key]["high"] and got[key]["n_images"] == 5
+    assert got[keys.FID]["resamples"] == ci.FEATURE_RESAMPLES and got[keys.PSNR]["resamples"] == ci.IMAGE_RESAMPLES
+    psnr_line = next(line for line in out.stdout.splitlines() if line.strip().startswith("psnr:"))
+    assert psnr_line.endswith(f"[{got[keys.PSNR]['low']:.6g}, {got[keys.PSNR]['high']:.6g}]")
+    assert "95% bootstrap interval over the 5 images" in out.stdout
 
 
 def test_pixel_metrics_only_and_identical_folders(folders, capsys):
     orig, _, _, _ = folders
     assert main([str(orig), str(orig), "--no-perceptual"]) == 0
-    m = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["metrics"]
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    m, got = result["metrics"], result["intervals"]
     assert m[keys.PSNR] == "inf" and m[keys.SSIM] == pytest.approx(1.0) and m[keys.FID] is None
+    # infinite PSNR has no interval; every image's SSIM is 1, so its interval is the point; no features
+    assert keys.PSNR not in got and keys.FID not in got
+    assert got[keys.SSIM]["low"] == pytest.approx(1.0) and got[keys.SSIM]["high"] == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("case", ["missing_name", "other_size", "empty", "not_a_folder", "no_args"])
