@@ -112,6 +112,12 @@ def dataset_notes(df: pd.DataFrame, reported: pd.DataFrame | None = None,
 def cross_notes(cross: pd.DataFrame, reported: pd.DataFrame | None = None) -> list[str]:
     """The notes under the cross-dataset table."""
     notes = []
+    if "Mean rank" in cross.columns:
+        notes.append("Mean rank: each measured row's rank by value in each dataset where it has one (1 is best, "
+                     "equal values share a rank), averaged. Resolved wins: the datasets where the row alone holds "
+                     "the bold mark, its difference from every other row resolved (see the per-dataset notes for "
+                     f"the test; with fewer than {intervals.MIN_SEEDS} seeds a win holds over images only, for "
+                     "these trained models). Released and published rows are not ranked.")
     n_cols = [c for c in cross.columns if c.endswith("_fid_n_images")]
     if n_cols and any((cross[c] < FID_DAGGER_BELOW).any() for c in n_cols):
         notes.append(f"† rFID from fewer than {FID_DAGGER_BELOW} images: not comparable with published rFIDs.")

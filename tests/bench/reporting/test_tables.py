@@ -166,6 +166,8 @@ def test_cross_dataset_summary(built, out):
     assert wins.loc[("vqct", 16), "Resolved wins"] == 1 and wins.loc[("vqgan", 16), "Resolved wins"] == 1
     assert wins.loc[("vqct", 16), "Mean rank"] == pytest.approx(1.5)  # 2nd on cub200, 1st on photos
     assert wins.loc[("vqgan", 16), "Mean rank"] == pytest.approx(2.0)  # 1st on cub200, 3rd on photos
+    text = tables.render_cross(build(out, metrics=["psnr"]), "md")
+    assert "Resolved wins: the datasets where the row alone holds the bold mark" in text
 
 
 def test_filters_metrics_and_group_by(out):
