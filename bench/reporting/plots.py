@@ -95,9 +95,23 @@ def utilization_over_training(runs: pd.DataFrame, out: Path) -> list[Path]:
 
 # ------------------------------------------------------------------------------------------ sweeps
 
+def error_bars(g: pd.DataFrame, m: str) -> np.ndarray:
+    """(2, n) distances below and above each mean: per row the table's 95% interval (`<m>_lo`,
+    `<m>_hi`, asymmetric for rFID and KID), else the std over seeds; 0 where a row has neither."""
+    mean = g[m].to_numpy(dtype=float)
+    nan = np.full_like(mean, np.nan)
+    std = g[f"{m}_std"].to_numpy(dtype=float) if f"{m}_std" in g.columns else nan
+    lo = mean - (g[f"{m}_lo"].to_numpy(dtype=float) if f"{m}_lo" in g.columns else nan)
+    hi = (g[f"{m}_hi"].to_numpy(dtype=float) if f"{m}_hi" in g.columns else nan) - mean
+    has = np.isfinite(lo) & np.isfinite(hi)
+    bars = np.vstack([np.where(has, lo, std), np.where(has, hi, std)])
+    return np.nan_to_num(np.clip(bars, 0.0, None))
+
+
 def sweep(summ: pd.DataFrame, out: Path, metrics: Sequence[str] = (keys.FID, keys.UTILIZATION)) -> list[Path]:
     """Per dataset with at least two codebook sizes: each metric against K (log2 axis), one line per
-    method, error bars = std over seeds. Built from the summary frame, so it matches the tables."""
+    method, error bars = the tables' 95% intervals (error_bars). Built from the summary frame, so it
+    matches the tables."""
     paths: list[Path] = []
     if summ.empty:
         return paths
@@ -114,7 +128,7 @@ def sweep(summ: pd.DataFrame, out: Path, metrics: Sequence[str] = (keys.FID, key
                 g = g.sort_values("Codebook size")
                 if g[m].notna().any():
                     any_value = True
-                    ax.errorbar(g["Codebook size"], g[m], yerr=g[f"{m}_std"].fillna(0), marker="o", capsize=3,
+                    ax.errorbar(g["Codebook size"], g[m], yerr=error_bars(g, m), marker="o", capsize=3,
                                 label=method)
             ax.set_xscale("log", base=2)
             ax.set_xlabel("codebook size K")
@@ -124,7 +138,7 @@ def sweep(summ: pd.DataFrame, out: Path, metrics: Sequence[str] = (keys.FID, key
             else:
                 ax.text(0.5, 0.5, f"no {m_spec.label} in these records", ha="center", va="center",
                         transform=ax.transAxes)
-        fig.suptitle(f"Codebook-size sweep on {dataset} (error bars: std over seeds)")
+        fig.suptitle(f"Codebook-size sweep on {dataset} (error bars: 95% intervals, as in the tables)")
         paths += save(fig, Path(out) / FIGURES, f"sweep_{safe(dataset)}")
     return paths
 

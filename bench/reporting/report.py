@@ -71,7 +71,8 @@ FIGURE_TEXT = {
     "code_frequency": "Sorted code frequencies over the validation split, one curve per run: a curve that "
                       "ends early or falls steeply is a collapsed codebook.",
     "utilization": "Share of the codebook used in each logging window during training (train_log.jsonl).",
-    "sweep": "rFID and usage against codebook size; error bars are the std over seeds.",
+    "sweep": ("rFID and usage against codebook size; error bars are the tables' 95% intervals (over seeds with "
+              ">= 3 seeds, else over the images of the run; the std over seeds where neither exists)."),
     "reconstructions": "The same validation images (top row) reconstructed by each method.",
     "code_words": "Runs whose codes have names (the quantizer's code labels, code_words.json): the most used "
                   "codes of each code group, labelled with their names.",

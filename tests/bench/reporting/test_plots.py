@@ -106,3 +106,16 @@ def test_runs_without_files_make_no_figure(tmp_path):
     made = plots.make_all(tmp_path, build(tmp_path))
     assert made["figures"]["code_frequency"] == [] and made["figures"]["reconstructions"] == []
     assert made["figures"]["sweep"]  # the sweep needs only the records
+
+
+def test_sweep_error_bars_are_the_tables_95_percent_intervals(out):
+    photos = build(out, metrics=["psnr", "fid"]).per_dataset
+    photos = photos[(photos["Dataset"] == "photos") & (photos["Finished"] > 0)]
+    bars = plots.error_bars(photos, "psnr")
+    # the fixture stores per-image PSNR: each bar spans the row's image-bootstrap interval
+    assert np.allclose(bars[0], photos["psnr"] - photos["psnr_lo"])
+    assert np.allclose(bars[1], photos["psnr_hi"] - photos["psnr"]) and (bars > 0).all()
+    # no Inception features in the fixture, so no rFID interval: the std over seeds (vqgan K=16's
+    # two seeds, 10 and 14), 0 for one seed
+    fid = plots.error_bars(photos, "fid")
+    assert sorted(fid[0].round(6)) == sorted([0.0, 0.0, round(float(np.std([10.0, 14.0], ddof=1)), 6)])
