@@ -111,7 +111,7 @@ def _group_line(dataset: str, metric: str, comps: pd.DataFrame, label) -> str | 
         return None
     first = across.iloc[0]
     best = label({"Dataset": dataset, "Method": first["best_method"], "Codebook size": first["best_codebook_size"],
-                  **{c: first[c] for c in ("Preset", "Steps") if c in first}})
+                  **{c: first[f"best_{c}"] for c in ("Preset", "Steps") if f"best_{c}" in first}})
     ties = [label(r) for _, r in across.iterrows() if not r["resolved"]]
     worse = [label(r) for _, r in across.iterrows() if r["resolved"]]
     head = f"{spec(metric).label} on {dataset}: "

@@ -26,6 +26,8 @@ def write_run(out: Path, method: str, seed: int, per_image: dict[str, np.ndarray
     means = {key: float(np.mean(v)) for key, v in per_image.items()}
     rec = make_record(dataset, method, k, seed, {"utilization": 0.5, "perplexity": 4.0, **means, **(metrics or {})})
     rec["config"]["steps"] = steps
+    if steps != 40:  # make_record's id has no steps: runs of one method at two step counts need two folders
+        rec["run_id"] += f"-t{steps}"
     rec["protocol"]["n_images"] = n
     rec["protocol"]["fid"] = {"n_images": n, "reference_file": reference}
     run_dir = run_folder.runs_dir(out) / rec["run_id"]

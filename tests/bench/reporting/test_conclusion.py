@@ -72,3 +72,17 @@ def test_run_bench_table_prints_the_conclusion_after_the_tables(tmp_path, capsys
     assert printed.index("Conclusion") < printed.index("tables written:")
     assert cli.main(["table", "--out", str(tmp_path), "--metrics", "psnr", "--format", "csv"]) == 0
     assert "Conclusion" not in capsys.readouterr().out  # CSV stays one parseable stream
+
+
+def test_rows_of_different_steps_are_named_by_their_own_steps(tmp_path):
+    import numpy as np
+
+    from tests.bench.reporting.fake_runs import write_run
+
+    rng = np.random.default_rng(1)
+    difficulty = 25.0 + rng.normal(0, 3, 60)
+    for seed in (0, 1, 2):  # the same method at two step counts: steps joins the row key
+        write_run(tmp_path, "alpha", seed, {"psnr": difficulty + 2.0 + rng.normal(0, 0.3, 60)}, steps=80)
+        write_run(tmp_path, "alpha", seed, {"psnr": difficulty + rng.normal(0, 0.3, 60)}, steps=40)
+    assert _said(tmp_path) == ["PSNR on photos: alpha (steps 80) is better than alpha (steps 40) "
+                               "(resolved: paired t-test over 3 seeds, p < 0.05)."]
