@@ -23,7 +23,7 @@ from bench.evaluation.metrics import keys
 from bench.evaluation.metrics.registry import HIGHER, spec
 from bench.reporting import feature_bootstrap, intervals, paired
 from bench.reporting.frames import GROUP_FIELDS, MEASURED, REPORTED
-from bench.reporting.intervals import IMAGES, MIN_SEEDS, SEEDS
+from bench.reporting.intervals import MIN_SEEDS
 from bench.reporting.per_image import RunCache, RunFiles
 from bench.runs import records
 

@@ -54,7 +54,7 @@ class FeatureResampler:
 
     def kid(self, idx: np.ndarray) -> float:
         sub = np.ix_(idx, idx)
-        k = lambda g: (g[sub] / self.d + KID_COEF0) ** KID_DEGREE  # noqa: E731
+        k = lambda g: (g[sub] / self.d + KID_COEF0) ** KID_DEGREE
         distinct = idx[:, None] != idx[None, :]  # pairs of two different images
         m = float(distinct.sum())
         return float(k(self.g_oo)[distinct].sum() / m + k(self.g_rr)[distinct].sum() / m

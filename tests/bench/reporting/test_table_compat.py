@@ -34,7 +34,7 @@ def test_version_0_1_records_render_as_stored_with_the_means_that_version_printe
     text = tables.render(summary, "md")
     assert text == (V0_1 / "table_v0_1_issue15.md").read_text()
     old, new = _cells((V0_1 / "table_v0_1.md").read_text()), _cells(text)
-    strip = lambda c: c.replace("**", "").replace("<u>", "").replace("</u>", "").split(" ± ")[0]  # noqa: E731
+    strip = lambda c: c.replace("**", "").replace("<u>", "").replace("</u>", "").split(" ± ")[0]
     for old_row, new_row in zip(old[1:], new[1:]):
         assert [strip(c) for c in old_row] == new_row[: len(old_row)]
     assert "No marks (nothing to test" in text
