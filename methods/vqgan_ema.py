@@ -14,7 +14,11 @@ becomes the moving average of the encoder vectors assigned to it,
 and the encoder is pulled towards its codes by the commitment loss beta * ||z - sg[e]||^2 only.
 `N` and `m` are registered buffers, so a checkpoint (safetensors of the state dict) restores them.
 The batch counts and sums are summed over data-parallel workers (methods.distributed), so every
-worker keeps the same codebook. The options of methods/codebook_tricks.py apply: k-means
+worker keeps the same codebook. Within one optimizer step the trainer brackets the micro-batches
+with `begin_step()` / `end_step()`: the statistics of every micro-batch are then applied as one
+update at the end, so one worker accumulating 2 micro-batches, 2 workers taking one each and one
+worker taking the whole batch all make the same update (a forward pass outside the brackets, as in
+the method tests, updates at once). The options of methods/codebook_tricks.py apply: k-means
 initialisation sets N and m from the clusters; dead-code replacement compares N with its threshold.
 """
 from __future__ import annotations
@@ -86,6 +90,7 @@ class VQGANEMAQuantizer(Quantizer):
         self.register_buffer("embed_avg", embed.clone())
         if options.kmeans_init:  # only then, so that the default's state dict is unchanged
             self.register_buffer("initted", torch.tensor(False))
+        self._pending: list[tuple[Tensor, Tensor]] | None = None  # this step's (rows, codes) between the brackets
 
     def forward(self, z: Tensor) -> QuantOut:
         rows = flatten_latent(z)
@@ -94,12 +99,28 @@ class VQGANEMAQuantizer(Quantizer):
         idx = nearest_codes(rows, self.embed)[:, 0]
         q_rows = F.embedding(idx, self.embed)  # the codes before this step's update
         if self.training:
-            self._update(rows.detach().float(), idx)
+            if self._pending is not None:
+                self._pending.append((rows.detach().float(), idx))
+            else:
+                self._update(rows.detach().float(), idx)
         q = unflatten_latent(q_rows, z)
         commitment = F.mse_loss(z, q)
         z_q = quantized_output(z, q, self.options.rotation_trick, self.training)
         indices = idx.view(z.shape[0], z.shape[2], z.shape[3])
         return QuantOut(z_q, indices, self.options.beta * commitment, {"commitment": commitment.detach()})
+
+    def begin_step(self) -> None:
+        """From here to `end_step`, training forward passes collect their statistics instead of
+        updating the codebook (every micro-batch of a step is quantized against the same codes, as on
+        data-parallel workers). k-means initialisation still happens on the first micro-batch."""
+        self._pending = []
+
+    def end_step(self) -> None:
+        """One EMA update (and dead-code replacement) from every micro-batch since `begin_step`, their
+        rows in micro-batch order, summed and gathered over the workers like a single batch's."""
+        pending, self._pending = self._pending, None
+        if pending:
+            self._update(torch.cat([r for r, _ in pending]), torch.cat([i for _, i in pending]))
 
     @torch.no_grad()
     def _kmeans_init(self, rows: Tensor) -> None:

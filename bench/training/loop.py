@@ -22,7 +22,7 @@ from bench.models.autoencoder import VQAutoencoder
 from bench.runs.config import ResolvedRun
 from bench.training import train_log
 from bench.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from bench.training.replicas import SINGLE, Replicas
+from bench.training.replicas import Replicas, current
 from bench.training.sampler import StepBatchSampler
 from bench.training.step import TrainStep
 from datasets.base import ImageDataset
@@ -47,16 +47,22 @@ class TrainResult:
 
 def train(run: ResolvedRun, dataset: ImageDataset, run_dir: Path, device: torch.device,
           on_checkpoint: Callable[[int], None] | None = None, progress: bool = True, compile: bool = False,
-          replicas: Replicas = SINGLE) -> TrainResult:
+          replicas: Replicas | None = None) -> TrainResult:
     """Train to `run.train.steps`, resuming from the run folder's checkpoint if there is one. With
-    data-parallel `replicas`, every worker calls this with its own rank; rank 0 writes the checkpoint
-    and the train log, every worker resumes from the same checkpoint."""
+    data-parallel `replicas` (default: the torch.distributed group of this process, if any), every
+    worker calls this with its own rank; rank 0 writes the checkpoint and the train log, every worker
+    resumes from the same checkpoint (the run folder must be on a filesystem they share)."""
+    replicas = current() if replicas is None else replicas
+    if replicas.world_size != run.config.workers:
+        raise ValueError(f"{run.describe()} is configured for {run.config.workers} worker(s) but trains on "
+                         f"{replicas.world_size}: the global batch would not be the preset's")
     t = run.train
     torch.manual_seed(run.seed)  # the same initial model on every worker
     learner = TrainStep(run, device, compile=compile, replicas=replicas)
     model = learner.model
     ckpt = run_dir / run_folder.CHECKPOINT
     start, discarded = 0, None
+    replicas.barrier()  # rank 0 has prepared the run folder before any worker looks for a checkpoint
     if ckpt.exists():
         try:
             start = load_checkpoint(ckpt, learner.modules, learner.optimizers, device)
@@ -65,10 +71,10 @@ def train(run: ResolvedRun, dataset: ImageDataset, run_dir: Path, device: torch.
             # never the run: it is kept aside for inspection and training restarts from step 0, which
             # gives exactly the result of a run that never had it (the seed fixes the initial model).
             discarded = str(exc)
-            if replicas.is_main:
-                ckpt.replace(ckpt.with_name(ckpt.name + ".damaged"))
-                print(f"warning: {exc}; kept as {ckpt.name}.damaged, training restarts from step 0", file=sys.stderr)
-        replicas.barrier()
+        replicas.barrier()  # every worker has read it before rank 0 may set a damaged one aside
+        if discarded is not None and replicas.is_main:
+            ckpt.replace(ckpt.with_name(ckpt.name + ".damaged"))
+            print(f"warning: {discarded}; kept as {ckpt.name}.damaged, training restarts from step 0", file=sys.stderr)
     sampler = StepBatchSampler(len(dataset), t.batch_size, run.seed, start, t.steps,
                                with_epoch=dataset.takes_epoch, part=(replicas.rank, replicas.world_size))
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=t.num_workers,

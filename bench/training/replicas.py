@@ -17,9 +17,14 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from methods import distributed
+
 
 @dataclass(frozen=True)
 class Replicas:
+    """This worker's place in the group. The collectives are methods.distributed's (the ones the
+    quantizers use), so the trainer and the quantizers reduce the same way, GPU or CPU tensor."""
+
     rank: int = 0
     world_size: int = 1
 
@@ -39,8 +44,7 @@ class Replicas:
             return
         grads = [p.grad for p in params if p.grad is not None]
         if grads:
-            flat = torch.cat([g.reshape(-1) for g in grads])
-            dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+            flat = distributed.all_reduce_sum_(torch.cat([g.reshape(-1) for g in grads]))
             flat.div_(self.world_size)
             offset = 0
             for g in grads:
@@ -48,20 +52,11 @@ class Replicas:
                 offset += g.numel()
 
     def sum_(self, tensor: Tensor) -> Tensor:
-        """Sum over the workers, in place (code histograms, EMA statistics)."""
-        if self.active:
-            if dist.get_backend() == "nccl" and tensor.device.type != "cuda":  # NCCL reduces GPU tensors only
-                on_gpu = tensor.cuda()
-                dist.all_reduce(on_gpu, op=dist.ReduceOp.SUM)
-                tensor.copy_(on_gpu)
-            else:
-                dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-        return tensor
+        """Sum over the workers, in place (code histograms)."""
+        return distributed.all_reduce_sum_(tensor) if self.active else tensor
 
     def broadcast_(self, tensor: Tensor, src: int = 0) -> Tensor:
-        if self.active:
-            dist.broadcast(tensor, src)
-        return tensor
+        return distributed.broadcast_(tensor, src) if self.active else tensor
 
     def barrier(self) -> None:
         if self.active:
@@ -73,6 +68,4 @@ SINGLE = Replicas()
 
 def current() -> Replicas:
     """The group torch.distributed was initialised with in this process, or a single worker."""
-    if dist.is_available() and dist.is_initialized():
-        return Replicas(dist.get_rank(), dist.get_world_size())
-    return SINGLE
+    return Replicas(distributed.rank(), distributed.world_size())

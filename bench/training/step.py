@@ -17,6 +17,11 @@ def micro_batch_seed(seed: int, step: int, micro_batch: int) -> int:
     return ((seed * 1_000_003 + step) * 65_537 + micro_batch) % (2**63)
 
 
+# The "micro-batch" index of the quantizer's once-per-step update (its random dead-code choices): a
+# function of the seed and the step only, the same on one worker accumulating and on N workers.
+STEP_UPDATE = -1
+
+
 class NonFiniteLoss(RuntimeError):
     """The loss became NaN or inf: a property of the run itself, so it is recorded, not retried."""
 
@@ -81,9 +86,18 @@ class TrainStep:
         micro = x.chunk(self.accumulation) if self.accumulation > 1 else (x,)
         self.opt_g.zero_grad(set_to_none=True)
         results = []
+        quantizer = self.model.quantizer
+        # Quantizers that update their own state from batch statistics (EMA codebooks) may take all of a
+        # step's micro-batches as one update: begin_step/end_step, optional (methods/vqgan_ema.py).
+        brackets = callable(getattr(quantizer, "begin_step", None)) and callable(getattr(quantizer, "end_step", None))
+        if brackets:
+            quantizer.begin_step()
         for a, m in enumerate(micro):
             torch.manual_seed(micro_batch_seed(self.seed, step, self.replicas.rank * self.accumulation + a))
             results.append(self._generator_pass(m.contiguous(memory_format=self.memory_format), step, gan_on))
+        if brackets:
+            torch.manual_seed(micro_batch_seed(self.seed, step, STEP_UPDATE))
+            quantizer.end_step()
         self.replicas.mean_grads_(self.model.parameters())
         self.opt_g.step()
         terms = {k: torch.stack([r[0][k] for r in results]).mean() for k in results[0][0]}

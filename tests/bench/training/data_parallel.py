@@ -23,9 +23,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_for(method: str, workers: int, steps: int):
-    return resolve(RunConfig(method=method, preset="smoke", codebook_size=16, workers=workers)).with_train(
-        micro_batch=MICRO, steps=steps, ckpt_every=3)
+def run_for(method: str, workers: int, steps: int, options: dict | None = None):
+    config = RunConfig(method=method, preset="smoke", codebook_size=16, workers=workers, method_options=options or {})
+    return resolve(config).with_train(micro_batch=MICRO, steps=steps, ckpt_every=3)
 
 
 def fixed_batch(resolution: int) -> torch.Tensor:
@@ -33,12 +33,12 @@ def fixed_batch(resolution: int) -> torch.Tensor:
 
 
 def train_and_save(method: str, workers: int, steps: int, run_dir: str, result: str, rank: int = 0,
-                   stop_at: int | None = None) -> None:
+                   stop_at: int | None = None, options: dict | None = None) -> None:
     """Train (as `rank` of `workers`), then save the rank's codebook, quantizer state and its
     reconstruction of a fixed batch to `result`. `stop_at`: every worker stops after that checkpoint,
     as a whole-group restart would find it."""
     torch.set_num_threads(1)
-    run = run_for(method, workers, steps)
+    run = run_for(method, workers, steps, options)
     replicas = Replicas(rank, workers)
 
     def stop(step: int) -> None:
@@ -66,15 +66,16 @@ def _codebook(quantizer: torch.nn.Module) -> torch.Tensor:
 
 
 def _worker(rank: int, workers: int, port: int, method: str, steps: int, run_dir: str, results: str,
-            stop_at: int | None) -> None:
+            stop_at: int | None, options: dict | None) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=workers)
     try:
-        train_and_save(method, workers, steps, run_dir, f"{results}.rank{rank}", rank, stop_at)
+        train_and_save(method, workers, steps, run_dir, f"{results}.rank{rank}", rank, stop_at, options)
     finally:
         dist.destroy_process_group()
 
 
-def spawn(method: str, workers: int, steps: int, run_dir: Path, results: Path, stop_at: int | None = None) -> None:
+def spawn(method: str, workers: int, steps: int, run_dir: Path, results: Path, stop_at: int | None = None,
+          options: dict | None = None) -> None:
     torch.multiprocessing.spawn(_worker, args=(workers, free_port(), method, steps, str(run_dir), str(results),
-                                               stop_at), nprocs=workers, join=True)
+                                               stop_at, options), nprocs=workers, join=True)
