@@ -31,12 +31,13 @@ from torch import Tensor
 
 from bench.core.errors import UserError
 
+from . import distributed
 from .base import Quantizer, QuantOut, flatten_latent, nearest_codes, unflatten_latent
 from .codebook_tricks import (
     CodebookTrickOptions,
+    _counts_and_sums,
     check_trick_options,
     dead_code_replacements,
-    ema_update_,
     kmeans,
     quantized_output,
     refresh_ema_codes_,
@@ -120,7 +121,20 @@ class VQGANEMAQuantizer(Quantizer):
         rows in micro-batch order, summed and gathered over the workers like a single batch's."""
         pending, self._pending = self._pending, None
         if pending:
-            self._update(torch.cat([r for r, _ in pending]), torch.cat([i for _, i in pending]))
+            self._update(torch.cat([r for r, _ in pending]), torch.cat([i for _, i in pending]),
+                         stats=self._summed_stats(pending))
+
+    def _summed_stats(self, pending: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+        """Counts and sums per micro-batch, added in micro-batch order, then over the workers. WHY per
+        micro-batch: 2 workers each sum their own micro-batch and the all-reduce adds the two partial
+        sums; summing the accumulating worker's rows the same way makes its statistics the same floats
+        (one sum over all rows would add in another order, a rounding difference that training grows)."""
+        counts, sums = _counts_and_sums(*pending[0], self.codebook_size, collective=False)
+        for rows, idx in pending[1:]:
+            c, m = _counts_and_sums(rows, idx, self.codebook_size, collective=False)
+            counts, sums = counts + c, sums + m
+        stats = distributed.all_reduce_sum_(torch.cat([counts.unsqueeze(1), sums], dim=1))
+        return stats[:, 0], stats[:, 1:]
 
     @torch.no_grad()
     def _kmeans_init(self, rows: Tensor) -> None:
@@ -135,8 +149,14 @@ class VQGANEMAQuantizer(Quantizer):
         self.initted.fill_(True)
 
     @torch.no_grad()
-    def _update(self, rows: Tensor, idx: Tensor) -> None:
-        ema_update_(self.embed, self.embed_avg, self.cluster_size, rows, idx, self.options.decay, self.options.eps)
+    def _update(self, rows: Tensor, idx: Tensor, stats: tuple[Tensor, Tensor] | None = None) -> None:
+        """The EMA step (VQ-VAE Appendix A.1) from this batch's counts and sums over all workers
+        (`stats`, when the caller summed them already), then dead-code replacement."""
+        counts, sums = stats if stats is not None else _counts_and_sums(rows, idx, self.codebook_size)
+        decay = self.options.decay
+        self.cluster_size.mul_(decay).add_(counts, alpha=1 - decay)
+        self.embed_avg.mul_(decay).add_(sums, alpha=1 - decay)
+        refresh_ema_codes_(self.embed, self.embed_avg, self.cluster_size, self.options.eps)
         threshold = self.options.threshold_ema_dead_code
         if threshold > 0:
             # The counts are the usage: a dead code restarts on an encoder output with the threshold as
