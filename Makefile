@@ -5,7 +5,7 @@ PIP := $(PYTHON) -m pip
 # must never let `make test` skip installing into another.
 STAMP := .make/$(shell $(PYTHON) -c 'import hashlib, sys; print(hashlib.sha1(sys.prefix.encode()).hexdigest()[:12])')
 
-.PHONY: install install-test bench test test-slow speed clean
+.PHONY: install install-test bench test test-slow speed gpu-check clean
 
 # Dependencies go into the current Python. The stamp makes a second `make` quick; it is keyed on
 # the requirement files, so editing one reinstalls.
@@ -33,6 +33,11 @@ test-slow: install-test
 # Needs the test dependencies: the peer implementations it compares against live there.
 speed: install-test
 	$(PYTHON) -m bench.speed
+
+# The GPU check (bench/gpu_check.sh): makes its own venv from $(PYTHON) and installs into it, so
+# it does not depend on install-test here; results under $${OUT:-gpu_check/<time>}.
+gpu-check:
+	PYTHON=$(PYTHON) bash bench/gpu_check.sh
 
 clean:
 	rm -rf .make
