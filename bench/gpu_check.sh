@@ -76,7 +76,7 @@ if [ "$GPUS" -eq 0 ]; then
     if [ "$QUICK" = 1 ]; then
         note "quick mode (GPU_CHECK_QUICK=1): fallbacks skipped"
     else
-        run_step speed 120 "$PYTHON" -m bench.speed --quick --device cpu --no-stress --no-train-step --csv "$OUT/speed.csv"
+        run_step speed 120 "$PYTHON" -m bench.speed --quick --methods vqgan --device cpu --no-stress --no-train-step --csv "$OUT/speed.csv"
         run_step short_run 180 "$PYTHON" -m bench.speed.short_run --methods vqgan --preset smoke --steps 2 \
             --device cpu --no-share --out "$OUT/runs" --csv "$OUT/short_run.csv"
     fi
