@@ -17,9 +17,6 @@ settings is skipped; a changed file is a new run.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,11 +150,10 @@ class ResolvedEval:
     @property
     def run_id(self) -> str:
         """released-<kind>-<method>-<dataset>-K<K>-<hash of to_dict()>: equal files and settings, equal ids."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
-        digest = hashlib.sha256(blob).hexdigest()[:10]
-        base, _, path = self.dataset.partition(":")
-        dataset = re.sub(r"[^A-Za-z0-9._]+", "_", "_".join([base, *path.strip("/").split("/")[-2:]])).strip("_")[:48]
-        return f"released-{self.description['kind']}-{self.method}-{dataset}-K{self.codebook_size}-{digest}"
+        from bench.runs.config import config_digest, dataset_slug
+
+        return (f"released-{self.description['kind']}-{self.method}-{dataset_slug(self.dataset)}-K{self.codebook_size}-"
+                f"{config_digest(self.to_dict())}")
 
     def data_options(self) -> dict[str, Any]:
         """Keyword options of `datasets.create`, as ResolvedRun.data_options gives them."""

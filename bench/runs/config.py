@@ -23,6 +23,18 @@ from bench.runs.presets import ModelPreset, TrainPreset, default_preset, preset,
 FULL = "full"
 
 
+
+def config_digest(config: dict[str, Any]) -> str:
+    """The stable hash in a run id: equal configs, equal digests (key order does not matter)."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:10]
+
+
+def dataset_slug(dataset: str) -> str:
+    """The dataset part of a run id, which names a folder: imagefolder:/data/x/pics -> imagefolder_x_pics."""
+    base, _, path = dataset.partition(":")
+    return re.sub(r"[^A-Za-z0-9._]+", "_", "_".join([base, *path.strip("/").split("/")[-2:]])).strip("_")[:48]
+
 @dataclass
 class RunConfig:
     """One cell of the grid. Everything else comes from the preset."""
@@ -115,12 +127,7 @@ class ResolvedRun:
     @property
     def run_id(self) -> str:
         """Readable prefix plus a stable hash of `to_dict()`: equal configs, equal ids."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
-        digest = hashlib.sha256(blob).hexdigest()[:10]
-        # the id names a folder: imagefolder:/data/x/pics -> imagefolder_x_pics
-        base, _, path = self.dataset.partition(":")
-        dataset = re.sub(r"[^A-Za-z0-9._]+", "_", "_".join([base, *path.strip("/").split("/")[-2:]])).strip("_")[:48]
-        return f"{self.method}-{dataset}-K{self.codebook_size}-s{self.seed}-{digest}"
+        return f"{self.method}-{dataset_slug(self.dataset)}-K{self.codebook_size}-s{self.seed}-{config_digest(self.to_dict())}"
 
     def data_options(self) -> dict[str, Any]:
         """Keyword options of `datasets.create` for this run: the dataset options, plus how the images
