@@ -2,8 +2,9 @@ r"""LaTeX: one booktabs `table` per table (needs \usepackage{booktabs}); best \t
 \underline, published rows \textit; arrows as $\downarrow$ / $\uparrow$; notes as % comments."""
 from __future__ import annotations
 
-from bench.reporting.renderers.base import Renderer, register_renderer
-from bench.reporting.table_model import NA, Cell, Table
+from bench.reporting.renderers.base import register_renderer
+from bench.reporting.renderers.markup import MarkupRenderer
+from bench.reporting.table_model import NA, Table
 
 # Characters LaTeX treats specially, then the symbols the table model uses, in math mode.
 _ESCAPES = (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"), ("_", r"\_"),
@@ -19,23 +20,25 @@ def escape(text: str) -> str:
 
 
 @register_renderer
-class Latex(Renderer):
+class Latex(MarkupRenderer):
     name = "tex"
     extension = "tex"
+    bold, underline, italic = r"\textbf{%s}", r"\underline{%s}", r"\textit{%s}"
+    sep, row_end = " & ", r" \\"
 
-    def cell(self, cell: Cell) -> str:
-        text = escape(cell.text + ("†" if cell.dagger else ""))
-        text = rf"\textbf{{{text}}}" if cell.rank == 1 else rf"\underline{{{text}}}" if cell.rank == 2 else text
-        return rf"\textit{{{text}}}" if cell.italic and not cell.empty else text
+    def escape(self, text: str) -> str:
+        return escape(text)
 
-    def table(self, table: Table) -> str:
+    def opening(self, table: Table) -> list[str]:
         spec = "".join("r" if c.numeric else "l" for c in table.columns)
-        lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{escape(table.title)}}}",
-                 rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(escape(c.header) for c in table.columns)
-                 + r" \\", r"\midrule"]
-        lines += [" & ".join(self.cell(c) for c in row) + r" \\" for row in table.rows]
-        lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-        return "\n".join(lines)
+        return [r"\begin{table}[t]", r"\centering", rf"\caption{{{escape(table.title)}}}",
+                rf"\begin{{tabular}}{{{spec}}}", r"\toprule"]
+
+    def header_rule(self, table: Table) -> list[str]:
+        return [r"\midrule"]
+
+    def closing(self, table: Table) -> list[str]:
+        return [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
 
     def notes(self, lines: list[str]) -> str:
         return "\n".join("% " + line for line in lines)
