@@ -3,8 +3,8 @@ resolve, which are ties, and, where cells have fewer than intervals.MIN_SEEDS se
 is resolved at that size and the command that would resolve it.
 
 Why the fewer-seeds answer names no winner: with one seed the marks come from the images of one
-trained model per method, and another training run can reverse them (the default benchmark's PSNR
-winner flipped between two machines). A conclusion that depended on those marks would differ from
+trained model per method, and another training run (another seed, or the same seed on another
+machine or thread count) can reverse them. A conclusion that depended on those marks would differ from
 machine to machine; this one depends only on how many seeds each cell has, so the default
 benchmark prints the same conclusion everywhere.
 """
@@ -96,8 +96,7 @@ def _few_seeds_lines(summary: Summary, few: pd.DataFrame, label) -> list[str]:
              f"finished seeds per cell (a paired test across seeds, which includes run-to-run training "
              f"variance), and these cells have fewer ({have}).",
              "Their bold marks compare the trained models on the validation images only; another seed or "
-             "another machine can reverse them (the default benchmark's PSNR winner did: vqct 22.88 vs vqgan "
-             "21.88 on one machine, 21.93 vs 22.58 on another, one seed each)."]
+             "another machine can reverse them."]
     commands = resolving_commands(summary, few)
     if commands:
         lines.append(f"To resolve it, run the same grid with {MIN_SEEDS} seeds (finished runs are reused): " + " ; ".join(commands))

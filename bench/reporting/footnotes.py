@@ -63,9 +63,8 @@ def mark_notes(df: pd.DataFrame, comparisons: pd.DataFrame | None) -> list[str]:
     if intervals.IMAGES in kinds:
         notes.append(f"With fewer than {intervals.MIN_SEEDS} seeds a resolved difference holds for these "
                      f"trained models on these images only: it leaves out run-to-run training variance, and "
-                     f"another seed or machine can reverse it (the default benchmark's PSNR, one seed each: "
-                     f"vqct 22.88 vs vqgan 21.88 on one machine, 21.93 vs 22.58 on another). Whether the "
-                     f"METHODS differ needs >= {intervals.MIN_SEEDS} seeds (see the conclusion).")
+                     f"another seed or machine can reverse it. Whether the METHODS differ needs >= "
+                     f"{intervals.MIN_SEEDS} seeds (see the conclusion).")
     untested = []
     for (dataset, metric), g in comparisons.groupby(["Dataset", "metric"], sort=False):
         if (g["kind"] == paired.UNTESTED).all():

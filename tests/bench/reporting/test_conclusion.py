@@ -3,6 +3,7 @@ images favour, and gives a command that parses and asks for 3 seeds; with 3 seed
 method resolved better per metric, or the tie; `run_bench.py table` prints it after the tables."""
 from __future__ import annotations
 
+import re
 import shlex
 
 import pytest
@@ -27,6 +28,10 @@ def test_one_seed_names_no_winner_and_reads_the_same_whichever_model_the_images_
     text = "\n".join(a)
     assert text.startswith("Not resolved at this size") and "alpha and beta on photos: 1 seed" in text
     assert "is better than" not in text and " tie " not in text  # no method named resolved, no tie claimed
+    assert "another seed or another machine can reverse them" in text
+    # only these records' methods and numbers: no other benchmark's history under another dataset's table
+    assert "vqct" not in text and "vqgan" not in text
+    assert set(re.findall(r"\d+(?:\.\d+)?", text.split("To resolve it")[0])) == {"3", "1"}
 
 
 def test_the_resolving_command_parses_and_asks_for_three_seeds_of_the_same_grid(tmp_path):

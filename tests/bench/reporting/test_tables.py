@@ -106,6 +106,10 @@ def test_markdown_bold_best_underline_second_and_arrows(built):
     text = tables.render(built, "md")
     assert "No marks (nothing to test" in text and "Usage % on photos" in text
     assert "holds for these trained models on these images only" in text
+    # the note states the rule, not one benchmark's history: its only number is the seed threshold
+    note = next(line for line in text.splitlines() if "on these images only" in line)
+    assert "another seed or machine can reverse it" in note
+    assert re.findall(r"\d+(?:\.\d+)?", note) == ["3", "3"], note
 
 
 def test_latex_booktabs_marks_and_parse_back(built):
