@@ -8,7 +8,8 @@ import pandas as pd
 from bench.evaluation.metrics import keys
 from bench.evaluation.metrics.registry import spec
 from bench.reporting import intervals, paired
-from bench.reporting.frames import RELEASED, REPORTED
+from bench.reporting.frames import INDICES, RELEASED, REPORTED
+from bench.reporting.reported import TOKENS_AS_REPORTED
 from bench.reporting.table_model import FID_DAGGER_BELOW
 
 
@@ -75,6 +76,21 @@ def mark_notes(df: pd.DataFrame, comparisons: pd.DataFrame | None) -> list[str]:
     return notes
 
 
+def token_notes(reported: pd.DataFrame | None, refs: dict[str, int]) -> list[str]:
+    """Published rows whose source counts its "tokens" otherwise than Indices per image (LG-VQ's
+    512 for VQCT): the source's number, so it is not lost, and why it is in neither column."""
+    col = TOKENS_AS_REPORTED
+    if reported is None or reported.empty or col not in reported.columns:
+        return []
+    notes = []
+    differs = reported[reported[col].notna() & (reported[INDICES].isna() | (reported[col] != reported[INDICES]))]
+    for (ref, method, tokens), g in differs.groupby(["Ref", "Method", col], sort=False):
+        if ref in refs:
+            notes.append(f"{method} [R{refs[ref]}]: {int(tokens)} tokens per image as its source counts them; shown "
+                         f"in neither Positions nor Indices per image, which count differently (docs/results.md).")
+    return notes
+
+
 def released_notes(df: pd.DataFrame) -> list[str]:
     if "Source" not in df.columns or not (df["Source"] == RELEASED).any():
         return []
@@ -98,6 +114,7 @@ def dataset_notes(df: pd.DataFrame, reported: pd.DataFrame | None = None,
                      "differ and they take no part in best/second marks.")
         for ref, n in reference_numbers(df).items():
             notes.append(f"[R{n}] {reference_text(ref, reported)}")
+        notes += token_notes(reported, reference_numbers(df))
     if failures is not None and len(failures):
         for _, f in failures.iterrows():
             err = str(f.get("Error") or "no error recorded").splitlines()[0][:160]

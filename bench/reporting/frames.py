@@ -39,8 +39,15 @@ PROTOCOL_FIELDS = ("preset", "steps")
 # own group and, like reported (published) rows, take no part in best/second marks.
 MEASURED, RELEASED, REPORTED = "measured", "released", "reported"
 
-ID_COLUMNS = {"Dataset", "Method", "Codebook size", "Seed", "Preset", "Steps", "Tokens", "Status", "Error", "run_id",
-              "wall_s", "train_s", "fid_n_images", "n_images", "Source", "Checkpoint"}
+# How many codes one image becomes (see docs/results.md, "Positions and indices"): code positions
+# (the latent grid, record["tokens"]) and code indices (positions x indices per position,
+# record["indices_per_image"]; VQCT emits top_k + 1 per position). Records written before the
+# second was recorded leave it empty: it is never inferred from the method.
+POSITIONS, INDICES = "Positions", "Indices per image"
+LAYOUT_COLUMNS = (POSITIONS, INDICES)
+
+ID_COLUMNS = {"Dataset", "Method", "Codebook size", "Seed", "Preset", "Steps", POSITIONS, INDICES, "Status", "Error",
+              "run_id", "wall_s", "train_s", "fid_n_images", "n_images", "Source", "Checkpoint"}
 
 
 def _fid_images(record: dict[str, Any]) -> float | None:
@@ -62,10 +69,10 @@ def runs_frame(recs: Iterable[dict[str, Any]], metrics: Sequence[str] | None = N
         c = r.get("config") or {}
         m = r.get("metrics") or {}
         row = {"Dataset": c.get("dataset"), "Method": c.get("method"), "Codebook size": c.get("codebook_size"),
-               "Seed": c.get("seed"), "Preset": c.get("preset"), "Steps": c.get("steps"), "Tokens": r.get("tokens"),
-               "Status": r.get("status"), "Error": r.get("error"), "run_id": r.get("run_id"),
-               "wall_s": r.get("wall_s"), "train_s": r.get("train_s"), "fid_n_images": _fid_images(r),
-               "n_images": (r.get("protocol") or {}).get("n_images"),
+               "Seed": c.get("seed"), "Preset": c.get("preset"), "Steps": c.get("steps"), POSITIONS: r.get("tokens"),
+               INDICES: r.get("indices_per_image"), "Status": r.get("status"), "Error": r.get("error"),
+               "run_id": r.get("run_id"), "wall_s": r.get("wall_s"), "train_s": r.get("train_s"),
+               "fid_n_images": _fid_images(r), "n_images": (r.get("protocol") or {}).get("n_images"),
                "Source": RELEASED if r.get("source") == RELEASED else MEASURED,
                "Checkpoint": ((r.get("checkpoint") or {}).get("kind") if r.get("source") == RELEASED else None)}
         wanted = list(metrics) if metrics else list(dict.fromkeys(list(DEFAULT_METRICS) + list(m)))
@@ -104,18 +111,24 @@ def _grid_keys(ddf: pd.DataFrame, cols: list[str], groups: dict[tuple, Any], met
         groups.setdefault(tuple(key), None)
 
 
+def _layout_value(col: pd.Series) -> int | None:
+    """The group's positions (or indices) per image: the value its runs recorded, None when none
+    recorded one or they disagree (runs of one method and K with different method options)."""
+    values = set(pd.to_numeric(col, errors="coerce").dropna().astype(int))
+    return values.pop() if len(values) == 1 else None
+
+
 def _group_row(g: pd.DataFrame | None, expected_n: int, metric_cols: list[str]) -> dict[str, Any]:
     """Counts, status, means and stds of one group of runs (None: a grid cell with no record)."""
     if g is None:
-        row: dict[str, Any] = {"Tokens": None, "Finished": 0, "Failed": 0, "Expected": expected_n,
+        row: dict[str, Any] = {POSITIONS: None, INDICES: None, "Finished": 0, "Failed": 0, "Expected": expected_n,
                                "Status": "missing", "run_ids": ""}
         row.update({k: math.nan for k in metric_cols}, **{f"{k}_std": math.nan for k in metric_cols})
         row["fid_n_images"] = row["n_images"] = math.nan
         return row
     done = g[g["Status"] == records.FINISHED]
     n_ok, n_failed = len(done), int((g["Status"] == records.FAILED).sum())
-    tokens = g["Tokens"].dropna()
-    row = {"Tokens": int(tokens.iloc[0]) if len(tokens) else None, "Finished": n_ok, "Failed": n_failed,
+    row = {**{c: _layout_value(g[c]) for c in LAYOUT_COLUMNS}, "Finished": n_ok, "Failed": n_failed,
            "Expected": max(expected_n, len(g)), "run_ids": " ".join(g["run_id"].astype(str))}
     row["Status"] = ("ok" if n_ok >= row["Expected"] else "failed" if n_ok == 0 and n_failed
                      else "partial" if n_ok else "unfinished")
@@ -203,12 +216,12 @@ def _ordered(out: pd.DataFrame, metric_cols: list[str], group_by: Sequence[str])
     for f in GROUP_FIELDS.values():
         if f in out.columns and out[f].isna().all() and f not in [GROUP_FIELDS[g] for g in group_by]:
             out = out.drop(columns=f)
-    lead = ["Dataset"] + [c for c in GROUP_FIELDS.values() if c in out.columns] + ["Tokens", "Source", "Ref"]
+    lead = ["Dataset"] + [c for c in GROUP_FIELDS.values() if c in out.columns] + [*LAYOUT_COLUMNS, "Source", "Ref"]
     counts = ["Finished", "Failed", "Expected", "Status"]
     tail = [c for c in ["fid_n_images", "n_images", "run_ids"] if c in out.columns]
     metric_part = [c for k in metric_cols for c in (k, f"{k}_std")]
     out = out[[c for c in lead + metric_part + counts + tail if c in out.columns]]
-    for c in ("Codebook size", "Steps", "Seed", "Tokens", "Finished", "Failed", "Expected", "fid_n_images",
+    for c in ("Codebook size", "Steps", "Seed", *LAYOUT_COLUMNS, "Finished", "Failed", "Expected", "fid_n_images",
               "n_images"):
         if c in out.columns:  # integers stay integers in CSV even where a missing row has none
             out[c] = pd.to_numeric(out[c], errors="coerce").round().astype("Int64")

@@ -14,11 +14,19 @@ import pandas as pd
 
 from bench.evaluation.metrics import keys
 from bench.evaluation.metrics.registry import spec
-from bench.reporting.frames import REPORTED
+from bench.reporting.frames import INDICES, POSITIONS, REPORTED
 
 DATA_FILE = Path(__file__).resolve().parent / "reported_results.csv"
 REQUIRED = ("ref", "paper", "table", "url", "dataset", "method", "codebook_size", "protocol")
 METRIC_COLUMNS = (keys.FID, keys.PSNR, keys.SSIM, keys.LPIPS, keys.UTILIZATION, keys.PERPLEXITY)
+# The data file's code counts (what each counts: the comment at its top) and the table columns
+# they fill; `tokens` (the source's own count) fills none and is kept as TOKENS_AS_REPORTED.
+LAYOUT = {"positions": POSITIONS, "indices_per_image": INDICES}
+TOKENS_AS_REPORTED = "tokens_as_reported"
+
+
+def _count(value) -> int | None:
+    return None if value is None or pd.isna(value) else int(value)
 
 
 def load(path: Path | str = DATA_FILE) -> pd.DataFrame:
@@ -46,7 +54,8 @@ def reported_rows(datasets: Sequence[str] | None = None, methods: Sequence[str] 
     rows = []
     for _, r in df.iterrows():
         row = {"Dataset": r["dataset"], "Method": r["method"], "Codebook size": int(r["codebook_size"]),
-               "Tokens": None if pd.isna(r.get("tokens")) else int(r["tokens"]), "Source": REPORTED, "Ref": r["ref"],
+               **{col: _count(r.get(field)) for field, col in LAYOUT.items()},
+               TOKENS_AS_REPORTED: _count(r.get("tokens")), "Source": REPORTED, "Ref": r["ref"],
                "Finished": 0, "Failed": 0, "Expected": 0, "Status": REPORTED,
                "fid_n_images": math.nan if pd.isna(r.get("fid_n_images")) else float(r["fid_n_images"]),
                "paper": r["paper"], "table": r["table"], "url": r["url"], "protocol": r["protocol"]}

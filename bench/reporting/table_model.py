@@ -13,7 +13,7 @@ import pandas as pd
 
 from bench.evaluation.metrics import keys
 from bench.evaluation.metrics.registry import HIGHER, LOWER, spec
-from bench.reporting.frames import GROUP_FIELDS, MEASURED, RELEASED, REPORTED, metrics_of
+from bench.reporting.frames import GROUP_FIELDS, LAYOUT_COLUMNS, MEASURED, RELEASED, REPORTED, metrics_of
 
 FID_DAGGER_BELOW = 2048  # FIDs from fewer images are biased upwards and not comparable to papers'
 NA = "—"  # the text of a cell without a value
@@ -129,7 +129,7 @@ def dataset_table(sub: pd.DataFrame, title: str, refs: dict[str, int]) -> Table:
     kind of interval."""
     sub = sub.reset_index(drop=True)
     metrics = metrics_of(sub)
-    id_cols = [c for c in ("Method", "Codebook size", "Preset", "Steps", "Seed", "Tokens") if c in sub.columns]
+    id_cols = [c for c in ("Method", "Codebook size", "Preset", "Steps", "Seed", *LAYOUT_COLUMNS) if c in sub.columns]
     eligible = [(s == MEASURED) for s in sub["Source"]]
     italic = [s == REPORTED for s in sub["Source"]]
     cells = [[Cell(_id_text(r, c, refs), italic=italic[i]) for c in id_cols] for i, r in sub.iterrows()]
@@ -148,7 +148,7 @@ def dataset_table(sub: pd.DataFrame, title: str, refs: dict[str, int]) -> Table:
             cells[i].append(Cell(_count_text(r["Images"]), italic=italic[i]))
         if "Interval" in extra:
             cells[i].append(Cell(str(r["Interval"] or NA), italic=italic[i]))
-    columns = ([Column(c, numeric=c in ("Codebook size", "Steps", "Seed", "Tokens")) for c in id_cols]
+    columns = ([Column(c, numeric=c in ("Codebook size", "Steps", "Seed", *LAYOUT_COLUMNS)) for c in id_cols]
                + [Column(spec(k).label, spec(k).better, True) for k in metrics] + [Column("Runs")]
                + [Column("Images", numeric=True)] * ("Images" in extra) + [Column("95% interval")] * ("Interval" in extra))
     return Table(title, columns, cells)

@@ -85,6 +85,8 @@ def make_record(dataset: str, method: str, k: int, seed: int, metrics: dict[str,
                      "lpips": "alex", "split": "val", "resolution": 32} if metrics else {},
         "versions": {"vqbench": "0.1.0", "python": "3.11", "torch": "2.x"},
         "device": "cpu", "tokens": 16 if metrics else None, "wall_s": 12.5, "train_s": 10.0,
+        # VQCT emits top_k + 1 = 3 indices per position, the others one
+        "indices_per_image": (48 if method == "vqct" else 16) if metrics else None,
     }
 
 

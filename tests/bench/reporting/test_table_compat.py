@@ -28,15 +28,20 @@ def _cells(md: str) -> list[list[str]]:
 def test_version_0_1_records_render_as_stored_with_the_means_that_version_printed():
     """table_v0_1.md is what 0.1 printed (mean ± std over 2 seeds, marks by value). Since issue 15 the
     ± is a 95% interval and marks need a test; these records store no per-image values and have 2
-    seeds, so they get neither: table_v0_1_issue15.md is today's rendering, and every mean is 0.1's."""
+    seeds, so they get neither. Since issue 19 0.1's Tokens column (code positions) is Positions,
+    followed by Indices per image, which these records predate: shown empty, never inferred.
+    table_v0_1_issue15.md is today's rendering, and every mean is 0.1's."""
     summary = build(V0_1)
     assert len(summary.runs) == 4
     text = tables.render(summary, "md")
     assert text == (V0_1 / "table_v0_1_issue15.md").read_text()
     old, new = _cells((V0_1 / "table_v0_1.md").read_text()), _cells(text)
     strip = lambda c: c.replace("**", "").replace("<u>", "").replace("</u>", "").split(" ± ")[0]
+    new_col = {h: i for i, h in enumerate(new[0])}
+    renamed = {"Tokens": "Positions"}
     for old_row, new_row in zip(old[1:], new[1:]):
-        assert [strip(c) for c in old_row] == new_row[: len(old_row)]
+        assert [strip(c) for c in old_row] == [new_row[new_col[renamed.get(h, h)]] for h in old[0]]
+        assert new_row[new_col["Positions"]] == "64" and new_row[new_col["Indices per image"]] == "—"
     assert "No marks (nothing to test" in text
 
 
@@ -72,7 +77,7 @@ def test_a_registered_metric_appears_with_its_label_arrow_decimals_and_marks(tmp
         _write(tmp_path, method, {"toy_sharpness": sharp, "toy_blur": blur})
     summary = build(tmp_path, metrics=["psnr", "toy_sharpness", "toy_blur"])
     md = _md_tables(tables.render(summary, "md"))["photos"].set_index("Method")
-    assert list(md.columns) == ["Codebook size", "Tokens", "PSNR ↑", "Sharpness ↑", "Blur ↓", "Runs", "Images",
+    assert list(md.columns) == ["Codebook size", "Positions", "Indices per image", "PSNR ↑", "Sharpness ↑", "Blur ↓", "Runs", "Images",
                                 "95% interval"]
     # the same difficulty in every run: each paired difference is exact, so every one is resolved; the
     # interval of a mean of 32 values evenly spread over +-0.01 (sd 0.0059) is about +-1.96 * 0.0059 / sqrt(32) = 0.002

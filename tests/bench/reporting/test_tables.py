@@ -197,11 +197,34 @@ def test_protocols_are_never_averaged_together(tmp_path):
     assert set(vq16["Preset"]) == {"cpu-tiny", "paper"} and "Steps" in summ.columns
 
 
+def test_positions_and_indices_per_image_in_every_format(built):
+    """Positions from record["tokens"], indices from record["indices_per_image"] (the fixture's vqct:
+    3 per position); rows without a finished run have neither."""
+    photos = _md_tables(tables.render(built, "md"))["photos"].set_index(["Method", "Codebook size"])
+    assert photos.loc[("vqct", "16"), ["Positions", "Indices per image"]].tolist() == ["16", "48"]
+    assert photos.loc[("vqgan", "16"), ["Positions", "Indices per image"]].tolist() == ["16", "16"]
+    assert photos.loc[("lfq", "16"), ["Positions", "Indices per image"]].tolist() == ["—", "—"]  # failed
+    assert photos.loc[("vqct", "32"), ["Positions", "Indices per image"]].tolist() == ["—", "—"]  # missing
+    back = pd.read_csv(io.StringIO(tables.render(built, "csv")))
+    vqct = back[(back["Method"] == "vqct") & (back["Codebook size"] == 16) & (back["Dataset"] == "photos")].iloc[0]
+    assert (vqct["Positions"], vqct["Indices per image"]) == (16, 48)  # integers, not "16 x 3" text
+    assert r"Positions & Indices per image & rFID" in tables.render(built, "tex")
+    assert "| Positions   | Indices per image   |" in tables.render(built, "terminal")
+
+
+def test_a_group_shows_a_layout_only_when_its_runs_agree():
+    from bench.reporting.frames import _layout_value
+
+    assert _layout_value(pd.Series([48, 48, None])) == 48  # a run without it (an older record) does not hide it
+    assert _layout_value(pd.Series([48, 32])) is None  # runs that differ (method options): shown empty
+    assert _layout_value(pd.Series([None, None])) is None
+
+
 def test_reported_rows_are_marked_and_never_ranked(out):
     b = build(out, datasets=["cub200"], with_reported=True)
     summ = b.per_dataset
     rep = summ[summ["Source"] == tables.REPORTED]
-    assert len(rep) >= 3 and (rep["Ref"] == "lgvq2024").all()
+    assert len(rep) >= 3 and set(rep["Ref"]) == {"lgvq2024", "lgvq2024-table12"}
     md = tables.render(b, "md")
     cub = _md_tables(md)["cub200"].set_index("Method")
     # CVQ's published 3.61 would be the best rFID and VQ-VAE's 24.38 the best PSNR, but reported rows
@@ -211,6 +234,33 @@ def test_reported_rows_are_marked_and_never_ranked(out):
     assert cub.loc["vqgan", "PSNR ↑"].startswith("**19.00 ±")
     assert cub.loc["*CVQ [R1]*", "Runs"] == "*reported*"
     assert "[R1] Liang et al., LG-VQ" in md and "openreview.net" in md
+    # LG-VQ Table 12 quotes VQCT at its whole vocabulary; its "512 tokens" is LG-VQ's own count
+    assert cub.loc["*VQCT [R2]*", "rFID ↓"] == "*2.13*" and cub.loc["*VQCT [R2]*", "Codebook size"] == "*6207*"
+    assert cub.loc["*VQCT [R2]*", ["Positions", "Indices per image"]].tolist() == ["—", "—"]
+    assert cub.loc["*CVQ [R1]*", ["Positions", "Indices per image"]].tolist() == ["*256*", "*256*"]
+    assert "[R2] Liang et al., LG-VQ: Language-Guided Codebook Learning (NeurIPS 2024), Table 12" in md
+    assert "- VQCT [R2]: 512 tokens per image as its source counts them" in md
+    assert "CVQ+LG [R2]" in md and "512 tokens" not in md.split("- VQCT [R2]")[0]  # one note, only for VQCT
+
+
+def test_lgvq_table_12_rows_as_read(out):
+    """The rows of LG-VQ's Appendix A.2 Table 12, as checked against the paper's text: rFID per dataset,
+    codebook size and LG-VQ's token count; its +LG rows repeat LG-VQ's Table 1."""
+    df = reported.load()
+    t12 = df[df["ref"] == "lgvq2024-table12"].set_index(["method", "dataset"])
+    want = {"VQCT": (6207, 512, (5.02, 2.13, 9.82)), "VQ-GAN+LG": (1024, 256, (5.34, 3.08, 10.72)),
+            "CVQ+LG": (1024, 256, (4.90, 3.33, 9.69))}
+    assert len(t12) == 9
+    for method, (k, tokens, fids) in want.items():
+        for dataset, fid in zip(("celebahq", "cub200", "mscoco"), fids):
+            r = t12.loc[(method, dataset)]
+            assert (r["codebook_size"], r["tokens"], r["fid"]) == (k, tokens, fid)
+            assert pd.isna(r["psnr"]) and r["table"] == "Table 12 (Appendix A.2)"
+    assert t12.loc[("VQCT", "cub200"), "vqbench_method"] == "vqct"
+    assert t12.loc[("VQCT", "cub200"), ["positions", "indices_per_image"]].isna().all()  # not stated: left empty
+    b = build(out, datasets=["cub200"], methods=["vqct"], with_reported=True)
+    rows = b.per_dataset[b.per_dataset["Source"] == tables.REPORTED]
+    assert rows["Method"].tolist() == ["VQCT"]  # --methods vqct keeps the quoted VQCT row only
 
 
 def test_reported_data_file_rows_all_name_source_and_protocol():
@@ -235,7 +285,12 @@ def test_cli_table_formats_and_files(out, capsys):
     for name in ("results.md", "results.csv", "results.tex", "results_summary.md"):
         assert (out / "tables" / name).is_file()
     assert cli.main(["table", "--out", str(out), "--with-reported", "--datasets", "cub200", "--format", "md"]) == 0
-    assert "*reported*" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "*reported*" in printed and "| *VQCT [R2]* | *6207* | — | — | *2.13* |" in printed
+    for fmt in ("terminal", "tex", "html", "csv"):  # every format renders the published rows
+        assert cli.main(["table", "--out", str(out), "--with-reported", "--datasets", "mscoco,cub200",
+                         "--format", fmt]) == 0
+        assert "9.82" in capsys.readouterr().out
     assert cli.main(["table", "--out", str(out), "--metrics", "nope"]) == 2
     assert "unknown metric 'nope'" in capsys.readouterr().err
     assert cli.main(["table", "--out", str(out / "empty")]) == 2
