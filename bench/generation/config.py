@@ -72,8 +72,8 @@ class GenerationEvalConfig:
     # Training images for the reference statistics, a seeded subset when the split is larger (all of
     # them are held in memory at once by the reference cache); 0 takes the whole split.
     reference_images: int = 0
-    # Inception features, and with them gFID, KID, IS, precision and recall. Off for `smoke`: Inception
-    # on the CPU would make a seconds-long check take minutes. Recorded as None, with the reason.
+    # Inception features, and with them gFID, KID, IS, precision and recall; off: recorded as None,
+    # with the reason.
     inception_metrics: bool = True
     precision_recall_k: int = 3  # k-th nearest neighbour radius (Kynkaanniemi et al. 2019)
     # Also score uniformly random tokens and decoded training tokens the same way: what gFID reads at
@@ -81,6 +81,10 @@ class GenerationEvalConfig:
     # more images through Inception.
     baselines: bool = False
     grid_images: int = 64  # samples in the grid PNG
+    # When the tokenizer's record has no rFID (its preset computes no Inception features, as `smoke`),
+    # measure one on this many seeded held-out images (0: never; else at least 3, for its interval),
+    # so gFID has an rFID beside it (bench.generation.tokenizer_rfid).
+    tokenizer_rfid_images: int = 0
 
 
 @dataclass(frozen=True)
@@ -151,7 +155,10 @@ class PriorConfig:
                   ("sampling.temperature", s.temperature > 0, s.temperature), ("sampling.top_k", s.top_k >= 0, s.top_k),
                   ("sampling.top_p", 0 < s.top_p <= 1, s.top_p), ("sampling.cfg_scale", s.cfg_scale >= 0, s.cfg_scale),
                   ("eval.reference_images", e.reference_images >= 0, e.reference_images),
-                  ("eval.grid_images", e.grid_images >= 0, e.grid_images), ("seed", self.seed >= 0, self.seed)]
+                  ("eval.grid_images", e.grid_images >= 0, e.grid_images),
+                  ("eval.tokenizer_rfid_images", e.tokenizer_rfid_images == 0 or e.tokenizer_rfid_images >= 3,
+                   e.tokenizer_rfid_images),
+                  ("seed", self.seed >= 0, self.seed)]
         for key, ok, value in checks:
             if not ok:
                 raise UserError(f"prior option {key} is out of range: {value!r}")

@@ -17,6 +17,8 @@ CHECKPOINT = "checkpoint.safetensors"  # prior weights, optimizer and RNG state,
 TRAIN_LOG = "train_log.jsonl"  # same name and format as a tokenizer run's (bench.training.train_log)
 SAMPLES = "samples"  # one file per sampling batch: tokens, labels and Inception features
 GRID = "samples.png"  # the first generated images, in rows
+BOOTSTRAP = "bootstrap.npz"  # gFID and KID of each resample of the samples (bench.generation.bootstrap)
+TOKENIZER_RFID = "tokenizer_rfid.npz"  # features behind an rFID the prior measured (bench.generation.tokenizer_rfid)
 TOKEN_CACHE = "prior_tokens_{split}.npz"  # in the TOKENIZER's run folder: its encoded split
 
 

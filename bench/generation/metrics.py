@@ -31,7 +31,11 @@ IS, IS_STD = "inception_score", "inception_score_std"
 PRECISION, RECALL = "precision", "recall"
 GFID_RANDOM, GFID_TRAIN_TOKENS = "gfid_random_tokens", "gfid_train_tokens"
 VAL_NLL = "val_nll"  # nats per token on the held-out split's tokens
-METRIC_KEYS = (GFID, GKID, GKID_STD, IS, IS_STD, PRECISION, RECALL, GFID_RANDOM, GFID_TRAIN_TOKENS, VAL_NLL)
+# 95% interval of gFID and KID: a bootstrap over the generated samples (bench.generation.bootstrap)
+GFID_LO, GFID_HI, GKID_LO, GKID_HI = "gfid_lo", "gfid_hi", "gkid_lo", "gkid_hi"
+TOKENIZER_RFID = "tokenizer_rfid"  # measured by the prior when the tokenizer's record has none (tokenizer_rfid.py)
+METRIC_KEYS = (GFID, GFID_LO, GFID_HI, GKID, GKID_LO, GKID_HI, GKID_STD, IS, IS_STD, PRECISION, RECALL, GFID_RANDOM,
+               GFID_TRAIN_TOKENS, VAL_NLL, TOKENIZER_RFID)
 IS_SPLITS = 10  # torch-fidelity's default
 LOGITS_LAYER = "logits_unbiased"  # torch-fidelity's IS layer: logits without the fc bias
 

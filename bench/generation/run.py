@@ -7,7 +7,9 @@ end, to a record. Stages, each resumable from what the folder already holds:
    written to its own file with its Inception features, so a resumed run samples only the missing
    batches and gets the same images;
 4. metrics: gFID, KID, precision and recall against the training split's reference statistics (the
-   FID reference cache), Inception Score or why not, held-out NLL, optional baselines; a sample grid;
+   FID reference cache), a 95% bootstrap interval of gFID and KID over the samples (replicates kept
+   in the folder, bench.generation.bootstrap), Inception Score or why not, held-out NLL, optional
+   baselines; a sample grid;
 5. the record (bench.generation.record), written atomically.
 
 As `run_one`: a finished record is returned as it is (marked "skipped": True) unless `force`; any
@@ -33,7 +35,7 @@ import datasets
 from bench.core.atomic import atomic_path
 from bench.core.images import to_uint8
 from bench.evaluation.metrics import fid
-from bench.generation import folder
+from bench.generation import bootstrap, folder, tokenizer_rfid
 from bench.generation import metrics as gm
 from bench.generation.config import PriorConfig, prior_preset
 from bench.generation.layout import TokenLayout
@@ -42,6 +44,7 @@ from bench.generation.sampling import batch_generator, class_labels, sample
 from bench.generation.tokens import Tokenizer, load_tokenizer, reference_images, token_set, view_dataset
 from bench.generation.train import build_prior, mean_nll, train_prior
 from bench.generation.transformer import TokenPrior
+from bench.reporting import intervals
 from bench.runs import records
 from bench.training.loop import pick_device
 
@@ -155,7 +158,7 @@ def _run(record: PriorRecord, cfg: PriorConfig, tok_dir: Path, pdir: Path, devic
         protocol["inception_score"] = {"available": False, "why": why}
     else:
         protocol.update(_inception_metrics(metrics, cfg, tok, layout, train, train_ds, extractor, feats, logits,
-                                           device))
+                                           device, pdir))
     record.metrics, record.protocol = metrics, protocol
     timings["metrics_s"] = time.perf_counter() - t
 
@@ -263,13 +266,14 @@ def reference_protocol(tok: Tokenizer, train_ds: Any) -> dict[str, Any]:
 
 def _inception_metrics(metrics: dict[str, Any], cfg: PriorConfig, tok: Tokenizer, layout: TokenLayout, train: Any,
                        train_ds: Any, extractor: gm.GenerationExtractor, feats: np.ndarray,
-                       logits: np.ndarray | None, device: torch.device) -> dict[str, Any]:
+                       logits: np.ndarray | None, device: torch.device, pdir: Path) -> dict[str, Any]:
     images, chosen = reference_images(train_ds, cfg.eval.reference_images, REFERENCE_SEED)
     ref_key = reference_protocol(tok, train_ds)
     ref = gm.reference_statistics(images, ref_key, device, extractor.fid_extractor)
     del images
     dist, dist_protocol = gm.distribution_metrics(ref, feats, cfg.eval.precision_recall_k, device)
     metrics.update(dist)
+    interval_protocol = _interval(metrics, feats, ref, pdir)
     out: dict[str, Any] = {
         "fid": {"generated": len(feats), "reference": {**ref_key, "n_images": len(chosen), "of": len(train_ds),
                                                         "subset_seed": REFERENCE_SEED if len(chosen) < len(train_ds)
@@ -278,6 +282,7 @@ def _inception_metrics(metrics: dict[str, Any], cfg: PriorConfig, tok: Tokenizer
                 "rank_deficient": min(len(feats), len(chosen)) < fid.MIN_FULL_RANK,
                 **extractor.fid_extractor.describe()},
         **dist_protocol,
+        "interval": interval_protocol,
     }
     if logits is not None:
         metrics[gm.IS], metrics[gm.IS_STD] = gm.inception_score(logits)
@@ -285,10 +290,29 @@ def _inception_metrics(metrics: dict[str, Any], cfg: PriorConfig, tok: Tokenizer
                                   "weights": extractor.fid_extractor.weights.source}
     else:
         out["inception_score"] = {"available": False, "why": extractor.is_unavailable}
+    if tokenizer_rfid.needed(tok.record, cfg.eval.tokenizer_rfid_images):
+        metrics[gm.TOKENIZER_RFID], out["tokenizer_rfid"] = tokenizer_rfid.measure(
+            tok, extractor, cfg.eval.tokenizer_rfid_images, pdir, cfg.sampling.batch_size)
     if cfg.eval.baselines:
         metrics[gm.GFID_RANDOM], metrics[gm.GFID_TRAIN_TOKENS], out["baselines"] = _baselines(
             cfg, tok, layout, train, extractor, ref)
     return out
+
+
+def _interval(metrics: dict[str, Any], feats: np.ndarray, ref: Any, pdir: Path) -> dict[str, Any]:
+    """gFID's and KID's 95% bootstrap interval into `metrics`, the replicates into the prior folder
+    (bench.generation.bootstrap); its protocol entry, or why there is none."""
+    name = ref.path.name if ref.path else None
+    reps, why = bootstrap.compute(feats, ref.mu, ref.sigma, ref.features)
+    if reps is None:
+        return {"skipped": why}
+    bootstrap.save(pdir, reps, bootstrap.digest(feats, name))
+    for key, lo, hi in ((gm.GFID, gm.GFID_LO, gm.GFID_HI), (gm.GKID, gm.GKID_LO, gm.GKID_HI)):
+        iv = reps.interval(key, metrics[key])
+        metrics[lo], metrics[hi] = (iv.low, iv.high) if iv else (None, None)
+    return {"level": intervals.LEVEL, "kind": bootstrap.DESCRIPTION, "resamples": intervals.FEATURE_RESAMPLES,
+            "seed": intervals.BOOTSTRAP_SEED, "n_samples": reps.n_samples, "file": folder.BOOTSTRAP,
+            "metrics": [gm.GFID, gm.GKID], "point_values": [gm.PRECISION, gm.RECALL, gm.IS]}
 
 
 def _baselines(cfg: PriorConfig, tok: Tokenizer, layout: TokenLayout, train: Any,

@@ -4,10 +4,14 @@ OUT/priors/ (bench.generation.record) and their tokenizers' records under OUT/ru
 
 Columns: the tokenizer's rFID (read from its own record, so it is the number of the reconstruction
 table), then the prior's gFID with the number of generated images it used, KID, Inception Score,
-precision, recall and the held-out NLL. Seeds (tokenizer and prior) are averaged as in the
-reconstruction tables: mean, and the sample std when there are two or more finished priors. Best
-bold and second underlined among finished rows; a FID from fewer than 2048 images carries a dagger
-(the rFID convention of bench.reporting.footnotes). A metric a prior could not compute reads "n/a"
+precision, recall and the held-out NLL. Seeds (tokenizer and prior) are averaged, and ± is half a
+95% interval as in the reconstruction tables (bench.reporting.intervals): with >= MIN_SEEDS finished
+priors a t-interval over them, for every metric; with fewer, a bootstrap: rFID over the tokenizer's
+validation images (its stored features, as the reconstruction table), gFID and KID over the
+generated samples with the reference fixed (bench.generation.bootstrap), the replicates of several
+seeds averaged; precision, recall, IS and NLL then stay point values. Best bold and second
+underlined among finished rows (the best value, not a test); a FID from fewer than 2048 images
+carries a dagger (the rFID convention of bench.reporting.footnotes). A metric a prior could not compute reads "n/a"
 and the note under the table says why (the record's protocol holds the reason); a prior that was
 skipped (its tokenizer did not finish) or failed keeps its row, counted in Runs and listed below.
 
@@ -24,12 +28,16 @@ from typing import Any
 
 import pandas as pd
 
+import numpy as np
+
 from bench.core import run_folder
 from bench.core.atomic import write_text_atomic
 from bench.evaluation.metrics.registry import HIGHER, LOWER
+from bench.generation import bootstrap, folder
 from bench.generation.record import FINISHED, SKIPPED, iter_prior_records
-from bench.reporting import renderers
-from bench.reporting.table_model import FID_DAGGER_BELOW, NA, Cell, Column, Document, Table, ranks
+from bench.reporting import feature_bootstrap, intervals, renderers
+from bench.reporting.per_image import load_run
+from bench.reporting.table_model import FID_DAGGER_BELOW, NA, Cell, Column, Document, Table, mean_text, ranks
 from bench.runs import records
 
 STEM = "generation"  # OUT/tables/generation.{md,csv,tex}
@@ -62,10 +70,22 @@ def _number(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
+def _rfid_replicates(out: Path | str, run_id: str) -> np.ndarray | None:
+    """rFID of each resample of a tokenizer run's validation images, as the reconstruction table's
+    interval (its stored features against the cached reference features), or None."""
+    files = load_run(out, run_id)
+    if files.features is None or files.reference is None:
+        return None
+    idx = intervals.resample_indices(len(files.features), intervals.FEATURE_RESAMPLES)
+    reps = feature_bootstrap.replicates(files.features, files.reference, idx)
+    return None if reps is None else reps["fid"]
+
+
 def prior_rows(recs: Iterable[dict[str, Any]], out: Path | str) -> pd.DataFrame:
     """One row per prior record, with its tokenizer's rFID (and image count) from the tokenizer's
-    record under OUT/runs/ where it is there, else the copy the prior record carries."""
-    rows = []
+    record under OUT/runs/ where it is there, else the copy the prior record carries, and the
+    bootstrap replicates of rFID (the tokenizer's images) and of gFID and KID (the prior's samples)."""
+    rows, rfid_reps = [], {}
     for r in recs:
         t, m, proto = r.get("tokenizer") or {}, r.get("metrics") or {}, r.get("protocol") or {}
         tok = records.read_record(run_folder.run_dir(out, t["run_id"])) if t.get("run_id") else None
@@ -86,6 +106,25 @@ def prior_rows(recs: Iterable[dict[str, Any]], out: Path | str) -> pd.DataFrame:
         for c in COLUMNS[1:]:
             row[c.key] = _number(m.get(c.key))
         row["gkid_std_of_subsets"] = _number(m.get("gkid_std"))
+        reps, why = (None, None)
+        if r.get("status") == FINISHED and not pd.isna(row["gfid"]) and r.get("prior_id"):
+            reps, why = bootstrap.load(folder.prior_dir(out, r["prior_id"]), r)
+        row["gen_replicates"], row["gen_no_interval"] = reps, why
+        rid, row["rfid_replicates"], row["rfid_by_prior"] = t.get("run_id"), None, False
+        measured = proto.get("tokenizer_rfid") if isinstance(proto.get("tokenizer_rfid"), dict) else {}
+        if pd.isna(row["rfid"]) and not pd.isna(_number(m.get("tokenizer_rfid"))):
+            # the tokenizer's record has none: the rFID the prior measured (bench.generation.tokenizer_rfid)
+            row.update(rfid=_number(m["tokenizer_rfid"]), rfid_n_images=_number(measured.get("n_images")),
+                       rfid_skipped=None, rfid_by_prior=True)
+            feats = bootstrap.tokenizer_rfid_features(folder.prior_dir(out, r["prior_id"]))
+            if feats is not None:
+                idx = intervals.resample_indices(len(feats[0]), intervals.FEATURE_RESAMPLES)
+                got = feature_bootstrap.replicates(*feats, idx)
+                row["rfid_replicates"] = None if got is None else got["fid"]
+        elif rid and tok and tok.get("status") == records.FINISHED and not pd.isna(row["rfid"]):
+            if rid not in rfid_reps:
+                rfid_reps[rid] = _rfid_replicates(out, rid)
+            row["rfid_replicates"] = rfid_reps[rid]
         rows.append(row)
     df = pd.DataFrame(rows)
     if len(df):
@@ -94,9 +133,60 @@ def prior_rows(recs: Iterable[dict[str, Any]], out: Path | str) -> pd.DataFrame:
     return df
 
 
+def _pooled(reps: list[Any]) -> np.ndarray | None:
+    """The mean replicate over seeds (the same resamples for each), or None unless all have them."""
+    arrays = [np.asarray(x) for x in reps if x is not None]
+    if not arrays or len(arrays) != len(reps) or len({len(a) for a in arrays}) != 1:
+        return None
+    return np.mean(arrays, axis=0)
+
+
+def _intervals(done: pd.DataFrame, row: dict[str, Any]) -> dict[str, intervals.Interval | None]:
+    """The 95% interval of every metric column of one row (module docstring), by key."""
+    out: dict[str, intervals.Interval | None] = {c.key: None for c in COLUMNS}
+    tokenizers = done.drop_duplicates("run_id")
+    if len(tokenizers) >= intervals.MIN_SEEDS:
+        out["rfid"] = intervals.t_interval(tokenizers["rfid"].dropna().tolist())
+    else:
+        reps = _pooled(tokenizers["rfid_replicates"].tolist())
+        n = tokenizers["rfid_n_images"].max()
+        if reps is not None and not pd.isna(row["rfid"]):
+            out["rfid"] = intervals.bootstrap_interval(float(row["rfid"]), reps, int(n) if not pd.isna(n) else 0)
+    if len(done) >= intervals.MIN_SEEDS:
+        for c in COLUMNS[1:]:
+            out[c.key] = intervals.t_interval(done[c.key].dropna().tolist())
+        return out
+    gen = done["gen_replicates"].tolist()
+    if gen and all(g is not None for g in gen) and len({g.n_samples for g in gen}) == 1:
+        for key in ("gfid", "gkid"):
+            reps = _pooled([getattr(g, key) for g in gen])
+            if reps is not None and not pd.isna(row[key]):
+                iv = intervals.bootstrap_interval(float(row[key]), reps, gen[0].n_samples)
+                out[key] = None if iv is None else intervals.Interval(iv.low, iv.high, bootstrap.KIND, iv.n)
+    return out
+
+
+def _interval_text(ivs: dict[str, intervals.Interval | None], n_tokenizers: int, n_priors: int) -> str:
+    """The kind of the row's intervals: "t, n seeds", "images / samples, n seed(s)" (rFID over the
+    tokenizer's images, gFID and KID over the samples), or each column's kind when they differ."""
+    def kind(iv: intervals.Interval | None, boot: str, seeds: int) -> str | None:
+        if iv is None:
+            return None
+        return f"t, {iv.n} seeds" if iv.kind == intervals.SEEDS else f"{boot}, {seeds} seed" + "s" * (seeds > 1)
+
+    r = kind(ivs["rfid"], "images", n_tokenizers)
+    g = kind(ivs["gfid"] or ivs["gkid"], bootstrap.KIND, n_priors)
+    if r and g and r.split(", ")[1] == g.split(", ")[1] and not r.startswith("t"):
+        return f"images / samples, {g.split(', ')[1]}"
+    if r and g and r != g:
+        return f"rFID: {r}; gFID, KID: {g}"
+    return r or g or ""
+
+
 def generation_frame(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per dataset, method, codebook size, tokenizer preset and prior preset: the mean and
-    sample std over finished priors of every metric, their counts, and the largest image counts."""
+    """One row per dataset, method, codebook size, tokenizer preset and prior preset: the mean over
+    finished priors of every metric (rFID: over their distinct tokenizer runs), the sample std, the
+    95% interval (`<k>_lo`, `<k>_hi`, its kind in `Interval`), counts and the largest image counts."""
     if rows.empty:
         return rows
     keys = ["Dataset", *ID_COLUMNS]
@@ -105,11 +195,16 @@ def generation_frame(rows: pd.DataFrame) -> pd.DataFrame:
         done = g[g["Status"] == FINISHED]
         row: dict[str, Any] = dict(zip(keys, key))
         for c in COLUMNS:
-            vals = done[c.key].dropna()
+            vals = (done.drop_duplicates("run_id") if c.key == "rfid" else done)[c.key].dropna()
             row[c.key] = vals.mean() if len(vals) else math.nan
             row[f"{c.key}_std"] = vals.std(ddof=1) if len(vals) > 1 else math.nan
         for col in ("rfid_n_images", "gfid_n_images"):
             row[col] = done[col].max() if len(done) else math.nan
+        ivs = _intervals(done, row)
+        for c in COLUMNS:
+            row[f"{c.key}_lo"] = ivs[c.key].low if ivs[c.key] else math.nan
+            row[f"{c.key}_hi"] = ivs[c.key].high if ivs[c.key] else math.nan
+        row["Interval"] = _interval_text(ivs, done["run_id"].nunique(), len(done)) if len(done) else ""
         row["Sequence"] = next((int(v) for v in g["Sequence"] if not pd.isna(v)), None)
         row["Finished"], row["Expected"] = len(done), len(g)
         row["Skipped"], row["Failed"] = int((g["Status"] == SKIPPED).sum()), int((~g["Status"].isin(
@@ -117,6 +212,8 @@ def generation_frame(rows: pd.DataFrame) -> pd.DataFrame:
         for col in ("rfid_skipped", "gfid_skipped"):
             row[col] = next((s for s in done[col] if s), None)
         row["is_unavailable"] = next((s for s in done["is_unavailable"] if s), None)
+        row["gfid_no_interval"] = next((s for s in done["gen_no_interval"] if s), None) if len(done) else None
+        row["rfid_by_prior"] = bool(done["rfid_by_prior"].any()) if len(done) else False
         out.append(row)
     return pd.DataFrame(out)
 
@@ -144,9 +241,8 @@ def _metric_cell(r: pd.Series, c: MetricColumn, rank: int) -> Cell:
     if pd.isna(value):
         return Cell(UNAVAILABLE if _why_unavailable(r, c.key) else NA)
     n = r[c.n_images] if c.n_images else math.nan
-    std = r[f"{c.key}_std"]
-    text = f"{value:.{c.decimals}f}" + ("" if pd.isna(std) else f" ± {std:.{c.decimals}f}")
-    if c.key == "gfid" and not pd.isna(n):
+    text = mean_text(value, r[f"{c.key}_lo"], r[f"{c.key}_hi"], c.decimals)
+    if (c.key == "gfid" or (c.key == "rfid" and r["rfid_by_prior"])) and not pd.isna(n):
         text += f" (n={int(n)})"
     return Cell(text, rank, dagger=not pd.isna(n) and n < FID_DAGGER_BELOW)
 
@@ -163,24 +259,49 @@ def dataset_table(sub: pd.DataFrame, dataset: str) -> Table:
             cells[i].append(_metric_cell(r, c, rk[i]))
     for i, r in sub.iterrows():
         cells[i].append(Cell(_runs_text(r)))
+        cells[i].append(Cell(str(r["Interval"] or NA)))
     columns = ([Column(SEQUENCE_LABEL if c == "Sequence" else c, numeric=c in ("Codebook size", "Sequence"))
                 for c in ids]
-               + [Column(c.label, c.better, True) for c in COLUMNS] + [Column("Runs")])
+               + [Column(c.label, c.better, True) for c in COLUMNS] + [Column("Runs"), Column("95% interval")])
     return Table(f"Generation on {dataset}", columns, cells)
 
 
 def notes(frame: pd.DataFrame, rows: pd.DataFrame) -> list[str]:
-    """The lines under the generation tables: what the columns are, daggers, n/a reasons, priors
-    that did not finish."""
+    """The lines under the generation tables: what the columns and ± are, daggers, n/a reasons,
+    priors that did not finish."""
     lines = [("Prior tokens: the length of the sequence the prior models (positions x indices per position); "
               "rFID: the tokenizer's reconstruction FID (its record); gFID, KID, IS, precision, recall: the "
               "prior's samples against the training split (n = generated images); NLL: held-out nats per token "
               "(not comparable across different Prior tokens or codebook sizes).")]
+    if (frame["Interval"].astype(str) != "").any():
+        lines.append(
+            f"± is half the width of a 95% interval; the 95% interval column says which kind. \"t, n seeds\": a "
+            f"t-interval over n >= {intervals.MIN_SEEDS} finished priors (or tokenizer runs, for rFID), for every "
+            f"metric. \"images / samples\": with fewer seeds, a bootstrap ({intervals.FEATURE_RESAMPLES} fixed "
+            f"resamples, seeds' replicates averaged): rFID over the tokenizer's validation images (as in the "
+            f"reconstruction table), gFID and KID over the generated samples against the fixed training-split "
+            f"reference, from the stored Inception features; it says how precisely these trained models were "
+            f"measured, NOT how much another training run would differ. KID's ± is this interval, not the "
+            f"std over KID's subsets (that is gkid_std in the record). Precision, recall, IS and NLL have no "
+            f"interval below {intervals.MIN_SEEDS} seeds: point values. Bold and underline mark the best and "
+            f"second-best value, not a tested difference.")
+    missing: dict[str, list[str]] = {}
+    for _, r in frame[frame["gfid"].notna() & frame["gfid_lo"].isna()].iterrows():
+        missing.setdefault(str(r["gfid_no_interval"] or "no interval"), []).append(str(r["Method"]))
+    for why, methods in missing.items():
+        lines.append(f"gFID and KID without ± ({', '.join(dict.fromkeys(methods))}): {why}.")
     small = [int(n) for c in COLUMNS if c.n_images for n, v in zip(frame[c.n_images], frame[c.key])
              if not pd.isna(n) and not pd.isna(v) and n < FID_DAGGER_BELOW]
     if small:
         lines.append(f"† FID from fewer than {FID_DAGGER_BELOW} images (n = {', '.join(map(str, sorted(set(small))))}): "
                      "biased upwards, not comparable with published numbers.")
+    by_prior = frame[frame["rfid_by_prior"]]
+    if len(by_prior):
+        methods = ", ".join(dict.fromkeys(str(m) for m in by_prior["Method"]))
+        lines.append(f"rFID of {methods}: the tokenizer's record has none (its preset computes no Inception "
+                     f"features), so the prior stage measured it on n = "
+                     f"{', '.join(dict.fromkeys(str(int(n)) for n in by_prior['rfid_n_images'] if not pd.isna(n)))} "
+                     f"held-out images (eval.tokenizer_rfid_images); the reconstruction table has no rFID for it.")
     for why in dict.fromkeys(w for w in frame["rfid_skipped"] if w):
         lines.append(f"n/a (rFID): the tokenizer's evaluation computed none: {why}.")
     for why in dict.fromkeys(w for w in frame["gfid_skipped"] if w):

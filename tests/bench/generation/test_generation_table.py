@@ -1,6 +1,7 @@
 """The Generation section from hand-made records: gFID (with its n and dagger) beside the rFID of the
 tokenizer's own record, seeds averaged, n/a with the recorded reason, skipped priors kept and
-explained; `run_bench.py table` prints it after the reconstruction tables and writes its files."""
+explained; `run_bench.py table` prints it after the reconstruction tables and writes its files.
+(Intervals from stored features: test_bootstrap.py; these records store none, so no ±.)"""
 from __future__ import annotations
 
 import io
@@ -55,12 +56,12 @@ def test_row_has_gfid_beside_the_tokenizers_rfid(out):
     assert rows.set_index("run_id").loc["tok-a", "rfid"] == 12.5  # the tokenizer's record, not the copy (999)
     text = generation_table.render(rows, "terminal")
     [row] = [line for line in text.splitlines() if line.startswith("| vqgan")]
-    assert "13.50 ± 1.41† *" in row  # the only finished row of its dataset is the best of each column
+    assert "13.50† *" in row  # the only finished row of its dataset is the best of each column
     cells = [c.strip().removesuffix(" *") for c in row.strip("|").split("|")]
-    # Method, K, Prior, Prior tokens, rFID (mean ± std over the two finished seeds, 252 images), gFID (n = 1000), KID,
-    # IS, precision, recall, NLL, Runs
-    assert cells == ["vqgan", "256", "cpu-tiny", "64", "13.50 ± 1.41†", "45.00 ± 7.07 (n=1000)†", "0.0125 ± 0.0000", "n/a",
-                     "0.500 ± 0.000", "0.250 ± 0.000", "3.250 ± 0.000", "2/3 (1 skipped)"]
+    # Method, K, Prior, Prior tokens, rFID (mean over the two finished seeds, 252 images), gFID (n = 1000), KID,
+    # IS, precision, recall, NLL, Runs, 95% interval: two seeds and no stored features, so no ± anywhere
+    assert cells == ["vqgan", "256", "cpu-tiny", "64", "13.50†", "45.00 (n=1000)†", "0.0125", "n/a",
+                     "0.500", "0.250", "3.250", "2/3 (1 skipped)", "—"]
     assert "n/a (IS): the FID weights have no logits." in text
     assert "† FID from fewer than 2048 images (n = 252, 1000)" in text
     assert "skipped: prior tok-c--cpu-tiny-s0-abc (vqgan, K=256, seed 2): tokenizer run tok-c is 'failed'" in text
@@ -69,10 +70,11 @@ def test_row_has_gfid_beside_the_tokenizers_rfid(out):
 def test_formats_and_files(out):
     rows = generation_table.read(out)
     md = generation_table.render(rows, "md")
-    assert "### Generation on photos" in md and "**45.00 ± 7.07 (n=1000)†**" in md  # one row: best
+    assert "### Generation on photos" in md and "**45.00 (n=1000)†**" in md  # one row: best
     assert r"$^\dagger$" in generation_table.render(rows, "tex")
     frame = pd.read_csv(io.StringIO(generation_table.render(rows, "csv")))
     assert frame.loc[0, "gfid"] == 45.0 and frame.loc[0, "rfid"] == 13.5 and frame.loc[0, "Finished"] == 2
+    assert frame.loc[0, "gfid_std"] == pytest.approx(7.0711, abs=1e-4)  # the frame keeps the std over seeds
     paths = generation_table.write(rows, out)
     assert sorted(p.name for p in paths) == ["generation.csv", "generation.md", "generation.tex"]
 
