@@ -1,5 +1,6 @@
 """`results/report.html`: one static page with the tables, the figures, the protocol and environment
-of the runs, and links to each run's folder.
+of the runs, and links to each run's folder; when priors were trained on those runs (`--generate`), a
+Generation section with their table (bench.reporting.generation_table) and each prior's sample grid.
 
 Self-contained: figures are embedded as PNG data URIs (the SVGs beside them under figures/ are
 linked), the style sheet is inline, there is no script and nothing is fetched, so the page reads the
@@ -20,7 +21,8 @@ import pandas as pd
 
 from bench.core import run_folder
 from bench.core.atomic import write_text_atomic
-from bench.reporting import plots, tables
+from bench.generation import folder as prior_folder
+from bench.reporting import generation_table, plots, tables
 from bench.reporting.summary import Summary, build
 from bench.runs import records
 
@@ -117,6 +119,25 @@ def _runs_html(runs: pd.DataFrame, out: Path, base: Path) -> str:
             + "</tr></thead><tbody>\n" + "\n".join(body) + "\n</tbody></table>")
 
 
+def _generation_html(rows: pd.DataFrame, out: Path, base: Path) -> str:
+    """The Generation table and notes, then each finished prior's sample grid (samples.png, embedded),
+    linked to its folder."""
+    parts = [generation_table.render(rows, "html")]
+    for _, r in rows[rows["Status"] == "finished"].iterrows():
+        pdir = prior_folder.prior_dir(out, str(r["prior_id"]))
+        png = pdir / prior_folder.GRID
+        if not png.is_file():
+            continue
+        rel = os.path.relpath(pdir, base)
+        label = f"{r['Method']}, K={r['Codebook size']}, seed {r['Seed']}, prior {r['Prior']} (seed {r['Prior seed']})"
+        parts.append(
+            f"<figure id=\"samples-{_esc(r['prior_id'])}\">\n<img alt=\"{_esc('generated samples: ' + label)}\" "
+            f"src=\"{_data_uri(png)}\">\n<figcaption><strong>{_esc(label)}</strong>. The first generated samples of "
+            f"this prior, decoded through its tokenizer (rows of 8). <a href=\"{_esc(rel)}/\">prior folder</a>, "
+            f"<a href=\"{_esc(rel)}/{prior_folder.RECORD}\">record</a></figcaption></figure>")
+    return "\n".join(parts)
+
+
 def _distinct(recs: list[dict[str, Any]], field: str,
               drop: Sequence[str] = ()) -> list[tuple[dict[str, Any], list[str]]]:
     """Distinct values of record[field] (dicts, minus `drop` keys) with the runs that share each."""
@@ -166,8 +187,10 @@ def _sources_html(reported: pd.DataFrame | None) -> str:
 
 
 def render_html(summary: Summary, figs: dict[str, Any], recs: list[dict[str, Any]], out: Path,
-                title: str = "vqbench results", base: Path | None = None) -> str:
-    """The page as a string; links are relative to `base` (the page's folder, default `out`)."""
+                title: str = "vqbench results", base: Path | None = None,
+                generation: pd.DataFrame | None = None) -> str:
+    """The page as a string; links are relative to `base` (the page's folder, default `out`).
+    `generation`: the prior rows of these runs (generation_table.read); a Generation section when any."""
     base = Path(base or out)
     runs, rep = summary.runs, summary.reported
     n_ok = int((runs["Status"] == records.FINISHED).sum()) if len(runs) else 0
@@ -182,6 +205,8 @@ def render_html(summary: Summary, figs: dict[str, Any], recs: list[dict[str, Any
         ("tables", "Results per dataset", tables_html),
         ("summary", "Cross-dataset summary", cross_html),
         ("figures", "Figures", _figures_html(figs["figures"], base) + notes_html),
+        *([("generation", "Generation", _generation_html(generation, out, base))]
+          if generation is not None and len(generation) else []),
         ("runs", "Runs", _runs_html(runs, out, base)),
         ("protocol", "Protocol", _protocol_html(recs)),
         ("environment", "Environment", _environment_html(recs)),
@@ -204,7 +229,8 @@ def render_html(summary: Summary, figs: dict[str, Any], recs: list[dict[str, Any
 <h1>{_esc(title)}</h1>
 <p>Generated {generated} from {len(runs)} run records ({n_ok} finished, {n_failed} failed) under
 <code>{_esc(run_folder.runs_dir(out))}</code>. Best value per column in <strong>bold</strong>, second
-<u>underlined</u>; mean ± sample std over seeds; published numbers are in <em>italics</em> and never ranked.</p>
+<u>underlined</u>; ± is half a 95% interval (the notes under each table say which kind); published numbers
+are in <em>italics</em> and never ranked.</p>
 </header>
 {nav}
 {body}
@@ -225,7 +251,8 @@ def write_report(out: Path | str, methods: Sequence[str] | None = None, datasets
     run_ids = set(built.runs["run_id"]) if len(built.runs) else set()
     recs = [r for r in records.iter_records(out) if r.get("run_id") in run_ids]
     target = Path(path) if path else out / REPORT_NAME
-    page = render_html(built, figs, recs, out, base=target.parent.resolve() if path else out)
+    page = render_html(built, figs, recs, out, base=target.parent.resolve() if path else out,
+                       generation=generation_table.read(out, run_ids=run_ids))
     target.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(target, page)
     return target

@@ -1,5 +1,5 @@
 """The HTML report on a fixture of records: self-contained, every table and figure present, links to
-run folders that exist; and (marked `browser`) the page in headless Chromium: no console errors,
+run folders that exist; a Generation section (table and sample grids) when priors exist; and (marked `browser`) the page in headless Chromium: no console errors,
 every table and figure shown."""
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
 
+import numpy as np
 import pytest
 
 from bench.cli import main as cli
@@ -135,3 +136,63 @@ def test_page_in_headless_chromium(out, page_path, page):
         assert driver.get_log("browser") == []
     finally:
         driver.quit()
+
+
+def _write_priors(out, recs):
+    """A finished prior (with a sample grid) on two of the fixture's photos runs, a skipped one on the failed run."""
+    from PIL import Image
+
+    from bench.generation import folder
+    from bench.generation.record import PriorRecord
+
+    written = []
+    for rec in recs:
+        c = rec["config"]
+        if c["dataset"] != "photos" or c["codebook_size"] != 16:
+            continue
+        tokenizer = {"run_id": rec["run_id"], **{k: c[k] for k in ("method", "dataset", "codebook_size", "seed",
+                                                                    "preset")}}
+        status = "finished" if rec["status"] == "finished" else "skipped"
+        prior = PriorRecord(f"{rec['run_id']}--cpu-tiny-s0-abc", status, tokenizer, {"preset": "cpu-tiny", "seed": 0})
+        if status == "finished":
+            prior.layout = {"sequence_length": 64}
+            prior.metrics.update(gfid=40.0 + c["seed"], gkid=0.01, precision=0.5, recall=0.2, val_nll=3.0)
+            prior.protocol = {"fid": {"generated": 1000}}
+            prior.write(out)
+            grid = np.random.default_rng(c["seed"]).integers(0, 255, size=(16, 32, 3), dtype=np.uint8)
+            Image.fromarray(grid).save(folder.prior_dir(out, prior.prior_id) / folder.GRID)
+        else:
+            prior.error = f"tokenizer run {rec['run_id']} is 'failed', not finished"
+            prior.write(out)
+        written.append(prior)
+    return written
+
+
+def test_generation_section_with_table_and_sample_grids(tmp_path):
+    recs = write_fixture(tmp_path, images=False)
+    priors = _write_priors(tmp_path, recs)
+    finished = [p for p in priors if p.status == "finished"]
+    assert len(finished) == 3 and len(priors) == 4  # vqgan seeds 0 and 1, vqct; lfq's run failed
+    page_path = report.write_report(tmp_path, datasets=["photos"])
+    text = page_path.read_text(encoding="utf-8")
+    p = Page()
+    p.feed(text)
+    assert any(s.get("id") == "generation" for s in p.tags["section"])
+    assert "<a href=\"#generation\">Generation</a>" in text  # in the navigation
+    captions = " ".join(p.text)
+    assert "Generation on photos" in captions and "gFID" in captions and "n=1000" in captions
+    assert "skipped: prior photos-lfq-k16-s0" in captions  # the failed tokenizer's prior is counted and listed
+    grids = [f for f in p.tags["figure"] if f.get("id", "").startswith("samples-")]
+    assert {f["id"] for f in grids} == {f"samples-{q.prior_id}" for q in finished}
+    imgs = [i for i in p.tags["img"] if i["alt"].startswith("generated samples")]
+    assert len(imgs) == 3 and all(i["src"].startswith("data:image/png;base64,") for i in imgs)
+    links = [a["href"] for a in p.tags["a"] if a["href"].startswith("priors/")]
+    assert len(links) == 6
+    for h in links:
+        assert (tmp_path / unquote(h)).exists(), h
+    # the section follows the figures and comes before the runs
+    assert text.index("id=\"figures\"") < text.index("id=\"generation\"") < text.index("id=\"runs\"")
+
+
+def test_no_generation_section_without_priors(page):
+    assert not any(s.get("id") == "generation" for s in page.tags["section"])
