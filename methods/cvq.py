@@ -17,6 +17,12 @@ top, during training:
 N is a registered buffer, so a checkpoint restores it. Sampling uses torch's global RNG, whose
 state the trainer saves with each checkpoint. Under data parallelism the usage counts and the anchor
 candidates are those of all workers, and rank 0's sampled anchors are used by all (methods.distributed).
+The trainer brackets an optimizer step's micro-batches with `begin_step()` / `end_step()`: usage and
+anchors are then updated once per step from all of them (candidates in micro-batch order, which is
+the workers' rank order), so one worker accumulating 2 micro-batches and 2 workers taking one each
+move the codes alike. The move happens after the step's backward passes and before the optimizer
+step; the gradient of the codebook term does not depend on the codes' values (the lookup keeps only
+indices), so it lands on the moved codes as in the released code, which moves them in the forward.
 
 Differences from the released code: its optional contrastive loss (off in its default
 configuration) and its feature-pool ("random") anchor are left out.
@@ -77,6 +83,7 @@ class CVQQuantizer(Quantizer):
         self.embedding = nn.Embedding(codebook_size, dim)
         self.embedding.weight.data.uniform_(-1.0 / codebook_size, 1.0 / codebook_size)  # as the released code
         self.register_buffer("embed_prob", torch.zeros(codebook_size))  # running average usage N_k
+        self._pending: list[tuple[Tensor, Tensor]] | None = None  # this step's (rows, codes) between the brackets
 
     def similarity(self, rows: Tensor) -> Tensor:
         """(N, K) similarity of each row to each code; larger is closer."""
@@ -96,12 +103,28 @@ class CVQQuantizer(Quantizer):
         loss, logs = codebook_commitment_loss(q, z, self.options.beta)
         z_q = straight_through(z, q)
         if self.training:
-            self._reanchor(rows.detach().float(), sim, idx)
+            if self._pending is not None:
+                self._pending.append((rows.detach().float(), idx))
+            else:
+                self._reanchor(rows.detach().float(), sim, idx)
         indices = idx.view(z.shape[0], z.shape[2], z.shape[3])
         return QuantOut(z_q, indices, loss, logs)
 
+    def begin_step(self) -> None:
+        """From here to `end_step`, training forward passes keep their features and codes instead of
+        moving the codes (every micro-batch of the step is quantized against the same codes)."""
+        self._pending = []
+
+    def end_step(self) -> None:
+        """One usage update and re-anchoring from every micro-batch since `begin_step`, as from one
+        batch of all of them (and of every worker's)."""
+        pending, self._pending = self._pending, None
+        if pending:
+            self._reanchor(torch.cat([r for r, _ in pending]), None, torch.cat([i for _, i in pending]))
+
     @torch.no_grad()
-    def _reanchor(self, rows: Tensor, sim: Tensor, idx: Tensor) -> None:
+    def _reanchor(self, rows: Tensor, sim: Tensor | None, idx: Tensor) -> None:
+        """`sim`: the rows' similarity to the codes, when the caller has it (None: computed here)."""
         k, decay = self.codebook_size, self.options.decay
         # Usage and anchors are those of all data-parallel workers' features together, and the sampled
         # anchors are rank 0's, so every worker moves its codes identically (identity on one worker).
@@ -110,6 +133,8 @@ class CVQQuantizer(Quantizer):
         self.embed_prob.mul_(decay).add_(counts[:k] / counts[k], alpha=1 - decay)
         if distributed.is_distributed():
             rows = distributed.gather_rows(rows)
+            sim = None
+        if sim is None:
             sim = self.similarity(rows)
         if self.options.anchor == "closest":
             anchor_rows = sim.argmax(0)

@@ -9,7 +9,10 @@ al., CVPR 2022), https://arxiv.org/abs/2203.01941, Section 3.1 (one codebook sha
 
 Codebooks follow EMAs of their assignments, as in both papers (the update of `vqgan-ema`, one per
 codebook; a shared codebook takes one EMA step per training step from the assignments of all
-levels). The loss is RQ-VAE's commitment loss, beta * sum_l ||r_l - sg[q_l]||^2 (r_l - q_l is
+levels). As in `vqgan-ema`, the trainer brackets an optimizer step's micro-batches with
+`begin_step()` / `end_step()`: every codebook then takes one EMA step (and one dead-code replacement)
+from all of them, their statistics summed per micro-batch in order and then over the data-parallel
+workers, so one worker accumulating 2 micro-batches and 2 workers taking one each update alike. The loss is RQ-VAE's commitment loss, beta * sum_l ||r_l - sg[q_l]||^2 (r_l - q_l is
 z minus the partial sum of the first l + 1 codes). The gradient reaches z through ONE
 straight-through estimator on z_q, RQ-VAE's z + sg[z_q - z] (or the rotation trick from z to z_q).
 
@@ -41,12 +44,13 @@ from torch import Tensor
 
 from bench.core.errors import UserError
 
+from . import distributed
 from .base import Quantizer, QuantOut, flatten_latent, nearest_codes, unflatten_latent
 from .codebook_tricks import (
     CodebookTrickOptions,
+    _counts_and_sums,
     check_trick_options,
     dead_code_replacements,
-    ema_update_,
     kmeans,
     quantized_output,
     refresh_ema_codes_,
@@ -113,6 +117,8 @@ class RVQQuantizer(Quantizer):
         self.register_buffer("embed_avg", embed.clone())
         if options.kmeans_init:
             self.register_buffer("initted", torch.tensor(False))
+        # This step's (codebook, rows, codes) per micro-batch between begin_step and end_step; None outside.
+        self._pending: list[tuple[int, Tensor, Tensor]] | None = None
 
     def _book(self, level: int) -> int:
         return 0 if self.options.shared_codebook else level
@@ -157,11 +163,12 @@ class RVQQuantizer(Quantizer):
                 if o.shared_codebook:
                     level_inputs.append((used_rows, used_idx))
                 else:  # levels are independent: update this one now (vector-quantize-pytorch's order)
-                    self._update_(book, used_rows.float(), used_idx)
+                    self._collect_or_update(book, used_rows.float(), used_idx)
             indices.append(idx + book * self.level_size)
             residual = residual - q
         if self.training and o.shared_codebook and level_inputs:
-            self._update_(0, torch.cat([r for r, _ in level_inputs]).float(), torch.cat([i for _, i in level_inputs]))
+            self._collect_or_update(0, torch.cat([r for r, _ in level_inputs]).float(),
+                                    torch.cat([i for _, i in level_inputs]))
         if init:
             self.initted.fill_(True)
         z_q = quantized_output(z, unflatten_latent(quantized, z), o.rotation_trick, self.training)
@@ -178,12 +185,45 @@ class RVQQuantizer(Quantizer):
         self.embed_avg[book] = means * counts.unsqueeze(1)
         refresh_ema_codes_(self.embed[book], self.embed_avg[book], self.cluster_size[book], self.options.eps)
 
+    def _collect_or_update(self, book: int, rows: Tensor, idx: Tensor) -> None:
+        """Between begin_step and end_step keep a micro-batch's assignments for the step's update; outside
+        (a forward pass in training mode without the trainer's brackets) update at once."""
+        if self._pending is not None:
+            self._pending.append((book, rows, idx))
+        else:
+            self._update_(book, rows, idx)
+
+    def begin_step(self) -> None:
+        """From here to `end_step`, training forward passes collect their assignments; every micro-batch
+        of the step is quantized against the same codes, as on data-parallel workers."""
+        self._pending = []
+
+    def end_step(self) -> None:
+        """One EMA step (and dead-code replacement) per codebook from every micro-batch since
+        `begin_step`: counts and sums per micro-batch added in order, then over the workers (the order
+        the workers' all-reduce adds in), candidate rows in micro-batch order."""
+        pending, self._pending = self._pending, None
+        for book in sorted({b for b, _, _ in pending or ()}):
+            parts = [(rows, idx) for b, rows, idx in pending if b == book]
+            counts, sums = _counts_and_sums(*parts[0], self.level_size, collective=False)
+            for rows, idx in parts[1:]:
+                c, m = _counts_and_sums(rows, idx, self.level_size, collective=False)
+                counts, sums = counts + c, sums + m
+            stats = distributed.all_reduce_sum_(torch.cat([counts.unsqueeze(1), sums], dim=1))
+            self._update_(book, torch.cat([r for r, _ in parts]), torch.cat([i for _, i in parts]),
+                          stats=(stats[:, 0], stats[:, 1:]))
+
     @torch.no_grad()
-    def _update_(self, book: int, rows: Tensor, idx: Tensor) -> None:
+    def _update_(self, book: int, rows: Tensor, idx: Tensor, stats: tuple[Tensor, Tensor] | None = None) -> None:
+        """The EMA step of one codebook from these rows' counts and sums over all workers (`stats`, when
+        the caller summed them already), then dead-code replacement."""
         o = self.options
-        if rows.shape[0] == 0:
+        if rows.shape[0] == 0 and stats is None:
             return
-        ema_update_(self.embed[book], self.embed_avg[book], self.cluster_size[book], rows, idx, o.decay, o.eps)
+        counts, sums = stats if stats is not None else _counts_and_sums(rows, idx, self.level_size)
+        self.cluster_size[book].mul_(o.decay).add_(counts, alpha=1 - o.decay)
+        self.embed_avg[book].mul_(o.decay).add_(sums, alpha=1 - o.decay)
+        refresh_ema_codes_(self.embed[book], self.embed_avg[book], self.cluster_size[book], o.eps)
         if o.threshold_ema_dead_code > 0:
             replaced = dead_code_replacements(self.cluster_size[book], o.threshold_ema_dead_code, rows)
             if replaced is not None:

@@ -2,6 +2,7 @@
 on one worker with the same global batch, and save what the tests compare."""
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 from pathlib import Path
@@ -23,9 +24,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_for(method: str, workers: int, steps: int, options: dict | None = None):
+def run_for(method: str, workers: int, steps: int, options: dict | None = None, micro: int = MICRO):
     config = RunConfig(method=method, preset="smoke", codebook_size=16, workers=workers, method_options=options or {})
-    return resolve(config).with_train(micro_batch=MICRO, steps=steps, ckpt_every=3)
+    return resolve(config).with_train(micro_batch=micro, steps=steps, ckpt_every=3)
 
 
 def fixed_batch(resolution: int) -> torch.Tensor:
@@ -33,12 +34,13 @@ def fixed_batch(resolution: int) -> torch.Tensor:
 
 
 def train_and_save(method: str, workers: int, steps: int, run_dir: str, result: str, rank: int = 0,
-                   stop_at: int | None = None, options: dict | None = None) -> None:
+                   stop_at: int | None = None, options: dict | None = None, micro: int = MICRO) -> None:
     """Train (as `rank` of `workers`), then save the rank's codebook, quantizer state and its
     reconstruction of a fixed batch to `result`. `stop_at`: every worker stops after that checkpoint,
-    as a whole-group restart would find it."""
+    as a whole-group restart would find it. `micro`: images per forward pass (the smoke preset's
+    global batch of 8 is 1 worker x 2 x 4 by default; 8 is the whole batch at once)."""
     torch.set_num_threads(1)
-    run = run_for(method, workers, steps, options)
+    run = run_for(method, workers, steps, options, micro)
     replicas = Replicas(rank, workers)
 
     def stop(step: int) -> None:
@@ -59,10 +61,14 @@ def train_and_save(method: str, workers: int, steps: int, run_dir: str, result: 
 
 
 def _codebook(quantizer: torch.nn.Module) -> torch.Tensor:
-    if hasattr(quantizer, "codebook") and callable(quantizer.codebook):  # computed codebooks (VQCT's GCN)
+    """The codes the quantizer looks up: computed ones (VQCT's GCN without dropout, OptVQ's projection)
+    or the stored table (not a usage buffer such as CVQ's `embed_prob`)."""
+    if hasattr(quantizer, "codebook") and callable(quantizer.codebook):
+        takes_dropout = "dropout" in inspect.signature(quantizer.codebook).parameters
         with torch.no_grad():
-            return quantizer.codebook(dropout=False).clone()
-    return next(v for k, v in quantizer.state_dict().items() if "embed" in k or "codebook" in k).clone()
+            return (quantizer.codebook(dropout=False) if takes_dropout else quantizer.codebook()).clone()
+    state = quantizer.state_dict()
+    return next(state[k] for k in ("embed", "embedding.weight", "codebook.weight") if k in state).clone()
 
 
 def _worker(rank: int, workers: int, port: int, method: str, steps: int, run_dir: str, results: str,

@@ -63,21 +63,30 @@ def test_without_a_preset_the_machine_decides_and_says_so(monkeypatch):
     assert resolve(RunConfig(method="vqgan", codebook_size=16, preset="smoke")).preset_source == "given"
 
 
-@pytest.mark.parametrize("options", [{}, {"threshold_ema_dead_code": 2.0}])
-def test_ema_codebook_takes_one_update_per_step_from_every_micro_batch(options):
-    """vqgan-ema under accumulation: the statistics of both micro-batches make one EMA update (and one
-    re-anchoring of dead codes) at the end of the step, as the whole batch at once does."""
+@pytest.mark.parametrize("method,options", [
+    ("vqgan-ema", {}), ("vqgan-ema", {"threshold_ema_dead_code": 2.0}),
+    ("rvq", {}), ("rvq", {"threshold_ema_dead_code": 2.0}), ("rvq", {"shared_codebook": True}),
+    ("cvq", {}),
+])
+def test_codebook_state_takes_one_update_per_step_from_every_micro_batch(method, options):
+    """Quantizers that update their own state (EMA codebooks, CVQ's usage and anchors) under
+    accumulation: the statistics of both micro-batches make one update (and one re-anchoring of dead
+    codes) at the end of the step, as the whole batch at once does. The optimizer step is left out:
+    Adam's first step is about lr * sign(g), so codes learnt by gradient would differ by rounding."""
     def learner(micro_batch):
-        run = resolve(RunConfig(method="vqgan-ema", preset="smoke", codebook_size=16, method_options=options))
+        run = resolve(RunConfig(method=method, preset="smoke", codebook_size=16, method_options=options))
         torch.manual_seed(0)
-        return run, TrainStep(run.with_train(micro_batch=micro_batch), torch.device("cpu"))
+        step = TrainStep(run.with_train(micro_batch=micro_batch), torch.device("cpu"))
+        step.opt_g.step = lambda: None
+        return run, step
 
     (run, whole), (_, split) = learner(None), learner(4)
     r = run.model.resolution
     x = torch.rand(run.train.batch_size, 3, r, r, generator=torch.Generator().manual_seed(1)) * 2 - 1
     before = {k: v.clone() for k, v in whole.model.quantizer.state_dict().items()}
-    whole(x, 0)
-    split(x, 0)
+    _, idx_whole = whole(x, 0)
+    _, idx_split = split(x, 0)
+    assert torch.equal(idx_whole, idx_split)  # the second micro-batch saw the codes the first one saw
     after_whole, after_split = whole.model.quantizer.state_dict(), split.model.quantizer.state_dict()
     for key in before:
         assert not torch.equal(after_whole[key], before[key]), key  # the step updated it
