@@ -16,7 +16,8 @@ A prior preset has the name of the tokenizer preset it goes with (`cpu-tiny`, `s
 - Classifier-free guidance is not in taming; its label dropout (0.1) and guidance as
   logits_u + s (logits_c - logits_u) follow LlamaGen (`class_dropout_prob` in
   autoregressive/models/gpt.py). `cfg_scale` 1 switches guidance off.
-`cpu-tiny` and `smoke` are sized for 2 CPU cores (about two minutes and a few seconds of training).
+`cpu-tiny` and `smoke` are sized for 2 CPU cores (about two minutes and a few seconds of training);
+`smoke` scores only a few dozen images through Inception, so it stays a quick pipeline check.
 
 Override single fields with `config.override({"train.steps": 500, "eval.n_samples": 100})`: names
 and types are checked, so a misspelt field is an error.
@@ -180,7 +181,10 @@ PRIOR_PRESETS: dict[str, PriorConfig] = {
         _preset("smoke", TransformerConfig(n_layer=1, n_head=2, n_embd=32),
                 PriorTrainConfig(batch_size=8, base_lr=1.25e-4, steps=20, log_every=5, ckpt_every=10),
                 SamplingConfig(batch_size=16),
-                GenerationEvalConfig(n_samples=16, inception_metrics=False, grid_images=16)),
+                # Inception on, on capped counts: gFID of 16 samples against 32 training images, and the
+                # tokenizer's rFID on 16 held-out images (the smoke tokenizer computes none), so the
+                # pipeline check shows gFID beside rFID; small-sample numbers (daggered), nothing to read.
+                GenerationEvalConfig(n_samples=16, reference_images=32, tokenizer_rfid_images=16, grid_images=16)),
         _preset("gpu", TransformerConfig(n_layer=12, n_head=12, n_embd=768, dropout=0.1),
                 PriorTrainConfig(batch_size=32, base_lr=4.5e-6, steps=50_000, warmup_steps=1000, log_every=100,
                                  ckpt_every=2000),

@@ -15,7 +15,11 @@ def test_presets_match_the_tokenizer_presets_and_are_valid():
     paper = prior_preset("paper")  # taming's faceshq / drin transformer sizes and its sampling
     assert (paper.model.n_layer, paper.model.n_head, paper.model.n_embd) == (24, 16, 1024)
     assert paper.sampling.top_k == 250 and paper.eval.n_samples == 50_000
-    assert prior_preset("smoke").eval.inception_metrics is False
+    smoke = prior_preset("smoke").eval  # Inception on a few dozen images: gFID beside an rFID, still quick
+    assert smoke.inception_metrics and (smoke.n_samples, smoke.reference_images, smoke.tokenizer_rfid_images) == (16, 32, 16)
+    assert all(p.eval.tokenizer_rfid_images == 0 for n, p in PRIOR_PRESETS.items() if n != "smoke")
+    with pytest.raises(UserError, match="tokenizer_rfid_images"):
+        prior_preset("smoke").override({"eval.tokenizer_rfid_images": 2})  # an interval needs 3 images
 
 
 def test_override_types_and_names():

@@ -25,7 +25,8 @@ from .toy import write_toy
 
 # A prior that learns four sequences of 64 tokens in 200 steps (a few seconds on one CPU thread).
 CFG = prior_preset("smoke").override({"train.steps": 200, "train.ckpt_every": 50, "train.base_lr": 2.5e-4,
-                                      "model.n_embd": 48, "eval.n_samples": 32, "sampling.batch_size": 16})
+                                      "model.n_embd": 48, "eval.n_samples": 32, "sampling.batch_size": 16,
+                                      "eval.inception_metrics": False})  # Inception: test_smoke_inception.py
 
 
 def _tokenizer(root, out, method="vqgan", steps=20):
@@ -69,7 +70,7 @@ def test_record_links_its_tokenizer_and_carries_config_and_protocol(toy):
     assert rec["conditional"] is True and rec["num_classes"] == 4
     assert rec["label_names"] == ["checker", "ramp", "red", "stripes"]
     assert rec["layout"]["index_shape"] == [8, 8] and rec["layout"]["vocab_size"] == 16
-    assert rec["steps_done"] == 200 and rec["metrics"]["gfid"] is None  # smoke: no Inception
+    assert rec["steps_done"] == 200 and rec["metrics"]["gfid"] is None  # Inception switched off here
     assert "inception_metrics=False" in rec["protocol"]["fid"]["skipped"]
     assert rec["metrics"]["val_nll"] < 0.1 * np.log(16)  # held out: the same four grids; uniform is ln 16
     pdir = folder.prior_dir(out, rec["prior_id"])

@@ -1,7 +1,7 @@
 """`--generate`: a prior per tokenizer cell, started once that tokenizer's record exists; a skipped
 (not failed) prior for a failed tokenizer; a rerun skips finished priors; the flags fail before any
 work. Tokenizers are the scheduling tests' micro runs (tests/bench/scheduling/tiny.py: 16 px, 4
-steps, no Inception) and the prior is `smoke` cut to a few steps and samples, so a grid takes
+steps, no Inception) and the prior is `smoke` cut to a few steps and samples, without Inception, so a grid takes
 seconds in-process; the Ray path (a local instance) is marked slow."""
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from bench.runs.config import RunConfig
 from tests.bench.scheduling import tiny
 
 PRIOR = prior_preset("smoke").override({"train.steps": 4, "train.ckpt_every": 2, "eval.n_samples": 4,
-                                        "sampling.batch_size": 4, "eval.grid_images": 4})
+                                        "sampling.batch_size": 4, "eval.grid_images": 4,
+                                        "eval.inception_metrics": False})  # scheduling only: no Inception
 
 
 @pytest.fixture(scope="module", autouse=True)
