@@ -1,5 +1,6 @@
 """The record of a prior run: `OUT/priors/<prior_id>/record.json`, written atomically, one shape for
-every status (as bench.runs.records.RunRecord): every metric key is present, None when not computed.
+every status (as bench.runs.records.RunRecord, through the same bench.core.json_record): every metric
+key is present, None when not computed.
 
 It links to its tokenizer (`tokenizer.run_id`, with the tokenizer's rFID copied in so a table can put
 gFID beside rFID without opening two files) and carries the prior's whole config, its protocol (token
@@ -11,12 +12,11 @@ Only a finished record is final: a later call redoes a failed or skipped one.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.core.atomic import write_json_atomic
+from bench.core.json_record import JsonRecord, read_json_record
 from bench.generation import folder
 from bench.generation.metrics import METRIC_KEYS
 
@@ -25,7 +25,9 @@ KIND = "prior"  # tells a prior record from a tokenizer record when both are rea
 
 
 @dataclass
-class PriorRecord:
+class PriorRecord(JsonRecord):
+    NOT_STORED = ("skipped",)  # added by run_prior to a finished record it did not redo
+
     prior_id: str
     status: str
     tokenizer: dict[str, Any]  # run_id, run_dir, method, dataset, codebook_size, seed, preset, checkpoint, rfid
@@ -52,30 +54,13 @@ class PriorRecord:
     wall_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know
 
-    def to_json(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
-        return {**self.extra, **out}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> PriorRecord:
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        known = {k: v for k, v in data.items() if k in names}
-        return cls(**known, extra={k: v for k, v in data.items() if k not in names and k != "skipped"})
-
     def write(self, out: Path | str) -> Path:
-        path = folder.prior_dir(out, self.prior_id) / folder.RECORD
-        write_json_atomic(path, self.to_json())
-        return path
+        return self.write_to(folder.prior_dir(out, self.prior_id) / folder.RECORD)
 
 
 def read_prior_record(prior_dir: Path | str) -> dict[str, Any] | None:
     """The record of a prior folder, or None when it has none (or a torn one)."""
-    import json
-
-    try:
-        return json.loads((Path(prior_dir) / folder.RECORD).read_text())
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
+    return read_json_record(Path(prior_dir) / folder.RECORD)
 
 
 def iter_prior_records(out: Path | str):

@@ -3,11 +3,11 @@
 `RunRecord` is the one shape of a record, finished or failed: both carry every key (a failed run's
 metrics are all None), so the code that reads records never branches on which keys exist. It
 serialises to the JSON that records have always had; keys it does not know (from older or newer
-versions) are kept in `extra` and written back unchanged.
+versions) are kept in `extra` and written back unchanged (bench.core.json_record, shared with the
+prior's record).
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import platform
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from bench.core import run_folder
-from bench.core.atomic import write_json_atomic
+from bench.core.json_record import JsonRecord, read_json_record
 from bench.core.paths import REPO_ROOT
 
 FINISHED, FAILED = "finished", "failed"
@@ -27,7 +27,9 @@ DRIVER_KEYS = ("skipped", "placement", "persisted")
 
 
 @dataclass
-class RunRecord:
+class RunRecord(JsonRecord):
+    NOT_STORED = DRIVER_KEYS
+
     run_id: str
     status: str  # FINISHED | FAILED
     config: dict[str, Any]  # ResolvedRun.to_dict()
@@ -62,33 +64,14 @@ class RunRecord:
                    metrics={k: None for k in metric_keys}, versions=fields.pop("versions", None) or versions(),
                    **fields)
 
-    def to_json(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
-        return {**self.extra, **out}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RunRecord:
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        known = {k: v for k, v in data.items() if k in names}
-        extra = {k: v for k, v in data.items() if k not in names and k not in DRIVER_KEYS}
-        return cls(**known, extra=extra)
-
     def write(self, out: Path | str) -> Path:
-        path = run_folder.run_dir(out, self.run_id) / run_folder.RECORD
-        write_json_atomic(path, self.to_json())
-        return path
+        return self.write_to(run_folder.run_dir(out, self.run_id) / run_folder.RECORD)
 
 
 def read_record(run_dir: Path) -> dict[str, Any] | None:
     """The record of a run folder as a dict, or None when it has none (or only a torn one, which a
     record written atomically never is: such a file is treated as absent and the run is redone)."""
-    path = Path(run_dir) / run_folder.RECORD
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
+    return read_json_record(Path(run_dir) / run_folder.RECORD)
 
 
 def iter_records(out: Path) -> Iterator[dict[str, Any]]:
