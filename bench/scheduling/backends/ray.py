@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from bench.core.errors import UserError
 from bench.scheduling.backends import Record, Report, register_backend
-from bench.scheduling.backends.ray_session import alive_nodes, connect, task_runtime_env
+from bench.scheduling.backends.ray_session import alive_nodes, cancel_and_drain, connect, task_runtime_env
 from bench.scheduling.backends.ray_tasks import prepare_task, remote_run_task
 from bench.scheduling.driver_records import failed_record, persist
 from bench.scheduling.plan import Cell
@@ -36,7 +35,6 @@ from bench.scheduling.progress import Progress
 from bench.scheduling.resources import Resources, capacity, fits
 
 DEFAULT_MAX_RETRIES = 3  # retries of a run whose worker died; errors of the run itself are never retried
-CANCEL_GRACE_S = 10.0  # after Ctrl-C, how long cancelled tasks get to stop before their workers are killed
 WAIT_TICK_S = 1.0  # the driver wakes at least this often: progress line, Ctrl-C
 
 
@@ -70,8 +68,8 @@ class RayBackend:
             nodes = alive_nodes()
             cluster_gpus = sum(n["Resources"].get("GPU", 0.0) for n in nodes)
             requests = {cell.run_id: self.resources.request(cell.config, cluster_gpus) for cell in cells}
-            _check_feasible(requests.values(), nodes, strict=session.local)
-            self._prepare(cells, requests, nodes)
+            check_feasible(requests.values(), nodes, strict=session.local)
+            prepare_nodes(cells, requests, nodes, self.worker_imports)
             runtime_env = task_runtime_env()
             refs = {self._submit(cell, requests[cell.run_id], out, force, runtime_env): cell for cell in cells}
             # "running" on the status line: how many in-flight runs fit at once (the largest request decides)
@@ -85,33 +83,6 @@ class RayBackend:
         finally:
             if session.started:
                 ray.shutdown()
-
-    def _prepare(self, cells: Sequence[Cell], requests: dict[str, dict[str, float]],
-                 nodes: list[dict[str, Any]]) -> None:
-        """Build datasets and method caches once per machine before any run starts. On a one-machine
-        Ray this happens here, in the driver. On a cluster each node that can host a run gets a small
-        task with the configs it may run: the first node alone, then the others together, so that
-        nodes sharing a filesystem find the caches built and nodes with their own disks build in
-        parallel without racing (a run never builds a shared cache while another reads it)."""
-        import ray
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        here = ray.get_runtime_context().get_node_id()
-        hosts = [n for n in nodes if any(fits(r, n["Resources"]) for r in requests.values())]
-        if not hosts or all(n["NodeID"] == here for n in hosts):
-            warn(prepare_here(cells))
-            return
-
-        def launch(node: dict[str, Any]) -> Any:
-            mine = [c.config for c in cells if fits(requests[c.run_id], node["Resources"])]
-            return ray.remote(prepare_task).options(
-                num_cpus=min(1.0, node["Resources"].get("CPU", 0.0)), max_retries=1, runtime_env=task_runtime_env(),
-                scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
-            ).remote(mine, self.worker_imports)
-
-        first = ray.get(launch(hosts[0]))
-        rest = ray.get([launch(n) for n in hosts[1:]])
-        warn(sorted({p for _, node_problems in [first, *rest] for p in node_problems}))
 
     def _submit(self, cell: Cell, req: dict[str, float], out: Path, force: bool, runtime_env: dict | None) -> Any:
         gpus = req.get("GPU", 0.0)
@@ -128,7 +99,36 @@ class RayBackend:
             cell.config, str(out), force, self.resources.threads, self.worker_imports, self.on_checkpoint)
 
 
-def _check_feasible(requests: Iterable[dict[str, float]], nodes: list[dict[str, Any]], strict: bool) -> None:
+def prepare_nodes(cells: Sequence[Cell], requests: dict[str, dict[str, float]], nodes: list[dict[str, Any]],
+                  imports: Sequence[str]) -> None:
+    """Build datasets and method caches once per machine before any run starts. On a one-machine
+    Ray this happens here, in the driver. On a cluster each node that can host a run gets a small
+    task with the configs it may run: the first node alone, then the others together, so that
+    nodes sharing a filesystem find the caches built and nodes with their own disks build in
+    parallel without racing (a run never builds a shared cache while another reads it). `requests`: what
+    one worker of each run asks for (by run id); `imports`: the modules every worker imports first."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    hosts = [n for n in nodes if any(fits(r, n["Resources"]) for r in requests.values())]
+    if not hosts or all(n["NodeID"] == here for n in hosts):
+        warn(prepare_here(cells))
+        return
+
+    def launch(node: dict[str, Any]) -> Any:
+        mine = [c.config for c in cells if fits(requests[c.run_id], node["Resources"])]
+        return ray.remote(prepare_task).options(
+            num_cpus=min(1.0, node["Resources"].get("CPU", 0.0)), max_retries=1, runtime_env=task_runtime_env(),
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
+        ).remote(mine, imports)
+
+    first = ray.get(launch(hosts[0]))
+    rest = ray.get([launch(n) for n in hosts[1:]])
+    warn(sorted({p for _, node_problems in [first, *rest] for p in node_problems}))
+
+
+def check_feasible(requests: Iterable[dict[str, float]], nodes: list[dict[str, Any]], strict: bool) -> None:
     for req in {json.dumps(r, sort_keys=True): r for r in requests}.values():
         if not any(fits(req, n["Resources"]) for n in nodes):
             have = "; ".join(_node_summary(n) for n in nodes) or "no nodes"
@@ -204,23 +204,10 @@ def _cancel(refs: dict[Any, Cell], out: Path, report: Report) -> None:
     """Ctrl-C: cancel every task that has not ended (a running one gets KeyboardInterrupt, so run_one
     writes no record and keeps its checkpoint), keep the records of runs that end meanwhile, and kill
     what is still running after CANCEL_GRACE_S. A second Ctrl-C skips the wait."""
-    import ray
 
-    pending = [ref for ref, cell in refs.items() if cell.record is None]
-    for ref in pending:
-        ray.cancel(ref, force=False)
-    deadline = time.monotonic() + CANCEL_GRACE_S
-    try:
-        while pending and time.monotonic() < deadline:
-            ready, pending = ray.wait(pending, num_returns=len(pending), timeout=0.5)
-            for ref in ready:
-                record = _outcome(ref, refs[ref], out)
-                if record is not None and record.get("persisted", True):  # None: cancelled, resumes next time
-                    report(refs[ref], record)
-    except KeyboardInterrupt:
-        pass
-    for ref in pending:
-        try:
-            ray.cancel(ref, force=True)
-        except Exception:  # noqa: BLE001 - best effort; shutting Ray down ends the rest
-            pass
+    def ended(ref: Any) -> None:
+        record = _outcome(ref, refs[ref], out)
+        if record is not None and record.get("persisted", True):  # None: cancelled, resumes next time
+            report(refs[ref], record)
+
+    cancel_and_drain([ref for ref, cell in refs.items() if cell.record is None], ended)

@@ -10,7 +10,6 @@ of the prior's own code never is. Ray is imported inside the methods.
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -26,7 +25,6 @@ if TYPE_CHECKING:
     from bench.generation.schedule import PriorJobs
 
 Record = dict[str, Any]
-CANCEL_GRACE_S = 10.0  # after Ctrl-C, how long cancelled priors get to stop before their workers are killed
 
 
 def prior_task(tok_dir: str, prior: PriorConfig, out: str, force: bool, threads: int, imports: Sequence[str],
@@ -151,24 +149,12 @@ class RayPriors:
     def _cancel(self) -> None:
         """Ctrl-C or an error in the driver: cancel the priors (a running one gets KeyboardInterrupt,
         so `run_prior` leaves its checkpoint and no record), report those that end meanwhile, kill
-        what still runs after CANCEL_GRACE_S."""
-        import ray
+        what still runs after the grace period (ray_session.cancel_and_drain)."""
+        from bench.scheduling.backends.ray_session import cancel_and_drain
 
-        pending = [r for r in self.refs if r not in self.done]
-        for ref in pending:
-            ray.cancel(ref, force=False)
-        deadline = time.monotonic() + CANCEL_GRACE_S
-        try:
-            while pending and time.monotonic() < deadline:
-                ready, pending = ray.wait(pending, num_returns=len(pending), timeout=0.5)
-                for ref in ready:
-                    record = self._outcome(ref)
-                    if "cancelled" not in str(record.get("error")):
-                        self.jobs.report(record)
-        except KeyboardInterrupt:
-            pass
-        for ref in pending:
-            try:
-                ray.cancel(ref, force=True)
-            except Exception:  # noqa: BLE001, S110 - best effort; shutting Ray down ends the rest
-                pass
+        def ended(ref: Any) -> None:
+            record = self._outcome(ref)
+            if "cancelled" not in str(record.get("error")):
+                self.jobs.report(record)
+
+        cancel_and_drain([r for r in self.refs if r not in self.done], ended)

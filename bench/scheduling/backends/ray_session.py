@@ -1,9 +1,11 @@
 """The driver's Ray session, for every Ray-based backend: join a cluster or start a local instance,
-what the workers need to import this checkout, and the nodes that are alive. Ray is imported inside
-the functions, so importing this module never loads it."""
+what the workers need to import this checkout, the nodes that are alive, and stopping tasks on
+Ctrl-C. Ray is imported inside the functions, so importing this module never loads it."""
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +15,7 @@ from bench.core.paths import REPO_ROOT
 # Shipped to the nodes of a cluster with the code (runtime_env working_dir); results and caches stay.
 WORKING_DIR_EXCLUDES = [".git", "results", ".make", "**/__pycache__", "*.pyc", ".pytest_cache", ".venv", "venv"]
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "NLTK_DATA", "TORCH_HOME")  # and every VQBENCH_*
+CANCEL_GRACE_S = 10.0  # after Ctrl-C, how long cancelled tasks get to stop before their workers are killed
 
 
 @dataclass
@@ -79,3 +82,28 @@ def alive_nodes() -> list[dict[str, Any]]:
     import ray
 
     return [n for n in ray.nodes() if n.get("Alive")]
+
+
+def cancel_and_drain(refs: Iterable[Any], on_ended: Callable[[Any], None], grace_s: float = CANCEL_GRACE_S) -> None:
+    """Ctrl-C, or an error in the driver: cancel these tasks (a running one gets KeyboardInterrupt, so
+    the run or prior leaves its checkpoint and no record), call `on_ended(ref)` for each task that
+    ends within `grace_s` (its outcome may be a record worth keeping), and kill the rest. A second
+    Ctrl-C skips the wait."""
+    import ray
+
+    pending = list(refs)
+    for ref in pending:
+        ray.cancel(ref, force=False)
+    deadline = time.monotonic() + grace_s
+    try:
+        while pending and time.monotonic() < deadline:
+            ready, pending = ray.wait(pending, num_returns=len(pending), timeout=0.5)
+            for ref in ready:
+                on_ended(ref)
+    except KeyboardInterrupt:
+        pass
+    for ref in pending:
+        try:
+            ray.cancel(ref, force=True)
+        except Exception:  # noqa: BLE001, S110 - best effort; shutting Ray down ends the rest
+            pass
