@@ -5,6 +5,14 @@ Bad input raises UserError before the run folder exists. Once it exists, the fol
 without a record: anything the run raises ends in a failed record (same keys as a finished one).
 The only exception is an interruption (Ctrl-C, a cancelled task), which leaves the checkpoint and
 no record, so that the next call resumes the run; a killed worker leaves the same, by force.
+
+Data-parallel (every worker of a torch.distributed group calls `run_one` with the same config, whose
+`workers` is the group's size): rank 0 prepares the run folder, every rank trains, rank 0 alone
+evaluates and writes the record while the others wait at a barrier, then they return rank 0's
+record. An error in training raises on every rank without a record: the other ranks are inside a
+collective that cannot complete, so the group must be stopped and the launcher decides whether the
+error is the run's own (a failed record) or a lost worker (a restart from rank 0's checkpoint): the
+ray-train backend does (bench/scheduling/backends/ray_train.py). One worker behaves as before.
 """
 from __future__ import annotations
 
@@ -19,6 +27,7 @@ import torch
 import datasets
 from bench.core import run_folder
 from bench.core.atomic import write_json_atomic
+from bench.core.errors import UserError
 from bench.core.images import to_float
 from bench.core.paths import REPO_ROOT
 from bench.evaluation.evaluator import evaluate
@@ -27,6 +36,7 @@ from bench.runs import records
 from bench.runs.config import ResolvedRun, RunConfig, resolve
 from bench.runs.records import RunRecord
 from bench.training.loop import pick_device, train
+from bench.training.replicas import Replicas, current
 
 DEFAULT_OUT = REPO_ROOT / "results"
 
@@ -43,38 +53,66 @@ def run_one(config: RunConfig, out: Path | str = DEFAULT_OUT, force: bool = Fals
             on_checkpoint: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Run one config to a record (dict). A finished record is returned as is unless `force`."""
     run = resolve(config)
+    replicas = current()
+    if replicas.world_size != config.workers:
+        raise UserError(f"{run.describe()} asks for {config.workers} data-parallel worker(s) but runs in a group of "
+                        f"{replicas.world_size}; run it with the ray-train backend (--workers-per-run "
+                        f"{config.workers}), or with workers={replicas.world_size}")
     run_dir = run_folder.run_dir(out, run.run_id)
+    # Every rank reads the same folder: a finished record there makes them all return now, and nothing
+    # deletes a finished record without `force` (which every rank is given), so they agree.
     if not force and (done := finished_record(run, out)) is not None:
         return done
-    if run_dir.exists() and (force or records.read_record(run_dir) is not None):
-        shutil.rmtree(run_dir)  # start over: forced, or a failure (which is never resumed)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if replicas.is_main:  # the others leave the folder alone: train() waits for rank 0 before reading it
+        if run_dir.exists() and (force or records.read_record(run_dir) is not None):
+            shutil.rmtree(run_dir)  # start over: forced, or a failure (which is never resumed)
+        run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     device = pick_device(config.device)
     context = dict(versions=records.versions(), device=str(device), torch_threads=torch.get_num_threads(),
                    compiled=config.compile, data_root=config.data_root, optimization=run.optimization(),
                    preset_source=run.preset_source)
     splits: dict[str, Any] = {}
+    trained: list[bool] = []  # set once training has ended: the group is past its last collective of training
     try:
-        record = _train_and_evaluate(run, run_dir, device, splits, progress, on_checkpoint, context)
+        record = _train_and_evaluate(run, run_dir, device, splits, progress, on_checkpoint, context, replicas, trained)
     except KeyboardInterrupt:
         raise  # interrupted, not failed: no record, the checkpoint stays, the next call resumes
     except Exception as exc:  # noqa: BLE001 - every failure of the run becomes its record (module docstring)
+        if replicas.active and not (trained and replicas.is_main):
+            raise  # in a group only rank 0's evaluation records its own failure (module docstring)
         record = RunRecord.failed(run.run_id, run.to_dict(), f"{type(exc).__name__}: {exc}", traceback.format_exc(),
                                   metric_keys=keys.RECORD_METRICS, **context)
-    record.data = {name: ds.stats() for name, ds in splits.items()}
-    record.wall_s = time.perf_counter() - t0
-    record.write(out)
-    return record.to_json()
+    if record is not None:
+        record.data = {name: ds.stats() for name, ds in splits.items()}
+        record.wall_s = time.perf_counter() - t0
+        record.write(out)
+    if not replicas.active:
+        return record.to_json()
+    replicas.barrier()  # rank 0 has written the record
+    return record.to_json() if record is not None else _read_written(run_dir)
+
+
+def _read_written(run_dir: Path) -> dict[str, Any]:
+    """The record rank 0 wrote, as the other ranks of its group return it."""
+    written = records.read_record(run_dir)
+    if written is None:
+        raise RuntimeError(f"rank 0 passed the barrier without a record in {run_dir}")
+    return written
 
 
 def _train_and_evaluate(run: ResolvedRun, run_dir: Path, device: torch.device, splits: dict[str, Any], progress: bool,
-                        on_checkpoint: Callable[[int], None] | None, context: dict[str, Any]) -> RunRecord:
+                        on_checkpoint: Callable[[int], None] | None, context: dict[str, Any], replicas: Replicas,
+                        trained: list[bool]) -> RunRecord | None:
+    """The finished record (rank 0), or None on the other ranks of a group, which do not evaluate."""
     resolution = run.model.resolution
     for split in ("train", "val"):
         splits[split] = datasets.create(run.dataset, split, resolution, run.config.data_root, **run.data_options())
     result = train(run, splits["train"], run_dir, device, on_checkpoint=on_checkpoint, progress=progress,
-                   compile=run.config.compile)
+                   compile=run.config.compile, replicas=replicas)
+    trained.append(True)
+    if not replicas.is_main:
+        return None
     metrics, protocol = evaluate(result.model, splits["val"], run_dir, device, run.train.eval_batch_size,
                                  run.train.num_workers, perceptual=run.train.perceptual_metrics)
     positions, per_position = _code_layout(result.model, splits["val"], device)
