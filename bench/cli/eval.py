@@ -56,17 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder of one dataset, e.g. imagenet=/x/imagenet (repeatable)")
     p.add_argument("--dataset-option", type=parsing.dataset_option, action="append", default=[], metavar="KEY=VALUE",
                    help="a dataset option for every dataset, e.g. resize_filter=lanczos (repeatable; part of the run id)")
-    p.add_argument("--limit-val", type=parsing.positive_int, default=None, metavar="N",
-                   help="evaluate on the first N validation images by sorted name (recorded; part of the run id)")
-    p.add_argument("--skip-bad-images", action="store_true",
-                   help="skip unreadable image files and count them in the record instead of failing the run")
-    p.add_argument("--dataset-cache", action="store_true",
-                   help="decode each split once into a memory-mapped cache under $VQBENCH_CACHE and read it after")
-    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    parsing.add_dataset_args(p)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: results/)")
     p.add_argument("--force", action="store_true", help="evaluate again checkpoints whose records are finished")
     p.add_argument("--no-progress", action="store_true", help="no progress line")
-    _add_scheduling_args(p)
+    _add_scheduling_args(p, data_parallel=False)  # an evaluation has no training to split over workers
     return p
 
 

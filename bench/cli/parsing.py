@@ -1,5 +1,5 @@
 """Argument types and the parser class every subcommand uses: one-line errors, bounded numbers,
-comma-separated lists and KEY=VALUE options."""
+comma-separated lists and KEY=VALUE options; and the dataset flags `run` and `eval` share."""
 from __future__ import annotations
 
 import argparse
@@ -96,3 +96,14 @@ def resource(text: str) -> tuple[str, float]:
     if not sep or not name.strip():
         raise argparse.ArgumentTypeError(f"expected NAME=AMOUNT, got {text!r}")
     return name.strip(), positive_float(amount)
+
+
+def add_dataset_args(p: argparse.ArgumentParser) -> None:
+    """How the validation split is read and where the model runs, the same for `run` and `eval`."""
+    p.add_argument("--limit-val", type=positive_int, default=None, metavar="N",
+                   help="evaluate on the first N validation images by sorted name (recorded; part of the run id)")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="skip unreadable image files and count them in the record instead of failing the run")
+    p.add_argument("--dataset-cache", action="store_true",
+                   help="decode each split once into a memory-mapped cache under $VQBENCH_CACHE and read it after")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")

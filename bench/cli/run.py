@@ -60,13 +60,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset-option", type=parsing.dataset_option, action="append", default=[], metavar="KEY=VALUE",
                    help="a dataset option for every dataset, e.g. train_crop=center, hflip=False, "
                         "resize_filter=lanczos (repeatable; part of the run id)")
-    p.add_argument("--limit-val", type=parsing.positive_int, default=None, metavar="N",
-                   help="evaluate on the first N validation images by sorted name (recorded; part of the run id)")
-    p.add_argument("--skip-bad-images", action="store_true",
-                   help="skip unreadable image files and count them in the record instead of failing the run")
-    p.add_argument("--dataset-cache", action="store_true",
-                   help="decode each split once into a memory-mapped cache under $VQBENCH_CACHE and read it after")
-    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    parsing.add_dataset_args(p)
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the encoder, decoder and discriminator (worth it on a GPU for long runs; "
                         "recorded, not part of the run id)")
@@ -92,13 +86,15 @@ FLAG_OPTIONS = {"--ray-address": "address", "--num-cpus": "num_cpus", "--num-gpu
 DEFAULT_BACKEND = "ray"
 
 
-def _add_scheduling_args(p: argparse.ArgumentParser) -> None:
+def _add_scheduling_args(p: argparse.ArgumentParser, data_parallel: bool = True) -> None:
+    """The scheduling flags; `data_parallel`: also --workers-per-run (training runs only)."""
     from bench.scheduling import backends
     from bench.scheduling.backends.ray import DEFAULT_MAX_RETRIES
 
     g = p.add_argument_group("scheduling", "How the runs are executed (docs/scheduling.md). By default each run is a "
                              "Ray task: a local Ray instance sized to this machine, or a cluster with --ray-address. "
-                             "The flags below --no-ray are the ray backend's.")
+                             "The flags below --no-ray are the Ray backends' (ray; ray-train, which "
+                             "--workers-per-run N > 1 selects).")
     described = "; ".join(f"{name}{' (default)' if name == DEFAULT_BACKEND else ''} {backends.summary(name)}"
                           for name in backends.available())
     g.add_argument("--backend", default=None, metavar="NAME", help=f"what executes the runs: {described}")
@@ -110,11 +106,17 @@ def _add_scheduling_args(p: argparse.ArgumentParser) -> None:
                    help="CPUs of the local Ray instance (default: all of this machine's)")
     g.add_argument("--num-gpus", type=parsing.non_negative_int, default=None, metavar="N",
                    help="GPUs of the local Ray instance (default: all of this machine's)")
+    if data_parallel:
+        g.add_argument("--workers-per-run", type=parsing.positive_int, default=None, metavar="N",
+                       help="train each run on N data-parallel workers (the ray-train backend: Ray Train, GPUs or "
+                            "CPU processes); N must divide the preset's global batch; not part of the run id "
+                            "(default: 1)")
     g.add_argument("--cpus-per-run", type=parsing.positive_float, default=None, metavar="N",
-                   help="CPUs each run asks for, also its torch thread count (default: 1)")
+                   help="CPUs each run (each worker, with --workers-per-run) asks for, also its torch thread count "
+                        "(default: 1)")
     g.add_argument("--gpus-per-run", type=parsing.non_negative_float, default=None, metavar="N",
-                   help="GPUs each run asks for; 0.5 packs two runs per GPU (default: 1 when the cluster has GPUs, "
-                        "else 0)")
+                   help="GPUs each run (each worker, with --workers-per-run) asks for; 0.5 packs two runs per GPU "
+                        "(default: 1 when the cluster has GPUs, else 0)")
     g.add_argument("--memory-per-run", default=None, metavar="SIZE",
                    help="memory each run asks Ray for, e.g. 8G (default: not scheduled by memory)")
     g.add_argument("--resource", type=parsing.resource, action="append", default=[], metavar="NAME=AMOUNT",
@@ -124,11 +126,21 @@ def _add_scheduling_args(p: argparse.ArgumentParser) -> None:
                         f"checkpoint; errors of the run itself are never retried (default: {DEFAULT_MAX_RETRIES})")
 
 
+DATA_PARALLEL_BACKEND = "ray-train"  # what --workers-per-run N > 1 runs on
+
+
 def _backend_name(opts: argparse.Namespace) -> str:
     from bench.scheduling import backends
 
     if opts.no_ray and opts.backend not in (None, "local"):
         raise UserError(f"--no-ray is --backend local, but --backend {opts.backend} was given; drop one or the other")
+    workers = getattr(opts, "workers_per_run", None) or 1
+    if workers > 1:
+        given = "--no-ray" if opts.no_ray else f"--backend {opts.backend}" if opts.backend else None
+        if given is not None and (opts.no_ray or backends.registry.canonical(opts.backend) != DATA_PARALLEL_BACKEND):
+            raise UserError(f"--workers-per-run {workers} trains each run on {workers} workers through Ray Train "
+                            f"(--backend {DATA_PARALLEL_BACKEND}), but {given} was given; drop one or the other")
+        return DATA_PARALLEL_BACKEND
     name = "local" if opts.no_ray else opts.backend or DEFAULT_BACKEND
     return backends.registry.canonical(name)  # an unknown name: one line with suggestions
 
@@ -193,7 +205,8 @@ def run(opts: argparse.Namespace) -> int:
     data = _dataset_settings(opts)
     configs = [
         config.RunConfig(method=m, dataset=d, codebook_size=k, seed=s, preset=opts.preset, steps=opts.steps,
-                         method_options=per_method.get(m, {}), device=opts.device, compile=opts.compile, **data)
+                         method_options=per_method.get(m, {}), device=opts.device, compile=opts.compile,
+                         workers=opts.workers_per_run or 1, **data)
         for d in opts.datasets for k in opts.codebook_sizes for m in chosen for s in opts.seeds
     ]
     preset_name, why = presets.choose(opts.preset)  # an unknown name stops here, before any work

@@ -108,3 +108,4 @@ def create(name: str, **options: Any) -> Backend:
 
 # The built-in backends register themselves on import; a new backend adds its line here.
 from bench.scheduling.backends import local, ray  # noqa: F401
+from bench.scheduling.backends import ray_train  # noqa: F401

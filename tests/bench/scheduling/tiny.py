@@ -1,5 +1,6 @@
-"""Test-only fixtures for the scheduling tests: a micro preset, two micro datasets, a method whose
-`prepare` leaves a trace, and an `on_checkpoint` hook that kills its own worker once.
+"""Test-only fixtures for the scheduling tests: a micro preset (and two presets with a fixed
+micro-batch, for the data-parallel tests), two micro datasets, a method whose `prepare` leaves a
+trace, and an `on_checkpoint` hook that kills its own worker once.
 
 Nothing is registered on import: other test modules parametrise over the registries, so the test
 process registers these only while a scheduling test module runs (`registered()`), and the Ray
@@ -39,6 +40,18 @@ _PRESET = presets.Preset(
     presets.TrainPreset(batch_size=4, base_lr=1e-3, steps=STEPS, disc_start=10**9, perceptual_weight=0.0, log_every=1,
                        ckpt_every=CKPT_EVERY, eval_batch_size=8, perceptual_metrics=False),
 )
+
+
+# The same recipes with a fixed micro-batch of half the global batch, so one worker accumulates 2
+# micro-batches and 2 data-parallel workers take one each (the data-parallel tests compare the two).
+SPLIT_PRESET = "test-micro-split"
+_SPLIT_PRESET = dataclasses.replace(_PRESET, name=SPLIT_PRESET, description="tests only: test-micro, 2 images per "
+                                    "forward pass", train=dataclasses.replace(_PRESET.train, micro_batch=2))
+SMOKE_SPLIT_PRESET = "test-smoke-split"
+_SMOKE = presets.PRESETS["smoke"]
+_SMOKE_SPLIT_PRESET = dataclasses.replace(_SMOKE, name=SMOKE_SPLIT_PRESET, description="tests only: smoke, 4 images "
+                                          "per forward pass", train=dataclasses.replace(_SMOKE.train, micro_batch=4))
+_PRESETS = (_PRESET, _SPLIT_PRESET, _SMOKE_SPLIT_PRESET)
 
 
 def _noise(split: str, resolution: int, n: int) -> torch.Tensor:
@@ -95,11 +108,17 @@ class TracedVQGAN(VQGANQuantizer):
 @dataclasses.dataclass(frozen=True)
 class KillOnce:
     """`on_checkpoint` hook: the first time any run reaches a checkpoint, SIGKILL the process it runs
-    in (a Ray worker), as the OOM killer or a lost node would. The marker file makes it once only."""
+    in (a Ray worker), as the OOM killer or a lost node would. The marker file makes it once only.
+    `rank`: only that rank of a data-parallel group kills itself (the others train on)."""
 
     marker: str
+    rank: int | None = None
 
     def __call__(self, step: int) -> None:
+        from methods import distributed
+
+        if self.rank is not None and distributed.rank() != self.rank:
+            return
         try:
             fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
@@ -127,7 +146,8 @@ def register() -> None:
     from datasets import registry as dataset_registry
     from methods import registry as method_registry
 
-    presets.PRESETS[PRESET] = _PRESET
+    for p in _PRESETS:
+        presets.PRESETS[p.name] = p
     if DATASET not in dataset_registry._REGISTRY:
         register_dataset(DATASET, "tests only: 16 train / 8 val smooth random images")(noise)
         register_dataset(BROKEN_DATASET, "tests only: every image read raises RuntimeError")(broken)
@@ -139,7 +159,8 @@ def unregister() -> None:
     from datasets import registry as dataset_registry
     from methods import registry as method_registry
 
-    presets.PRESETS.pop(PRESET, None)
+    for p in _PRESETS:
+        presets.PRESETS.pop(p.name, None)
     for name in (DATASET, BROKEN_DATASET):
         dataset_registry._REGISTRY.pop(name, None)
     method_registry._REGISTRY.remove(TRACED_METHOD)

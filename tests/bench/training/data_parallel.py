@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import signal
 import socket
 from pathlib import Path
 
@@ -34,11 +35,14 @@ def fixed_batch(resolution: int) -> torch.Tensor:
 
 
 def train_and_save(method: str, workers: int, steps: int, run_dir: str, result: str, rank: int = 0,
-                   stop_at: int | None = None, options: dict | None = None, micro: int = MICRO) -> None:
+                   stop_at: int | None = None, options: dict | None = None, micro: int = MICRO,
+                   kill_at: tuple[int, int] | None = None) -> None:
     """Train (as `rank` of `workers`), then save the rank's codebook, quantizer state and its
     reconstruction of a fixed batch to `result`. `stop_at`: every worker stops after that checkpoint,
-    as a whole-group restart would find it. `micro`: images per forward pass (the smoke preset's
-    global batch of 8 is 1 worker x 2 x 4 by default; 8 is the whole batch at once)."""
+    as a whole-group restart would find it. `kill_at` (rank, step): that rank SIGKILLs itself after
+    that checkpoint, as the OOM killer would; the others fail in their next collective. `micro`:
+    images per forward pass (the smoke preset's global batch of 8 is 1 worker x 2 x 4 by default; 8
+    is the whole batch at once)."""
     torch.set_num_threads(1)
     run = run_for(method, workers, steps, options, micro)
     replicas = Replicas(rank, workers)
@@ -46,6 +50,8 @@ def train_and_save(method: str, workers: int, steps: int, run_dir: str, result: 
     def stop(step: int) -> None:
         if stop_at is not None and step == stop_at:
             raise SystemExit(0)
+        if kill_at == (rank, step):
+            os.kill(os.getpid(), signal.SIGKILL)
 
     data = datasets.create("photos", "train", run.model.resolution)
     try:
@@ -72,16 +78,19 @@ def _codebook(quantizer: torch.nn.Module) -> torch.Tensor:
 
 
 def _worker(rank: int, workers: int, port: int, method: str, steps: int, run_dir: str, results: str,
-            stop_at: int | None, options: dict | None) -> None:
+            stop_at: int | None, options: dict | None, kill_at: tuple[int, int] | None) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=workers)
     try:
-        train_and_save(method, workers, steps, run_dir, f"{results}.rank{rank}", rank, stop_at, options)
+        train_and_save(method, workers, steps, run_dir, f"{results}.rank{rank}", rank, stop_at, options,
+                       kill_at=kill_at)
     finally:
         dist.destroy_process_group()
 
 
 def spawn(method: str, workers: int, steps: int, run_dir: Path, results: Path, stop_at: int | None = None,
-          options: dict | None = None) -> None:
+          options: dict | None = None, kill_at: tuple[int, int] | None = None) -> None:
+    """Train on `workers` gloo processes; a worker that dies (`kill_at`) raises ProcessExitedException here
+    after the others are stopped, as a launcher that restarts the group would see it."""
     torch.multiprocessing.spawn(_worker, args=(workers, free_port(), method, steps, str(run_dir), str(results),
-                                               stop_at, options), nprocs=workers, join=True)
+                                               stop_at, options, kill_at), nprocs=workers, join=True)

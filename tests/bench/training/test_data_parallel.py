@@ -17,8 +17,10 @@ in memory, the whole global batch on 2 workers (marginals reduced over them) but
 an accumulating worker; it matches 1 worker taking the whole batch at once instead."""
 import pytest
 import torch
+from torch.multiprocessing import ProcessExitedException
 
 from bench.core import run_folder
+from bench.training.train_log import read_train_log
 
 from .data_parallel import MICRO, spawn, train_and_save
 
@@ -112,6 +114,22 @@ def _stop_and_resume(method, tmp_path, options=None):
 
 def test_a_stopped_group_resumes_from_rank_0s_checkpoint(tmp_path):
     _stop_and_resume("vqgan", tmp_path)
+
+
+@pytest.mark.slow  # three groups of 2 processes: over a minute on the shared 2-core machine
+def test_a_group_that_lost_a_killed_worker_resumes_from_rank_0s_checkpoint(tmp_path):
+    """Rank 1 is SIGKILLed after the step-6 checkpoint (rank 0 trains on until its next all-reduce
+    fails); the group started again resumes from rank 0's checkpoint and ends where an uninterrupted
+    group does, bit for bit."""
+    spawn("vqgan", 2, STEPS, tmp_path / "straight", tmp_path / "straight.pt")
+    with pytest.raises(ProcessExitedException, match="process 1 terminated with signal SIGKILL"):
+        spawn("vqgan", 2, STEPS, tmp_path / "resumed", tmp_path / "killed.pt", kill_at=(1, 6))
+    assert not (tmp_path / "killed.pt.rank0").exists() and (tmp_path / "resumed" / run_folder.CHECKPOINT).exists()
+    spawn("vqgan", 2, STEPS, tmp_path / "resumed", tmp_path / "resumed.pt")
+    assert read_train_log(tmp_path / "resumed")[-1]["step"] == STEPS
+    for rank in (0, 1):
+        a, b = torch.load(tmp_path / f"straight.pt.rank{rank}"), torch.load(tmp_path / f"resumed.pt.rank{rank}")
+        assert torch.equal(a["codebook"], b["codebook"]) and torch.equal(a["xrec"], b["xrec"])
 
 
 @pytest.mark.slow
