@@ -64,6 +64,8 @@ def test_smoke_prior_gives_gfid_with_interval_and_an_rfid_beside_it(tokenizer, s
     # the rFID the prior measured: the toy's 8 held-out images (fewer than the 16 asked) against their
     # reconstructions, as the evaluator reconstructs them
     assert proto["tokenizer_rfid"]["n_images"] == 8 and proto["tokenizer_rfid"]["of"] == 8
+    assert proto["tokenizer_rfid"]["originals_cached"] is False  # computed now, kept for the next tokenizer
+    assert "__val__" in proto["tokenizer_rfid"]["originals_file"]  # all 8: the whole split's entry
     tok = load_tokenizer(tok_dir, torch.device("cpu"))
     originals = torch.stack(list(view_dataset(tok, "val")))
     recons = reconstruct_batch(tok.model, originals, torch.device("cpu"))[0]
