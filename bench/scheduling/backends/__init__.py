@@ -1,6 +1,7 @@
 """Scheduling backends: what executes the cells of a grid once the driver (bench/scheduling/grid.py)
 has validated them and set the finished ones aside. `local` runs them one after another in this
-process; `ray` runs each as a Ray task on this machine or a cluster. Only the `ray*` modules import
+process; `ray` runs each as a Ray task on this machine or a cluster; `ray-train` trains each on
+`RunConfig.workers` data-parallel workers, one Ray Train fit per run. Only the `ray*` modules import
 Ray, and only inside functions, so choosing `local` never loads it.
 
 A backend is a class registered by name. Its constructor's keyword arguments are its options
@@ -10,23 +11,10 @@ does not take is a TypeError naming it), and it has a `summary` and one method, 
 the `on_record` callback, the status line's counts and the Ctrl-C summary.
 
 Adding a backend is one new file plus its import line at the end of this module; nothing else
-changes. For example, data-parallel runs through Ray Train, in `backends/ray_train.py`:
-
-    from bench.scheduling.backends import register_backend
-    from bench.scheduling.backends.ray_session import connect
-
-    @register_backend("ray-train")
-    class RayTrainBackend:
-        summary = "trains each run on several GPUs at once (Ray Train)"
-
-        def __init__(self, address: str | None = None, workers_per_run: int = 2) -> None:
-            ...  # check the options here: a bad value fails before any work starts
-
-        def run(self, cells, out, force, progress, report) -> None:
-            session = connect(self.address)  # reuses the ray backend's session helpers, unchanged
-            for cell in cells:
-                record = ...  # a TorchTrainer fit of run_one(cell.config, ...)
-                report(cell, record)
+changes. `ray_train.py` was added so: it reuses the ray backend's session and preparation helpers
+(ray_session.connect, ray.prepare_nodes) unchanged, and every worker runs the same job function
+as every backend (bench.scheduling.plan.run_job). The smallest example, runs in a few worker
+processes without Ray, is in docs/scheduling.md ("Backends: adding one").
 
 The CLI passes the scheduling flags (--ray-address, --cpus-per-run, ...) whose option names the
 backend's constructor takes, and refuses the others with one line.
