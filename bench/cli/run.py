@@ -109,7 +109,7 @@ def _add_scheduling_args(p: argparse.ArgumentParser, data_parallel: bool = True)
     if data_parallel:
         g.add_argument("--workers-per-run", type=parsing.positive_int, default=None, metavar="N",
                        help="train each run on N data-parallel workers (the ray-train backend: Ray Train, GPUs or "
-                            "CPU processes); N must divide the preset's global batch; not part of the run id "
+                            "CPU processes); N must split the preset's global batch; not part of the run id "
                             "(default: 1)")
     g.add_argument("--cpus-per-run", type=parsing.positive_float, default=None, metavar="N",
                    help="CPUs each run (each worker, with --workers-per-run) asks for, also its torch thread count "

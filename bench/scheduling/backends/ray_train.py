@@ -222,9 +222,14 @@ class RayTrainBackend:
 
 def _check_groups(cells: Sequence[Cell], requests: dict[str, dict[str, float]], nodes: list[dict[str, Any]],
                   strict: bool) -> None:
-    """A run's N workers must fit on the cluster at once, or its fit waits for ever."""
+    """A run's N workers must fit on the cluster at once, or its fit waits for ever; and NCCL needs a
+    GPU of its own per worker (two ranks on one GPU fail)."""
     for cell in cells:
         n, room = workers_of(cell.config), capacity(requests[cell.run_id], [node["Resources"] for node in nodes])
+        gpus = requests[cell.run_id].get("GPU", 0.0)
+        if n > 1 and gpus and gpus != int(gpus):
+            raise UserError(f"--gpus-per-run {gpus:g} with --workers-per-run {n}: each data-parallel worker needs "
+                            "whole GPUs (NCCL cannot put two ranks on one GPU); use --gpus-per-run 1")
         if n > room:
             msg = (f"{cell.run.describe()} needs {n} workers of {requests[cell.run_id]} at once, and the Ray nodes "
                    f"have room for {room}")

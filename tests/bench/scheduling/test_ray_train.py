@@ -15,6 +15,7 @@ from ray.train import ControllerError, WorkerGroupError
 from bench import api
 from bench.cli import main as cli
 from bench.core import run_folder
+from bench.core.errors import UserError
 from bench.runs import records
 from bench.runs.config import RunConfig
 from bench.runs.records import RunRecord
@@ -169,6 +170,16 @@ def test_an_error_of_the_run_is_recorded_and_not_retried(monkeypatch, tmp_path):
 def test_a_fit_without_a_record_says_the_folder_must_be_shared(monkeypatch, tmp_path):
     record, _, _ = _drive(monkeypatch, tmp_path, ["nothing"])
     assert record["status"] == "failed" and "--out must be a folder that the driver and every worker share" in record["error"]
+
+
+def test_a_group_must_fit_at_once_and_have_whole_gpus():
+    cells = plan_cells([_cfg(workers=2)])
+    one_cpu = [{"Resources": {"CPU": 1.0, "GPU": 2.0}}]
+    with pytest.raises(UserError, match="needs 2 workers .* room for 1"):
+        ray_train._check_groups(cells, {cells[0].run_id: {"CPU": 1.0}}, one_cpu, strict=True)
+    with pytest.raises(UserError, match="--gpus-per-run 0.5 with --workers-per-run 2"):
+        ray_train._check_groups(cells, {cells[0].run_id: {"CPU": 0.5, "GPU": 0.5}}, one_cpu, strict=True)
+    ray_train._check_groups(cells, {cells[0].run_id: {"CPU": 0.5, "GPU": 1.0}}, one_cpu, strict=True)  # fits
 
 
 def test_eval_jobs_and_training_runs_get_their_group_size():
