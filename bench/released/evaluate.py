@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import shutil
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ import datasets
 from bench.core import run_folder
 from bench.core.atomic import write_json_atomic
 from bench.evaluation.evaluator import evaluate
-from bench.evaluation.metrics import keys
 from bench.released.job import ReleasedEval, ResolvedEval
 from bench.released.load import SOURCE, load_released
 from bench.runs import records
@@ -57,11 +55,8 @@ def evaluate_released(job: ReleasedEval, out: Path | str, force: bool = False, p
     except KeyboardInterrupt:
         raise  # interrupted, not failed: no record; the next call evaluates again
     except Exception as exc:  # noqa: BLE001 - every failure of the evaluation becomes its record, as in run_one
-        record = RunRecord.failed(run.run_id, run.to_dict(), f"{type(exc).__name__}: {exc}", traceback.format_exc(),
-                                  metric_keys=keys.RECORD_METRICS, **context)
-    record.data = {name: ds.stats() for name, ds in splits.items()}
-    record.wall_s = time.perf_counter() - t0
-    record.write(out)
+        record = RunRecord.from_exception(run.run_id, run.to_dict(), exc, **context)
+    record.close(splits, t0, out)
     return record.to_json()
 
 

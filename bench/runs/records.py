@@ -12,6 +12,8 @@ import functools
 import json
 import platform
 import subprocess
+import time
+import traceback as tb
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,6 +21,7 @@ from typing import Any, Iterator
 from bench.core import run_folder
 from bench.core.json_record import JsonRecord, read_json_record
 from bench.core.paths import REPO_ROOT
+from bench.evaluation.metrics import keys
 
 FINISHED, FAILED = "finished", "failed"
 VERSION = "0.1.0"
@@ -63,6 +66,20 @@ class RunRecord(JsonRecord):
         return cls(run_id, FAILED, config, error=error, traceback=traceback,
                    metrics={k: None for k in metric_keys}, versions=fields.pop("versions", None) or versions(),
                    **fields)
+
+    @classmethod
+    def from_exception(cls, run_id: str, config: dict[str, Any], exc: BaseException, **fields: Any) -> RunRecord:
+        """The failed record of a job that raised `exc`; call it inside the `except` block, whose traceback
+        it keeps. Trained runs and released-checkpoint evaluations fail the same way."""
+        return cls.failed(run_id, config, f"{type(exc).__name__}: {exc}", tb.format_exc(),
+                          metric_keys=keys.RECORD_METRICS, **fields)
+
+    def close(self, splits: dict[str, Any], started: float, out: Path | str) -> None:
+        """Finish and write the record of a job that began at `started` (time.perf_counter()): what each
+        dataset split read (images, bad files skipped), the wall time, then the atomic write."""
+        self.data = {name: ds.stats() for name, ds in splits.items()}
+        self.wall_s = time.perf_counter() - started
+        self.write(out)
 
     def write(self, out: Path | str) -> Path:
         return self.write_to(run_folder.run_dir(out, self.run_id) / run_folder.RECORD)

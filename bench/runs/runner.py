@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import shutil
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,7 +30,6 @@ from bench.core.errors import UserError
 from bench.core.images import to_float
 from bench.core.paths import REPO_ROOT
 from bench.evaluation.evaluator import evaluate
-from bench.evaluation.metrics import keys
 from bench.runs import records
 from bench.runs.config import ResolvedRun, RunConfig, resolve
 from bench.runs.records import RunRecord
@@ -81,12 +79,9 @@ def run_one(config: RunConfig, out: Path | str = DEFAULT_OUT, force: bool = Fals
     except Exception as exc:  # noqa: BLE001 - every failure of the run becomes its record (module docstring)
         if replicas.active and not (trained and replicas.is_main):
             raise  # in a group only rank 0's evaluation records its own failure (module docstring)
-        record = RunRecord.failed(run.run_id, run.to_dict(), f"{type(exc).__name__}: {exc}", traceback.format_exc(),
-                                  metric_keys=keys.RECORD_METRICS, **context)
+        record = RunRecord.from_exception(run.run_id, run.to_dict(), exc, **context)
     if record is not None:
-        record.data = {name: ds.stats() for name, ds in splits.items()}
-        record.wall_s = time.perf_counter() - t0
-        record.write(out)
+        record.close(splits, t0, out)
     if not replicas.active:
         return record.to_json()
     replicas.barrier()  # rank 0 has written the record
