@@ -23,16 +23,11 @@ from bench.core import run_folder
 from bench.core.atomic import write_json_atomic
 from bench.evaluation.evaluator import evaluate
 from bench.released.job import ReleasedEval, ResolvedEval
-from bench.released.load import SOURCE, load_released
+from bench.released.load import load_released
 from bench.runs import records
 from bench.runs.records import RunRecord
 from bench.runs.runner import _code_layout, finished_record
 from bench.training.loop import pick_device
-
-
-def released_keys(run: ResolvedEval) -> dict[str, Any]:
-    """The keys a released record has beyond a trained run's (finished or failed alike)."""
-    return {"source": SOURCE, "checkpoint": run.checkpoint(), "released": run.description}
 
 
 def evaluate_released(job: ReleasedEval, out: Path | str, force: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -48,7 +43,7 @@ def evaluate_released(job: ReleasedEval, out: Path | str, force: bool = False, p
     device = pick_device(job.device)
     context: dict[str, Any] = {"versions": records.versions(), "device": str(device),
                                "torch_threads": torch.get_num_threads(), "compiled": False, "data_root": job.data_root,
-                               "optimization": {}, "preset_source": "released checkpoint", "extra": released_keys(run)}
+                               "optimization": {}, "preset_source": "released checkpoint", "extra": run.record_keys()}
     splits: dict[str, Any] = {}
     try:
         record = _evaluate(run, run_dir, device, splits, context)

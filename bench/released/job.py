@@ -125,6 +125,13 @@ class ResolvedEval:
         return {"kind": self.description["kind"], "path": self.description.get("path", self.config.path),
                 "sha256": self.description["sha256"]}
 
+    def record_keys(self) -> dict[str, Any]:
+        """The top-level keys its record has beyond a trained run's, finished or failed, whoever writes it
+        (the evaluation, or the driver for a worker that died): tables tell released rows by `source`."""
+        from bench.released.load import SOURCE
+
+        return {"source": SOURCE, "checkpoint": self.checkpoint(), "released": self.description}
+
     def to_dict(self) -> dict[str, Any]:
         """The record's `config`: a trained run's fields where they mean the same (method, dataset,
         codebook_size, method_options, dataset_options, model), `preset` naming the kind so that

@@ -29,5 +29,7 @@ def failed_record(cell: Cell, error: str, tb: str | None = None) -> Record:
     """A failure `run_one` could not record itself: its worker died, or it was cancelled."""
     from bench.evaluation.metrics import keys
 
+    # A job kind whose records carry more top-level keys (a released checkpoint's `source`) says which.
+    extra = cell.run.record_keys() if hasattr(cell.run, "record_keys") else {}
     return RunRecord.failed(cell.run_id, cell.run.to_dict(), error, tb, metric_keys=keys.RECORD_METRICS,
-                            data_root=cell.config.data_root).to_json()
+                            data_root=cell.config.data_root, extra=extra).to_json()

@@ -40,3 +40,21 @@ def test_failed_record_has_the_finished_shape():
     assert rec["status"] == "failed" and rec["run_id"] == cell.run_id and rec["error"] == "WorkerCrashedError: gone"
     assert set(rec["metrics"]) == set(keys.RECORD_METRICS) and all(v is None for v in rec["metrics"].values())
     assert rec["config"] == cell.run.to_dict()
+
+
+def test_failed_record_of_a_released_evaluation_is_marked_released():
+    """A released checkpoint's evaluation whose worker died gets the driver's failed record; it must
+    still say `source: released` (and which file), or the tables would pool it with trained runs."""
+    from bench.released.job import ReleasedEval
+
+    description = {"kind": "taming", "method": "vqgan", "codebook_size": 16, "embed_dim": 8, "resolution": 16,
+                   "sha256": "ab" * 32, "path": "/ckpt/last.ckpt", "files": {"checkpoint": {"sha256": "ab" * 32}},
+                   "model": {"resolution": 16, "ch": 32, "ch_mult": [1, 2]}}
+    [cell] = plan_cells([ReleasedEval(kind="taming", path="/ckpt/last.ckpt", description=description,
+                                      dataset="photos")])
+    rec = failed_record(cell, "WorkerCrashedError: gone")
+    assert rec["status"] == "failed" and rec["run_id"].startswith("released-taming-vqgan-")
+    assert rec["source"] == "released"
+    assert rec["checkpoint"] == {"kind": "taming", "path": "/ckpt/last.ckpt", "sha256": "ab" * 32}
+    trained = plan_cells([RunConfig(method="vqgan", dataset=tiny.DATASET, codebook_size=8, preset=tiny.PRESET)])
+    assert "source" not in failed_record(trained[0], "WorkerCrashedError: gone")
