@@ -153,7 +153,7 @@ def _mark_column(df: pd.DataFrame, sub: pd.DataFrame, data: list[RowData], k: st
         c = compare((float(sub.at[best, k]), data[best]), (float(sub.at[i, k]), data[i]), k)
         found.append({**row_key(sub.loc[i]), "metric": k, "best_method": sub.at[best, "Method"],
                       "best_codebook_size": sub.at[best, "Codebook size"] if "Codebook size" in sub else None,
-                      **{f"best_{c}": sub.at[best, c] for c in ("Preset", "Steps") if c in sub},
+                      **{f"best_{c}": sub.at[best, c] for c in ("Options", "Preset", "Steps") if c in sub},
                       "best_seeds": data[best].n_seeds, "seeds": data[i].n_seeds, **asdict(c)})
         if not c.resolved:
             tie.append(i)

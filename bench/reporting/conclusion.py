@@ -34,14 +34,15 @@ def _measured(df: pd.DataFrame) -> pd.DataFrame:
 
 def _labeller(rows: pd.DataFrame):
     """A row's name: its method, with K when a dataset's measured rows have several codebook sizes,
-    and preset/steps when the frame has those columns (they vary)."""
+    and options/preset/steps when the frame has those columns (they vary)."""
     several_k = {d: g["Codebook size"].nunique() > 1 for d, g in rows.groupby("Dataset")} if len(rows) else {}
 
     def label(r: pd.Series | dict, method_col: str = "Method", k_col: str = "Codebook size") -> str:
         text = str(r[method_col])
         if several_k.get(r["Dataset"]) and not pd.isna(r.get(k_col)):
             text += f" K={int(r[k_col])}"
-        extra = [f"{c.lower()} {r[c]}" for c in ("Preset", "Steps") if c in r and not pd.isna(r.get(c))]
+        extra = [str(r["Options"])] if "Options" in r and not pd.isna(r.get("Options")) and r["Options"] else []
+        extra += [f"{c.lower()} {r[c]}" for c in ("Preset", "Steps") if c in r and not pd.isna(r.get(c))]
         return text + (f" ({', '.join(extra)})" if extra else "")
     return label
 
@@ -69,11 +70,19 @@ def resolving_commands(summary: Summary, cells: pd.DataFrame) -> list[str]:
     if runs.empty:
         return []
     commands = []
-    for (preset, steps), g in runs.groupby(["Preset", "Steps"], sort=True, dropna=False):
+    flags = (runs["option_flags"] if "option_flags" in runs else pd.Series("", index=runs.index)).fillna("")
+    # One command per preset, step count and variant: a method trained with two sets of options needs
+    # two commands (its variants' --option flags cannot share one), other methods join the first.
+    variant = pd.Series(0, index=runs.index)
+    for _, g in runs.groupby(["Preset", "Steps", "Method"], sort=True, dropna=False):
+        order = {f: i for i, f in enumerate(sorted(set(flags[g.index])))}
+        variant[g.index] = [order[f] for f in flags[g.index]]
+    for (preset, steps, _), g in runs.groupby(["Preset", "Steps", variant], sort=True, dropna=False):
         parts = ["python run_bench.py",
                  "--methods " + ",".join(sorted(set(g["Method"].astype(str)))),
                  "--datasets " + ",".join(sorted(set(g["Dataset"].astype(str)))),
                  "--codebook-sizes " + ",".join(str(int(k)) for k in sorted(set(g["Codebook size"].dropna())))]
+        parts += [f for f in dict.fromkeys(flags[g.index]) if f]
         if isinstance(preset, str):
             parts.append(f"--preset {preset}")
         default_steps = presets.PRESETS[preset].train.steps if preset in presets.PRESETS else None
@@ -110,7 +119,7 @@ def _group_line(dataset: str, metric: str, comps: pd.DataFrame, label) -> str | 
         return None
     first = across.iloc[0]
     best = label({"Dataset": dataset, "Method": first["best_method"], "Codebook size": first["best_codebook_size"],
-                  **{c: first[f"best_{c}"] for c in ("Preset", "Steps") if f"best_{c}" in first}})
+                  **{c: first[f"best_{c}"] for c in ("Options", "Preset", "Steps") if f"best_{c}" in first}})
     ties = [label(r) for _, r in across.iterrows() if not r["resolved"]]
     worse = [label(r) for _, r in across.iterrows() if r["resolved"]]
     head = f"{spec(metric).label} on {dataset}: "

@@ -15,6 +15,7 @@ import pandas as pd
 
 from bench.evaluation.metrics import keys
 from bench.evaluation.metrics.registry import spec
+from bench.reporting.run_options import option_flags, options_labels
 from bench.runs import records
 
 # The seed paper's column order. Of LPIPS and ST-LPIPS (the evaluator sets one of them), a column no
@@ -28,11 +29,13 @@ WHEN_RECORDED = (keys.ENTROPY_BITS, keys.ENTROPY_RATIO)
 
 # Config fields a row may be keyed by (--group-by). Dataset always splits tables; seeds are averaged
 # unless "seed" is one of the keys.
-GROUP_FIELDS = {"method": "Method", "codebook_size": "Codebook size", "preset": "Preset", "steps": "Steps",
-                "seed": "Seed"}
+GROUP_FIELDS = {"method": "Method", "options": "Options", "codebook_size": "Codebook size", "preset": "Preset",
+                "steps": "Steps", "seed": "Seed"}
 DEFAULT_GROUP_BY = ("method", "codebook_size")
-# Never averaged together silently: added to the row key whenever they vary within a dataset.
-PROTOCOL_FIELDS = ("preset", "steps")
+# Never averaged together silently: added to the row key whenever they vary within a dataset. Options
+# are the method and dataset options in which runs of one method differ (`options_labels`): a method
+# run with two recipes (vqct's loss=official and loss=standard) is two rows, never one mean.
+PROTOCOL_FIELDS = ("options", "preset", "steps")
 # Where a row's numbers come from. Measured: runs vqbench trained and evaluated. Released: a released
 # checkpoint evaluated by vqbench (record["source"] == "released", from `run_bench.py eval
 # --checkpoint`): measured the same way, but not trained under this protocol, so its rows form their
@@ -46,8 +49,9 @@ MEASURED, RELEASED, REPORTED = "measured", "released", "reported"
 POSITIONS, INDICES = "Positions", "Indices per image"
 LAYOUT_COLUMNS = (POSITIONS, INDICES)
 
-ID_COLUMNS = {"Dataset", "Method", "Codebook size", "Seed", "Preset", "Steps", POSITIONS, INDICES, "Status", "Error",
-              "run_id", "wall_s", "train_s", "fid_n_images", "n_images", "Source", "Checkpoint"}
+ID_COLUMNS = {"Dataset", "Method", "Options", "Codebook size", "Seed", "Preset", "Steps", POSITIONS, INDICES, "Status",
+              "Error", "run_id", "wall_s", "train_s", "fid_n_images", "n_images", "Source", "Checkpoint",
+              "option_flags"}
 
 
 def _fid_images(record: dict[str, Any]) -> float | None:
@@ -64,12 +68,14 @@ def _fid_images(record: dict[str, Any]) -> float | None:
 def runs_frame(recs: Iterable[dict[str, Any]], metrics: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per record: identity, status, error, run folder and every metric (scaled for display).
     Failed runs keep their row with empty metrics."""
+    recs = list(recs)
     rows = []
-    for r in recs:
+    for r, options in zip(recs, options_labels(recs)):
         c = r.get("config") or {}
         m = r.get("metrics") or {}
-        row = {"Dataset": c.get("dataset"), "Method": c.get("method"), "Codebook size": c.get("codebook_size"),
-               "Seed": c.get("seed"), "Preset": c.get("preset"), "Steps": c.get("steps"), POSITIONS: r.get("tokens"),
+        row = {"Dataset": c.get("dataset"), "Method": c.get("method"), "Options": options,
+               "option_flags": option_flags(c), "Codebook size": c.get("codebook_size"), "Seed": c.get("seed"),
+               "Preset": c.get("preset"), "Steps": c.get("steps"), POSITIONS: r.get("tokens"),
                INDICES: r.get("indices_per_image"), "Status": r.get("status"), "Error": r.get("error"),
                "run_id": r.get("run_id"), "wall_s": r.get("wall_s"), "train_s": r.get("train_s"),
                "fid_n_images": _fid_images(r), "n_images": (r.get("protocol") or {}).get("n_images"),
@@ -82,7 +88,8 @@ def runs_frame(recs: Iterable[dict[str, Any]], metrics: Sequence[str] | None = N
         rows.append(row)
     df = pd.DataFrame(rows)
     if len(df):
-        df = df.sort_values(["Dataset", "Method", "Codebook size", "Seed"], kind="stable").reset_index(drop=True)
+        order = ["Dataset", "Method", "Options", "Codebook size", "Seed"]
+        df = df.sort_values(order, kind="stable").reset_index(drop=True)
     return df
 
 

@@ -129,7 +129,8 @@ def dataset_table(sub: pd.DataFrame, title: str, refs: dict[str, int]) -> Table:
     kind of interval."""
     sub = sub.reset_index(drop=True)
     metrics = metrics_of(sub)
-    id_cols = [c for c in ("Method", "Codebook size", "Preset", "Steps", "Seed", *LAYOUT_COLUMNS) if c in sub.columns]
+    id_cols = [c for c in ("Method", "Options", "Codebook size", "Preset", "Steps", "Seed", *LAYOUT_COLUMNS)
+               if c in sub.columns]
     eligible = [(s == MEASURED) for s in sub["Source"]]
     italic = [s == REPORTED for s in sub["Source"]]
     cells = [[Cell(_id_text(r, c, refs), italic=italic[i]) for c in id_cols] for i, r in sub.iterrows()]
