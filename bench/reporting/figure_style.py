@@ -39,7 +39,9 @@ def safe(name: Any) -> str:
 
 
 def run_label(row: pd.Series, with_seed: bool = True) -> str:
-    text = f"{row['Method']} K={int(row['Codebook size'])}"
+    options = row.get("Options")  # set where runs of the method differ in options (frames.PROTOCOL_FIELDS)
+    recipe = f" ({options})" if isinstance(options, str) and options else ""
+    text = f"{row['Method']}{recipe} K={int(row['Codebook size'])}"
     return text + (f" s{int(row['Seed'])}" if with_seed and not pd.isna(row.get("Seed")) else "")
 
 

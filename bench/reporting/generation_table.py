@@ -35,7 +35,7 @@ from bench.core.atomic import write_text_atomic
 from bench.evaluation.metrics.registry import HIGHER, LOWER
 from bench.generation import bootstrap, folder
 from bench.generation.record import FINISHED, SKIPPED, iter_prior_records
-from bench.reporting import feature_bootstrap, intervals, renderers
+from bench.reporting import feature_bootstrap, intervals, renderers, run_options
 from bench.reporting.per_image import load_run
 from bench.reporting.table_model import FID_DAGGER_BELOW, NA, Cell, Column, Document, Table, mean_text, ranks
 from bench.runs import records
@@ -43,7 +43,7 @@ from bench.runs import records
 STEM = "generation"  # OUT/tables/generation.{md,csv,tex}
 SEQUENCE_LABEL = "Prior tokens"  # sequence length the prior models: positions x indices per position
 UNAVAILABLE = "n/a"  # a metric the prior could not compute (the notes say why), unlike NA: no value at all
-ID_COLUMNS = ("Method", "Codebook size", "Preset", "Prior")
+ID_COLUMNS = ("Method", "Options", "Codebook size", "Preset", "Prior")
 
 
 @dataclass(frozen=True)
@@ -85,11 +85,13 @@ def prior_rows(recs: Iterable[dict[str, Any]], out: Path | str) -> pd.DataFrame:
     """One row per prior record, with its tokenizer's rFID (and image count) from the tokenizer's
     record under OUT/runs/ where it is there, else the copy the prior record carries, and the
     bootstrap replicates of rFID (the tokenizer's images) and of gFID and KID (the prior's samples)."""
-    rows, rfid_reps = [], {}
+    rows, rfid_reps, tokenizer_configs = [], {}, []
     for r in recs:
         t, m, proto = r.get("tokenizer") or {}, r.get("metrics") or {}, r.get("protocol") or {}
         tok = records.read_record(run_folder.run_dir(out, t["run_id"])) if t.get("run_id") else None
         tok_m, tok_proto = (tok or {}).get("metrics") or {}, ((tok or {}).get("protocol") or {}).get("fid")
+        tokenizer_configs.append({"config": (tok or {}).get("config") or {"dataset": t.get("dataset"),
+                                                                         "method": t.get("method")}})
         fid_proto = proto.get("fid") if isinstance(proto.get("fid"), dict) else {}
         is_proto = proto.get("inception_score") if isinstance(proto.get("inception_score"), dict) else {}
         row = {"Dataset": t.get("dataset"), "Method": t.get("method"), "Codebook size": t.get("codebook_size"),
@@ -126,9 +128,13 @@ def prior_rows(recs: Iterable[dict[str, Any]], out: Path | str) -> pd.DataFrame:
                 rfid_reps[rid] = _rfid_replicates(out, rid)
             row["rfid_replicates"] = rfid_reps[rid]
         rows.append(row)
+    # tokenizers of one method trained with different options are different rows (frames.PROTOCOL_FIELDS)
+    for row, options in zip(rows, run_options.options_labels(tokenizer_configs)):
+        row["Options"] = options
     df = pd.DataFrame(rows)
     if len(df):
-        df = df.sort_values(["Dataset", "Method", "Codebook size", "Prior", "Seed"], key=lambda s: s.astype(str),
+        df = df.sort_values(["Dataset", "Method", "Options", "Codebook size", "Prior", "Seed"],
+                            key=lambda s: s.astype(str),
                             kind="stable").reset_index(drop=True)
     return df
 

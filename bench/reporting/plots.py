@@ -124,12 +124,15 @@ def sweep(summ: pd.DataFrame, out: Path, metrics: Sequence[str] = (keys.FID, key
         for ax, m in zip(axes[0], shown):
             m_spec = spec(m)
             any_value = False
-            for method, g in sub.groupby("Method", sort=True):
+            # one line per method and recipe: rows of one method with different options (frames.py)
+            by = ["Method", "Options"] if "Options" in sub.columns else ["Method"]
+            for key, g in sub.groupby(by, sort=True):
                 g = g.sort_values("Codebook size")
                 if g[m].notna().any():
                     any_value = True
+                    name = " ".join(str(v) for v in (key if isinstance(key, tuple) else (key,)) if v)
                     ax.errorbar(g["Codebook size"], g[m], yerr=error_bars(g, m), marker="o", capsize=3,
-                                label=method)
+                                label=name)
             ax.set_xscale("log", base=2)
             ax.set_xlabel("codebook size K")
             ax.set_ylabel(m_spec.header())
@@ -160,7 +163,7 @@ def reconstructions(runs: pd.DataFrame, out: Path, n_images: int = MAX_RECON_IMA
     for dataset, sub in finished(runs).groupby("Dataset", sort=True):
         rows: list[tuple[str, np.ndarray]] = []
         originals = None
-        for (_, _), g in sub.sort_values("Seed").groupby(["Method", "Codebook size"], sort=True):
+        for _, g in sub.sort_values("Seed").groupby(["Method", "Options", "Codebook size"], sort=True):
             r = g.iloc[0]
             path = run_folder.runs_dir(out) / r["run_id"] / run_folder.GRID
             if not path.exists():

@@ -90,3 +90,19 @@ def test_flags_give_back_the_options_and_leave_defaults_out():
     opts = build_parser().parse_args(["--methods", "vqgan", *flags])
     assert opts.option == [("vqgan", "no_such", "union:folder:/a b,c")]
     assert option_flags({"method": "not-a-method", "method_options": {"x": 1}}) is None
+
+
+def test_generation_rows_keep_the_tokenizers_recipes_apart(tmp_path):
+    """Priors on tokenizers of one method with different options: two Generation rows, not one mean."""
+    from bench.reporting.generation_table import generation_frame, prior_rows
+
+    recs = []
+    for beta, gfid in ((0.25, 100.0), (1.0, 200.0)):
+        run = _smoke("vqgan", 0, beta=beta)
+        _write(tmp_path, run.run_id, run.to_dict(), np.full(4, 20.0))
+        recs.append({"status": "finished", "prior_id": f"{run.run_id}--smoke", "config": {"preset": "smoke", "seed": 0},
+                     "tokenizer": {"run_id": run.run_id, "dataset": "photos", "method": "vqgan", "codebook_size": 16,
+                                   "preset": "smoke", "seed": 0},
+                     "metrics": {"gfid": gfid}, "protocol": {}})
+    frame = generation_frame(prior_rows(recs, tmp_path))
+    assert sorted(zip(frame["Options"], frame["gfid"])) == [("beta=0.25", 100.0), ("beta=1.0", 200.0)]
