@@ -45,8 +45,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", type=parsing.comma_list(str), default=None,
                    help="comma-separated methods (default: vqct,vqgan)")
     p.add_argument("--datasets", type=parsing.comma_list(str), default=list(DEFAULT_DATASETS), help="comma-separated datasets (default: photos)")
-    p.add_argument("--codebook-sizes", type=parsing.comma_list(parsing.positive_int), default=list(DEFAULT_CODEBOOK_SIZES),
-                   help="comma-separated codebook sizes K (default: 256)")
+    p.add_argument("--codebook-sizes", type=parsing.comma_list(parsing.codebook_size),
+                   default=list(DEFAULT_CODEBOOK_SIZES),
+                   help="comma-separated codebook sizes K, or full: the whole vocabulary of a method that has one "
+                        "(vqct; default: 256)")
     p.add_argument("--seeds", type=parsing.comma_list(parsing.non_negative_int), default=[0], help="comma-separated seeds (default: 0)")
     p.add_argument("--preset", default=None, help=f"one of {', '.join(presets.PRESETS)} (default: gpu on a machine "
                    "with a CUDA GPU, else cpu-tiny; the choice is printed and recorded)")

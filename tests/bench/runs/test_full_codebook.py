@@ -28,3 +28,17 @@ def test_the_command_line_reads_full_or_a_number():
     assert parse("256,full,1024") == [256, "full", 1024]
     with pytest.raises(Exception, match="positive integer"):
         parse("0")
+    # the run command's own parser takes it (it once kept positive integers only: `full` was refused)
+    from bench.cli.run import build_parser
+
+    assert build_parser().parse_args(["--codebook-sizes", "256,full"]).codebook_sizes == [256, "full"]
+
+
+def test_full_for_vqgan_on_the_command_line_exits_2_with_one_line_and_no_run_folder(tmp_path, capsys):
+    from bench.cli import main as cli
+
+    code = cli.main(["--methods", "vqgan", "--codebook-sizes", "full", "--preset", "smoke", "--no-ray",
+                     "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "vqgan" in err[0] and "vocabulary" in err[0]
+    assert not (tmp_path / "out" / "runs").exists()
