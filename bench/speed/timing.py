@@ -52,3 +52,17 @@ def paired_median_ms(fn_a: Callable[[], Any], fn_b: Callable[[], Any], device: t
         a += _times_ms(fn_a, device, 1)
         b += _times_ms(fn_b, device, 1)
     return statistics.median(a), statistics.median(b)
+
+
+def interleaved_median_ms(fns: dict[str, Callable[[], Any]], device: torch.device, reps: int = 3,
+                          warmup: int = 1) -> dict[str, float]:
+    """Median ms of each function, the functions called round-robin (a, b, c, a, b, c, ...) after
+    `warmup` rounds, so that a slow spell of a shared machine hits every one alike."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            _times_ms(fn, device, 1)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            times[name] += _times_ms(fn, device, 1)
+    return {name: statistics.median(t) for name, t in times.items()}
