@@ -55,7 +55,8 @@ def fuse(model: nn.Module) -> nn.Module:
     """`model` (an eval-mode torch-fidelity Inception) with every BasicConv2d replaced by a ConvReLU,
     in place. Returns the model; raises if a block does not have the conv/bn shape it expects."""
     targets = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
-               if isinstance(getattr(child, "conv", None), nn.Conv2d) and isinstance(getattr(child, "bn", None), nn.BatchNorm2d)]
+               if isinstance(getattr(child, "conv", None), nn.Conv2d)
+               and isinstance(getattr(child, "bn", None), nn.BatchNorm2d)]
     if not targets:
         raise ValueError("no conv + batch norm blocks to fuse: not torch-fidelity's Inception")
     for parent, name, child in targets:
