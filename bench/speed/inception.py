@@ -106,7 +106,7 @@ def build_variants(compile: bool = False, bf16: bool = True) -> tuple[dict[str, 
     folded = fid_fused.fuse(copy.deepcopy(shipped)).to(memory_format=torch.channels_last)
     for m in folded.modules():
         if isinstance(m, fid_fused.ConvReLU):
-            m.fused_relu = None  # the plain path: conv with the folded bias, then ReLU
+            m.fused_relu = False  # the plain path: conv with the folded bias, then ReLU
     out = {SHIPPED: _pool3(shipped), BEFORE: _pool3(before), FOLDED: _pool3(folded), KEPT: _pool3(kept.model)}
     if bf16:
         out[BF16] = _pool3(before, autocast=True)

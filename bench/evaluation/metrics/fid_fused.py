@@ -9,6 +9,8 @@ Measurements: docs/performance.md, "Inception throughput"; `python -m bench.spee
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -20,8 +22,10 @@ FUSED_VERSION = 1
 TAG = f"fused{FUSED_VERSION}"
 
 
-def _pointwise_op():  # noqa: ANN202 - a torch op overload
-    """oneDNN's convolution with a fused activation, or None in a build without it."""
+@functools.cache
+def pointwise_op():  # noqa: ANN201 - a torch op overload
+    """oneDNN's convolution with a fused activation, or None in a build without it. Looked up here,
+    not kept on the modules, so that the model stays picklable."""
     if not torch.backends.mkldnn.is_available():
         return None
     try:
@@ -39,15 +43,15 @@ class ConvReLU(nn.Module):
         if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
             raise ValueError(f"cannot fuse a convolution with padding {conv.padding!r} ({conv.padding_mode})")
         self.conv = fuse_conv_bn_eval(conv.eval(), bn.eval())
-        self.fused_relu = _pointwise_op()
+        self.fused_relu = pointwise_op() is not None  # False: conv, then ReLU (the path on CUDA too)
 
     def forward(self, x: Tensor) -> Tensor:
         c = self.conv
         # oneDNN's fused op is for float32 CPU inference only; anything else takes the plain path.
-        if (self.fused_relu is not None and x.device.type == "cpu" and x.dtype == torch.float32
+        if (self.fused_relu and x.device.type == "cpu" and x.dtype == torch.float32
                 and c.weight.dtype == torch.float32 and not torch.is_grad_enabled()):
-            return self.fused_relu(x, c.weight, c.bias, list(c.padding), list(c.stride), list(c.dilation), c.groups,
-                                   "relu", [], "")
+            return pointwise_op()(x, c.weight, c.bias, list(c.padding), list(c.stride), list(c.dilation), c.groups,
+                                  "relu", [], "")
         return F.relu(c(x), inplace=True)
 
 

@@ -37,7 +37,7 @@ def test_the_evaluator_runs_the_fused_network(extractor):
     assert len(blocks) == fid_weights.N_LAYERS
     assert not any(isinstance(m, nn.BatchNorm2d) for m in extractor.model.modules())
     if torch.backends.mkldnn.is_available():
-        assert all(b.fused_relu is not None for b in blocks)
+        assert all(b.fused_relu for b in blocks)
     assert extractor.key.endswith(f"-{fid_fused.TAG}") and fid_fused.TAG in extractor.describe()["inference"]
 
 
@@ -60,12 +60,19 @@ def test_plain_path_equals_the_fused_op(extractor, images):
     saved = [b.fused_relu for b in blocks]
     try:
         for b in blocks:
-            b.fused_relu = None
+            b.fused_relu = False
         plain = _pool3(extractor.model, images[:2])
     finally:
         for b, op in zip(blocks, saved):
             b.fused_relu = op
     np.testing.assert_allclose(plain, fused, rtol=0, atol=1e-5 * np.abs(fused).max())
+
+
+def test_the_fused_network_pickles(extractor):
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(extractor.model))
+    assert sum(isinstance(m, fid_fused.ConvReLU) for m in copy.modules()) == fid_weights.N_LAYERS
 
 
 def test_fuse_needs_conv_batch_norm_blocks():
