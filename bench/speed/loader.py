@@ -116,14 +116,11 @@ def train_split(source: str, preset: str, folder: Path) -> tuple[Any, Any]:
 
 
 def make_loader(dataset: Any, run: Any, workers: int, steps: int, device: torch.device) -> Any:
-    """The trainer's DataLoader (bench/training/loop.py), from step 0, with `workers` workers."""
-    from torch.utils.data import DataLoader
+    """The trainer's DataLoader (bench.training.loop.training_loader), from step 0, with `workers` workers."""
+    from bench.training.loop import training_loader
+    from bench.training.replicas import SINGLE
 
-    from bench.training.sampler import StepBatchSampler
-
-    sampler = StepBatchSampler(len(dataset), run.train.batch_size, run.seed, 0, steps, with_epoch=dataset.takes_epoch)
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda",
-                      persistent_workers=False)
+    return training_loader(dataset, run, device, 0, steps, workers, SINGLE)
 
 
 def read_rate(dataset: Any, run: Any, workers: int, batches: int, min_s: float,

@@ -34,6 +34,16 @@ def pick_device(name: str | None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def training_loader(dataset: ImageDataset, run: ResolvedRun, device: torch.device, start: int, steps: int,
+                    num_workers: int, replicas: Replicas) -> DataLoader:
+    """The batches of steps `start` .. `steps` for this worker: the order is a function of (seed, step),
+    so a resumed run reads what an uninterrupted one would. bench.speed.loader times this very loader."""
+    sampler = StepBatchSampler(len(dataset), run.train.batch_size, run.seed, start, steps,
+                               with_epoch=dataset.takes_epoch, part=(replicas.rank, replicas.world_size))
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, pin_memory=device.type == "cuda",
+                      persistent_workers=False)
+
+
 @dataclass
 class TrainResult:
     model: VQAutoencoder
@@ -75,10 +85,7 @@ def train(run: ResolvedRun, dataset: ImageDataset, run_dir: Path, device: torch.
         if discarded is not None and replicas.is_main:
             ckpt.replace(ckpt.with_name(ckpt.name + ".damaged"))
             print(f"warning: {discarded}; kept as {ckpt.name}.damaged, training restarts from step 0", file=sys.stderr)
-    sampler = StepBatchSampler(len(dataset), t.batch_size, run.seed, start, t.steps,
-                               with_epoch=dataset.takes_epoch, part=(replicas.rank, replicas.world_size))
-    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=t.num_workers,
-                        pin_memory=device.type == "cuda", persistent_workers=False)
+    loader = training_loader(dataset, run, device, start, t.steps, t.num_workers, replicas)
     k = model.quantizer.codebook_size
     window = torch.zeros(k, dtype=torch.long)  # code histogram since the last log line
     if replicas.is_main:
