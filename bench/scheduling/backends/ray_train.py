@@ -30,7 +30,7 @@ import dataclasses
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +39,12 @@ from bench.core.errors import UserError
 from bench.runs import records
 from bench.runs.config import RunConfig
 from bench.scheduling.backends import Record, Report, register_backend
-from bench.scheduling.backends.ray import DEFAULT_MAX_RETRIES, check_feasible, prepare_nodes
+from bench.scheduling.backends.ray import RayBackend, check_feasible, prepare_nodes
 from bench.scheduling.backends.ray_session import CANCEL_GRACE_S, alive_nodes, connect, task_runtime_env
 from bench.scheduling.driver_records import failed_record, persist
 from bench.scheduling.plan import Cell
 from bench.scheduling.progress import Progress
-from bench.scheduling.resources import Resources, capacity
+from bench.scheduling.resources import capacity
 
 # torch.distributed's timeout for the group's collectives. The other ranks wait at a barrier while
 # rank 0 alone evaluates (an hour or more on a large validation split), and a lost worker is noticed
@@ -116,7 +116,7 @@ def _first_line(error: BaseException) -> str:
 
 
 @register_backend("ray-train")
-class RayTrainBackend:
+class RayTrainBackend(RayBackend):
     """`address`, `num_cpus`, `num_gpus`, `worker_imports`, `on_checkpoint`: as the `ray` backend's.
     `resources`: what each WORKER asks for (a run on N workers asks N times that). `max_retries`:
     how often a run's group is started again after losing a worker, each time from rank 0's
@@ -124,16 +124,8 @@ class RayTrainBackend:
 
     summary = "trains each run on --workers-per-run data-parallel workers (Ray Train), one run at a time"
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
-                 resources: Resources | None = None, max_retries: int = DEFAULT_MAX_RETRIES,
-                 on_checkpoint: Callable[[int], None] | None = None, worker_imports: Sequence[str] = ()) -> None:
-        if max_retries < 0:
-            raise UserError(f"max retries must be >= 0, got {max_retries}")
-        self.address, self.num_cpus, self.num_gpus = address, num_cpus, num_gpus
-        self.resources = resources or Resources()
-        self.max_retries = max_retries
-        self.on_checkpoint = on_checkpoint
-        self.worker_imports = list(worker_imports)
+    # The constructor, its options and their checks are the ray backend's (RayBackend.__init__): the CLI
+    # passes both the same scheduling flags; only `run` differs.
 
     def run(self, cells: Sequence[Cell], out: Path, force: bool, progress: Progress, report: Report) -> None:
         import ray
