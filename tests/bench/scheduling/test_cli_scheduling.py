@@ -15,6 +15,7 @@ from bench.scheduling import backends
 from bench.scheduling.backends.ray import DEFAULT_MAX_RETRIES
 from bench.scheduling.resources import Resources
 from tests.bench.scheduling import tiny
+from tests.bench.scheduling.captured_grid import Captured
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -46,22 +47,6 @@ def test_all_finished_needs_no_ray(tmp_path):
     assert again["skipped"] and again["run_id"] == first["run_id"] and not ray.is_initialized()
 
 
-class _Captured(Exception):
-    pass
-
-
-@pytest.fixture
-def captured(monkeypatch):
-    seen = {}
-
-    def fake_run_grid(configs, out, **kwargs):
-        seen.update(kwargs, configs=configs)
-        raise _Captured
-
-    monkeypatch.setattr(api, "run_grid", fake_run_grid)
-    return seen
-
-
 def _backend(captured: dict) -> object:
     """The backend the captured arguments make (its defaults fill what the CLI left out)."""
     options = {k: v for k, v in captured.items() if k not in ("configs", "force", "progress", "on_record", "backend")}
@@ -69,7 +54,7 @@ def _backend(captured: dict) -> object:
 
 
 def test_cli_defaults_to_ray_sized_to_the_machine(captured, tmp_path):
-    with pytest.raises(_Captured):
+    with pytest.raises(Captured):
         cli.main(["--methods", "vqgan", "--steps", "1", "--out", str(tmp_path)])
     assert captured["backend"] == "ray"
     made = _backend(captured)
@@ -78,7 +63,7 @@ def test_cli_defaults_to_ray_sized_to_the_machine(captured, tmp_path):
 
 
 def test_cli_scheduling_flags_reach_the_scheduler(captured, tmp_path):
-    with pytest.raises(_Captured):
+    with pytest.raises(Captured):
         cli.main(["--methods", "vqgan", "--steps", "1", "--out", str(tmp_path), "--ray-address", "auto",
                   "--cpus-per-run", "2", "--gpus-per-run", "0.5", "--memory-per-run", "6G", "--resource", "A100=1",
                   "--max-retries", "5"])
@@ -89,14 +74,14 @@ def test_cli_scheduling_flags_reach_the_scheduler(captured, tmp_path):
 
 
 def test_cli_one_resource_flag_keeps_the_other_defaults(captured, tmp_path):
-    with pytest.raises(_Captured):
+    with pytest.raises(Captured):
         cli.main(["--methods", "vqgan", "--out", str(tmp_path), "--num-cpus", "2", "--gpus-per-run", "0.25"])
     assert captured["num_cpus"] == 2 and captured["resources"] == Resources(cpus=1.0, gpus=0.25)
 
 
 @pytest.mark.parametrize("flags", [["--no-ray"], ["--backend", "local"], ["--no-ray", "--backend", "local"]])
 def test_cli_no_ray_runs_in_process(flags, captured, tmp_path):
-    with pytest.raises(_Captured):
+    with pytest.raises(Captured):
         cli.main(["--methods", "vqgan", "--steps", "1", "--out", str(tmp_path), *flags])
     assert captured["backend"] == "local" and "resources" not in captured
 
@@ -134,7 +119,7 @@ def test_cli_without_preset_takes_the_machines_default_and_says_so(cuda, expecte
     from bench.runs.config import resolve
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
-    with pytest.raises(_Captured):
+    with pytest.raises(Captured):
         cli.main(["--methods", "vqgan", "--out", str(tmp_path)])
     assert expected in capsys.readouterr().out
     [config] = captured["configs"]
@@ -145,6 +130,6 @@ def test_cli_without_preset_takes_the_machines_default_and_says_so(cuda, expecte
 
 
 def test_cli_given_preset_is_printed_as_given(captured, capsys, tmp_path):
-    with pytest.raises(_Captured):
+    with pytest.raises(Captured):
         cli.main(["--methods", "vqgan", "--preset", "smoke", "--out", str(tmp_path)])
     assert "preset smoke: given" in capsys.readouterr().out and captured["configs"][0].preset == "smoke"

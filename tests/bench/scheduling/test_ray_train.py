@@ -26,6 +26,7 @@ from bench.scheduling.backends.ray_train import FAILED, RECORD, RETRY, RayTrainB
 from bench.scheduling.plan import plan_cells
 from bench.scheduling.resources import Resources
 from tests.bench.scheduling import tiny
+from tests.bench.scheduling.captured_grid import Captured
 from tests.bench.scheduling.group import log_lines, run_in_group
 
 METRICS = ("psnr", "ssim", "utilization", "perplexity", "dead_codes")
@@ -189,24 +190,8 @@ def test_eval_jobs_and_training_runs_get_their_group_size():
 
 # --- the command line ------------------------------------------------------------------------------
 
-class _Captured(Exception):
-    pass
-
-
-@pytest.fixture
-def captured(monkeypatch):
-    seen = {}
-
-    def fake_run_grid(configs, out, **kwargs):
-        seen.update(kwargs, configs=configs)
-        raise _Captured
-
-    monkeypatch.setattr(api, "run_grid", fake_run_grid)
-    return seen
-
-
 def test_workers_per_run_selects_ray_train_with_resources_per_worker(captured, tmp_path):
-    with pytest.raises(_Captured):
+    with pytest.raises(Captured):
         cli.main(["--methods", "vqgan", "--preset", "smoke", "--workers-per-run", "2", "--cpus-per-run", "2",
                   "--gpus-per-run", "0", "--out", str(tmp_path)])
     assert captured["backend"] == "ray-train" and all(c.workers == 2 for c in captured["configs"])
@@ -216,7 +201,7 @@ def test_workers_per_run_selects_ray_train_with_resources_per_worker(captured, t
 
 
 def test_one_worker_per_run_keeps_the_default_backend(captured, tmp_path):
-    with pytest.raises(_Captured):
+    with pytest.raises(Captured):
         cli.main(["--methods", "vqgan", "--preset", "smoke", "--workers-per-run", "1", "--out", str(tmp_path)])
     assert captured["backend"] == "ray" and all(c.workers == 1 for c in captured["configs"])
 
