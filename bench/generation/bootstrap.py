@@ -25,11 +25,10 @@ from typing import Any
 import numpy as np
 
 from bench.core.atomic import atomic_path
-from bench.core.paths import cache_root
 from bench.generation import folder
 from bench.reporting import feature_bootstrap, intervals
+from bench.reporting.per_image import reference_entry
 
-REFERENCE_FOLDER = ("fid", "reference")  # bench.evaluation.metrics.fid_reference.REFERENCE_FOLDER
 KIND = "samples"  # the kind of interval: a bootstrap over the generated samples
 DESCRIPTION = ("bootstrap over the generated samples (reference statistics fixed), shifted percentile "
                "interval, from the stored Inception features")
@@ -68,24 +67,6 @@ def sample_features(prior_dir: Path | str, n_samples: int | None = None) -> tupl
     if n_samples is not None and len(feats) != n_samples:
         return None, f"{len(feats)} stored sample features, the record scored {n_samples}"
     return feats, None
-
-
-def reference_entry(name: str | None, n_images: int | None = None) -> tuple[tuple[np.ndarray, ...] | None, str | None]:
-    """((mu, sigma, features), None) of the FID cache entry `name`, or (None, why not)."""
-    if not name:
-        return None, "the record names no FID reference entry"
-    path = cache_root().joinpath(*REFERENCE_FOLDER, name)
-    if not path.is_file():
-        return None, f"FID reference {name} is not in this machine's cache ({path.parent})"
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            entry = (np.asarray(z["mu"], np.float64), np.asarray(z["sigma"], np.float64),
-                     np.asarray(z["features"], np.float32))
-    except (OSError, ValueError, KeyError) as exc:
-        return None, f"FID reference {name} unreadable ({exc})"
-    if n_images is not None and len(entry[2]) != n_images:
-        return None, f"FID reference {name} has {len(entry[2])} images, the record {n_images}"
-    return entry, None
 
 
 def digest(features: np.ndarray, reference_name: str | None) -> str:

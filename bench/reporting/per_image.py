@@ -51,8 +51,9 @@ def read_per_image(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     return names, values
 
 
-def reference_features(name: str | None, n_images: int) -> tuple[np.ndarray | None, str | None]:
-    """(features, None) of the cache entry `name`, or (None, why not)."""
+def reference_entry(name: str | None, n_images: int | None = None) -> tuple[tuple[np.ndarray, ...] | None, str | None]:
+    """((mu, sigma, features), None) of the FID cache entry `name` (a run's originals, a prior's
+    training-split reference), or (None, why not); with `n_images`, an entry of another size is refused."""
     if not name:
         return None, "the record names no FID reference entry"
     path = cache_root().joinpath(*REFERENCE_FOLDER, name)
@@ -60,12 +61,19 @@ def reference_features(name: str | None, n_images: int) -> tuple[np.ndarray | No
         return None, f"FID reference {name} is not in this machine's cache ({path.parent})"
     try:
         with np.load(path, allow_pickle=False) as z:
-            feats = np.asarray(z["features"], dtype=np.float32)
+            entry = (np.asarray(z["mu"], np.float64), np.asarray(z["sigma"], np.float64),
+                     np.asarray(z["features"], np.float32))
     except (OSError, ValueError, KeyError) as exc:
         return None, f"FID reference {name} unreadable ({exc})"
-    if len(feats) != n_images:
-        return None, f"FID reference {name} has {len(feats)} images, the run {n_images}"
-    return feats, None
+    if n_images is not None and len(entry[2]) != n_images:
+        return None, f"FID reference {name} has {len(entry[2])} images, the record {n_images}"
+    return entry, None
+
+
+def reference_features(name: str | None, n_images: int) -> tuple[np.ndarray | None, str | None]:
+    """(features, None) of the cache entry `name`, or (None, why not)."""
+    entry, why = reference_entry(name, n_images)
+    return (None if entry is None else entry[2]), why
 
 
 def load_run(out: Path | str, run_id: str, record: dict[str, Any] | None = None, features: bool = True) -> RunFiles:
