@@ -140,8 +140,7 @@ def intervals(result: Evaluation) -> dict[str, dict[str, Any]]:
     recons = result.arrays.get(fid_stream.FEATURES_RECONS)
     originals = result.arrays.get(fid_stream.FEATURES_ORIGINALS)
     if recons is not None and originals is not None:
-        idx = ci.resample_indices(len(recons), ci.FEATURE_RESAMPLES)
-        reps = feature_bootstrap.replicates(recons, originals, idx)
+        reps = feature_bootstrap.replicates(recons, originals)
         for key in (keys.FID, keys.KID):
             value = result.metrics.get(key)
             if reps is not None and value is not None and math.isfinite(value):

@@ -73,8 +73,8 @@ def row_data(row: pd.Series, runs: pd.DataFrame, metrics: list[str], cache: RunC
     # replicates above stay, for a comparison with a row of fewer seeds; the costly rFID/KID ones are skipped.
     wanted = [k for k in FEATURE_METRICS if k in metrics] if data.n_seeds < MIN_SEEDS else []
     if wanted:
-        feature_idx = intervals.resample_indices(data.n_images, intervals.FEATURE_RESAMPLES)
-        reps = [feature_bootstrap.replicates(f.features, f.reference, feature_idx) for f in data.files]
+        # the same fixed resamples for every seed's run (equal image counts: the group's n_images)
+        reps = [feature_bootstrap.replicates(f.features, f.reference) for f in data.files]
         if all(r is not None for r in reps):
             for k in wanted:
                 data.replicates[k] = np.mean([r[k] for r in reps], axis=0) * spec(k).scale

@@ -36,6 +36,8 @@ from __future__ import annotations
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from bench.reporting import intervals
+
 MAX_IMAGES = 4096
 KID_DEGREE, KID_COEF0 = 3, 1.0  # bench.evaluation.metrics.fid's kernel
 
@@ -169,8 +171,11 @@ def generated_replicates(generated: np.ndarray | None, ref_mu: np.ndarray | None
 
 
 def replicates(recons: np.ndarray | None, originals: np.ndarray | None,
-               indices: np.ndarray) -> dict[str, np.ndarray] | None:
-    """rFID and KID on each resample, or None without features or above MAX_IMAGES."""
+               indices: np.ndarray | None = None) -> dict[str, np.ndarray] | None:
+    """rFID and KID on each resample, or None without features or above MAX_IMAGES. `indices` (B, n):
+    by default the tables' fixed resamples of n images (intervals.FEATURE_RESAMPLES, a fixed seed)."""
     if recons is None or originals is None or len(recons) > MAX_IMAGES or len(recons) < 3:
         return None
+    if indices is None:
+        indices = intervals.resample_indices(len(recons), intervals.FEATURE_RESAMPLES)
     return FeatureResampler(recons, originals).replicates(indices)

@@ -76,8 +76,7 @@ def _rfid_replicates(out: Path | str, run_id: str) -> np.ndarray | None:
     files = load_run(out, run_id)
     if files.features is None or files.reference is None:
         return None
-    idx = intervals.resample_indices(len(files.features), intervals.FEATURE_RESAMPLES)
-    reps = feature_bootstrap.replicates(files.features, files.reference, idx)
+    reps = feature_bootstrap.replicates(files.features, files.reference)
     return None if reps is None else reps["fid"]
 
 
@@ -119,10 +118,8 @@ def prior_rows(recs: Iterable[dict[str, Any]], out: Path | str) -> pd.DataFrame:
             row.update(rfid=_number(m["tokenizer_rfid"]), rfid_n_images=_number(measured.get("n_images")),
                        rfid_skipped=None, rfid_by_prior=True)
             feats = bootstrap.tokenizer_rfid_features(folder.prior_dir(out, r["prior_id"]))
-            if feats is not None:
-                idx = intervals.resample_indices(len(feats[0]), intervals.FEATURE_RESAMPLES)
-                got = feature_bootstrap.replicates(*feats, idx)
-                row["rfid_replicates"] = None if got is None else got["fid"]
+            got = None if feats is None else feature_bootstrap.replicates(*feats)
+            row["rfid_replicates"] = None if got is None else got["fid"]
         elif rid and tok and tok.get("status") == records.FINISHED and not pd.isna(row["rfid"]):
             if rid not in rfid_reps:
                 rfid_reps[rid] = _rfid_replicates(out, rid)
