@@ -11,7 +11,8 @@ checkpoint and no record). What this backend adds:
 - retries of runs whose worker died (killed, out of memory, node lost): the retry resumes from the
   run's checkpoint because `run_one` does. Errors of the run itself are recorded by `run_one` and
   are not retried;
-- Ctrl-C: tasks are cancelled, the records of runs that end meanwhile are kept.
+- Ctrl-C: tasks are cancelled (running ones by killing their workers), the records of runs that had ended
+  are kept.
 
 Ray is imported inside the methods, so importing this module (which registering it does) never
 loads it.
@@ -201,9 +202,9 @@ def _collect(refs: dict[Any, Cell], out: Path, progress: Progress, report: Repor
 
 
 def _cancel(refs: dict[Any, Cell], out: Path, report: Report) -> None:
-    """Ctrl-C: cancel every task that has not ended (a running one gets KeyboardInterrupt, so run_one
-    writes no record and keeps its checkpoint), keep the records of runs that end meanwhile, and kill
-    what is still running after CANCEL_GRACE_S. A second Ctrl-C skips the wait."""
+    """Ctrl-C: stop every task that has not ended (a running one's worker is killed: the run keeps its
+    last checkpoint and writes no record; ray_session.cancel_and_drain says why it is not interrupted)
+    and keep the records of runs that had ended."""
 
     def ended(ref: Any) -> None:
         record = _outcome(ref, refs[ref], out)

@@ -147,9 +147,9 @@ class RayPriors:
         return PriorRecord(pid, FAILED, tokenizer, self.jobs.prior.to_dict(), error=error).to_json()
 
     def _cancel(self) -> None:
-        """Ctrl-C or an error in the driver: cancel the priors (a running one gets KeyboardInterrupt,
-        so `run_prior` leaves its checkpoint and no record), report those that end meanwhile, kill
-        what still runs after the grace period (ray_session.cancel_and_drain)."""
+        """Ctrl-C or an error in the driver: stop the priors (a running one's worker is killed, so the
+        prior leaves its checkpoint and no record; ray_session.cancel_and_drain) and report those
+        that had ended."""
         from bench.scheduling.backends.ray_session import cancel_and_drain
 
         def ended(ref: Any) -> None:

@@ -15,7 +15,7 @@ from bench.core.paths import REPO_ROOT
 # Shipped to the nodes of a cluster with the code (runtime_env working_dir); results and caches stay.
 WORKING_DIR_EXCLUDES = [".git", "results", ".make", "**/__pycache__", "*.pyc", ".pytest_cache", ".venv", "venv"]
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "NLTK_DATA", "TORCH_HOME")  # and every VQBENCH_*
-CANCEL_GRACE_S = 10.0  # after Ctrl-C, how long cancelled tasks get to stop before their workers are killed
+CANCEL_GRACE_S = 10.0  # after Ctrl-C, how long the driver waits for the stopped tasks to resolve
 
 
 @dataclass
@@ -85,15 +85,24 @@ def alive_nodes() -> list[dict[str, Any]]:
 
 
 def cancel_and_drain(refs: Iterable[Any], on_ended: Callable[[Any], None], grace_s: float = CANCEL_GRACE_S) -> None:
-    """Ctrl-C, or an error in the driver: cancel these tasks (a running one gets KeyboardInterrupt, so
-    the run or prior leaves its checkpoint and no record), call `on_ended(ref)` for each task that
-    ends within `grace_s` (its outcome may be a record worth keeping), and kill the rest. A second
-    Ctrl-C skips the wait."""
+    """Ctrl-C, or an error in the driver: stop these tasks, then call `on_ended(ref)` for each one
+    that resolves within `grace_s` (a task that had already finished carries a record worth keeping;
+    a stopped one resolves as cancelled). A second Ctrl-C skips the wait.
+
+    A running task's worker process is killed (force), not sent KeyboardInterrupt: an interrupt can
+    land inside an import and leave the process with half-imported modules (torch's import of triton,
+    cut in half, made every later run in that worker fail with "module 'triton.backends' has no
+    attribute 'compiler'"), and Ray hands a surviving worker the next task of the same session (a
+    notebook, the tests). A killed run leaves what an interrupted one did: its last checkpoint and no
+    record, both written atomically, so the next invocation resumes it."""
     import ray
 
     pending = list(refs)
     for ref in pending:
-        ray.cancel(ref, force=False)
+        try:
+            ray.cancel(ref, force=True)
+        except Exception:  # noqa: BLE001, S110 - best effort: the task ended meanwhile, or Ray is shutting down
+            pass
     deadline = time.monotonic() + grace_s
     try:
         while pending and time.monotonic() < deadline:
@@ -102,8 +111,3 @@ def cancel_and_drain(refs: Iterable[Any], on_ended: Callable[[Any], None], grace
                 on_ended(ref)
     except KeyboardInterrupt:
         pass
-    for ref in pending:
-        try:
-            ray.cancel(ref, force=True)
-        except Exception:  # noqa: BLE001, S110 - best effort; shutting Ray down ends the rest
-            pass

@@ -4,6 +4,7 @@ checkpoint, Ctrl-C and resume. One local Ray instance (2 CPUs) serves the whole 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from bench.core import run_folder
 from bench.runs import records
 from bench.runs.config import RunConfig, resolve
 from bench.runs.runner import run_one
-from bench.scheduling.backends.ray_session import connect
+from bench.scheduling.backends.ray_session import cancel_and_drain, connect
 from bench.training.train_log import read_train_log
 from tests.bench.scheduling import tiny
 
@@ -191,3 +192,45 @@ def test_ctrl_c_cancels_the_rest_and_the_next_invocation_finishes_them(ray_sessi
     recs = api.run_grid(configs, tmp_path / "out", progress=False, worker_imports=WORKERS)
     assert all(r["status"] == "finished" and r["steps_done"] == tiny.STEPS for r in recs)
     assert {r["run_id"] for r in recs if r.get("skipped")} == finished
+
+
+def _pid_then_sleep(started: str) -> int:
+    Path(started).write_text(str(os.getpid()))
+    import time
+
+    time.sleep(60)
+    return os.getpid()
+
+
+def test_cancel_and_drain_kills_a_running_tasks_worker_so_no_later_task_reuses_it(ray_session, tmp_path):
+    """An interrupt can cut an import in half and leave the worker broken for the next task it is
+    given (ray_session.cancel_and_drain): a cancelled task's process must be gone, not reused."""
+    started = tmp_path / "pid.txt"
+    ref = ray.remote(_pid_then_sleep).remote(str(started))
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pid = int(started.read_text())
+    ended = []
+    cancel_and_drain([ref], ended.append, grace_s=30)
+    assert ended == [ref]  # it resolved within the wait, as cancelled
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(ref)
+    deadline = time.monotonic() + 30
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid)
+    assert ray.get(ray.remote(_pid).remote()) != pid
+
+
+def _pid() -> int:
+    return os.getpid()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "zombie" in status.read_text())
