@@ -45,22 +45,26 @@ def median_ms(fn: Callable[[], Any], device: torch.device, warmup: int = 2, reps
 def paired_median_ms(fn_a: Callable[[], Any], fn_b: Callable[[], Any], device: torch.device, warmup: int = 2,
                      reps: int = 5) -> tuple[float, float]:
     """Medians of two functions timed alternately (a, b, a, b, ...), so that a slow spell of a noisy
-    machine hits both: their ratio is what the targets are about."""
+    machine hits both: their ratio is what the targets are about. Each is warmed up on its own first,
+    and a call over a second cuts the repetitions (the big shapes)."""
     reps = min(_warm(fn_a, device, warmup, reps), _warm(fn_b, device, warmup, reps))
-    a, b = [], []
-    for _ in range(reps):
-        a += _times_ms(fn_a, device, 1)
-        b += _times_ms(fn_b, device, 1)
-    return statistics.median(a), statistics.median(b)
+    medians = _round_robin({"a": fn_a, "b": fn_b}, device, reps)
+    return medians["a"], medians["b"]
 
 
 def interleaved_median_ms(fns: dict[str, Callable[[], Any]], device: torch.device, reps: int = 3,
                           warmup: int = 1) -> dict[str, float]:
-    """Median ms of each function, the functions called round-robin (a, b, c, a, b, c, ...) after
-    `warmup` rounds, so that a slow spell of a shared machine hits every one alike."""
+    """Median ms of each function, called round-robin after `warmup` rounds of the same order (the
+    Inception variants, whose first calls are alike in cost: no per-function warm-up policy)."""
     for _ in range(warmup):
         for fn in fns.values():
             _times_ms(fn, device, 1)
+    return _round_robin(fns, device, reps)
+
+
+def _round_robin(fns: dict[str, Callable[[], Any]], device: torch.device, reps: int) -> dict[str, float]:
+    """Each function's median over `reps` rounds of a, b, c, a, b, c, ...: a slow spell of a shared
+    machine hits every one alike."""
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(reps):
         for name, fn in fns.items():

@@ -9,7 +9,7 @@ import bench.speed.main as speed_main
 from bench.speed.memory import peak_mb
 from bench.speed.quantizers import COLUMNS, quantizer_rows
 from bench.speed.shapes import Shape
-from bench.speed.timing import paired_median_ms
+from bench.speed.timing import interleaved_median_ms, paired_median_ms
 from bench.speed.training import train_step_rows
 
 CPU = torch.device("cpu")
@@ -50,6 +50,12 @@ def test_paired_timing_alternates():
     calls = []
     paired_median_ms(lambda: calls.append("a"), lambda: calls.append("b"), CPU, warmup=1, reps=3)
     assert calls[-6:] == ["a", "b"] * 3
+
+
+def test_interleaved_timing_warms_up_and_measures_round_robin():
+    calls = []
+    ms = interleaved_median_ms({n: (lambda n=n: calls.append(n)) for n in "xyz"}, CPU, reps=2, warmup=1)
+    assert calls == list("xyz") * 3 and set(ms) == set("xyz")
 
 
 def test_peak_memory_sees_a_64_mib_allocation():
