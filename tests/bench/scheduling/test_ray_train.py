@@ -116,19 +116,31 @@ def test_judge_records_errors_of_the_run_and_what_rank_0_wrote():
 
 class _FakeFit:
     """Stands in for a TorchTrainer: each fit plays the next step of `script` ("lose", "bug", "finish",
-    "nothing") and notes whether it was told to start over."""
+    "nothing", "interrupt": Ctrl-C in the driver) and notes whether it was told to start over and
+    whether its controller was aborted."""
 
     def __init__(self, script, cell, out):
-        self.script, self.cell, self.out, self.forces = list(script), cell, out, []
+        self.script, self.cell, self.out, self.forces, self.aborted = list(script), cell, out, [], []
 
     def trainer(self, cell, req, out, force, storage, attempt):  # replaces RayTrainBackend._trainer
         self.forces.append(force)
         step = self.script.pop(0)
 
+        aborted = self.aborted
+
+        class Controller:
+            class abort:  # noqa: N801 - stands in for the controller actor's method
+                @staticmethod
+                def remote():
+                    aborted.append(True)
+                    return "abort-ref"
+
         class Trainer:
-            controller = None
+            controller = Controller()
 
             def fit(inner):
+                if step == "interrupt":
+                    raise KeyboardInterrupt
                 if step == "lose":
                     raise _lost_worker_1()
                 if step == "bug":
@@ -166,6 +178,18 @@ def test_an_error_of_the_run_is_recorded_and_not_retried(monkeypatch, tmp_path):
     assert len(fake.forces) == 1 and record["status"] == "failed"
     assert record["error"] == "KeyError: 'a bug' (on worker 1)" and record["optimization"]["workers"] == 2
     assert records.read_record(run_dir)["error"] == record["error"]
+
+
+def test_ctrl_c_during_a_fit_aborts_its_controller_and_leaves_no_record(monkeypatch, tmp_path):
+    import ray
+
+    waited = []
+    monkeypatch.setattr(ray, "get", lambda ref, timeout=None: waited.append((ref, timeout)))
+    with pytest.raises(KeyboardInterrupt):
+        _drive(monkeypatch, tmp_path, ["interrupt", "finish"])
+    [cell] = plan_cells([_cfg()])
+    assert waited == [("abort-ref", ray_train.CANCEL_GRACE_S)]  # the workers are killed, with a bounded wait
+    assert records.read_record(run_folder.run_dir(tmp_path, cell.run_id)) is None  # resumes next time
 
 
 def test_a_fit_without_a_record_says_the_folder_must_be_shared(monkeypatch, tmp_path):
