@@ -37,6 +37,7 @@ TOKENIZER_RFID = "tokenizer_rfid"  # measured by the prior when the tokenizer's 
 METRIC_KEYS = (GFID, GFID_LO, GFID_HI, GKID, GKID_LO, GKID_HI, GKID_STD, IS, IS_STD, PRECISION, RECALL, GFID_RANDOM,
                GFID_TRAIN_TOKENS, VAL_NLL, TOKENIZER_RFID)
 IS_SPLITS = 10  # torch-fidelity's default
+IS_SHUFFLE_SEED = 2020  # torch-fidelity's default: the same rows fall in the same split
 LOGITS_LAYER = "logits_unbiased"  # torch-fidelity's IS layer: logits without the fc bias
 
 
@@ -76,12 +77,21 @@ def generation_extractor(device: torch.device | str = "cpu") -> GenerationExtrac
 
 
 def inception_score(logits: np.ndarray, splits: int = IS_SPLITS) -> tuple[float, float]:
-    """(mean, std) over `splits` equal parts of exp(mean_x KL(p(y|x) || p(y))), in float64."""
+    """(mean, std) over `splits` parts of exp(mean_x KL(p(y|x) || p(y))), in float64, as torch-fidelity
+    computes it (metric_isc.isc_features_to_metric): rows shuffled by its fixed permutation (seed
+    2020), part i being rows i*N//splits up to (i+1)*N//splits. torch.chunk would differ whenever N is
+    not a multiple of `splits`: 16 samples in 10 splits gave 8 parts of 2."""
     logits = torch.as_tensor(logits, dtype=torch.float64)
+    n = len(logits)
+    if n < splits:
+        raise ValueError(f"the Inception Score in {splits} splits needs at least {splits} samples, got {n}")
+    logits = logits[torch.from_numpy(np.random.RandomState(IS_SHUFFLE_SEED).permutation(n))]
     p = logits.softmax(dim=1)
     log_p = logits.log_softmax(dim=1)
     scores = []
-    for part, log_part in zip(p.chunk(splits), log_p.chunk(splits)):
+    for i in range(splits):
+        rows = slice(i * n // splits, (i + 1) * n // splits)
+        part, log_part = p[rows], log_p[rows]
         log_marginal = part.mean(dim=0, keepdim=True).log()
         kl = (part * (log_part - log_marginal)).sum(dim=1).mean()
         scores.append(float(kl.exp()))

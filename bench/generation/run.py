@@ -284,12 +284,13 @@ def _inception_metrics(metrics: dict[str, Any], cfg: PriorConfig, tok: Tokenizer
         **dist_protocol,
         "interval": interval_protocol,
     }
-    if logits is not None:
+    if logits is not None and len(logits) >= gm.IS_SPLITS:
         metrics[gm.IS], metrics[gm.IS_STD] = gm.inception_score(logits)
-        out["inception_score"] = {"available": True, "splits": gm.IS_SPLITS, "layer": gm.LOGITS_LAYER,
-                                  "weights": extractor.fid_extractor.weights.source}
+        out["inception_score"] = {"available": True, "splits": gm.IS_SPLITS, "shuffle_seed": gm.IS_SHUFFLE_SEED,
+                                  "layer": gm.LOGITS_LAYER, "weights": extractor.fid_extractor.weights.source}
     else:
-        out["inception_score"] = {"available": False, "why": extractor.is_unavailable}
+        why = extractor.is_unavailable or f"{len(logits)} samples, fewer than its {gm.IS_SPLITS} splits"
+        out["inception_score"] = {"available": False, "why": why}
     if tokenizer_rfid.needed(tok.record, cfg.eval.tokenizer_rfid_images):
         metrics[gm.TOKENIZER_RFID], out["tokenizer_rfid"] = tokenizer_rfid.measure(
             tok, extractor, cfg.eval.tokenizer_rfid_images, pdir, cfg.sampling.batch_size)

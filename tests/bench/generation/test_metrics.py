@@ -2,6 +2,7 @@
 and the reason recorded when the Inception weights have no logits."""
 import numpy as np
 import pytest
+import torch
 
 from bench.generation import metrics as gm
 
@@ -35,8 +36,37 @@ def test_inception_score_bounds():
     assert gm.inception_score(uniform)[0] == pytest.approx(1.0)  # no class is certain: IS 1
     confident = np.full((n, c), -50.0)
     confident[np.arange(n), np.arange(n) % c] = 50.0  # certain and evenly spread: IS = number of classes
-    mean, std = gm.inception_score(confident, splits=10)
-    assert mean == pytest.approx(c, rel=1e-6) and std < 1e-6
+    assert gm.inception_score(confident, splits=1)[0] == pytest.approx(c, rel=1e-6)  # (the 10 shuffled splits
+    assert gm.inception_score(confident)[0] < c  # are not each evenly spread, so their scores are lower)
+
+
+@pytest.mark.parametrize("n", [16, 1003, 1000])
+def test_inception_score_equals_torch_fidelity(n):
+    """torch-fidelity's own IS on the same logits: its shuffle and its split boundaries, also where n
+    is not a multiple of the 10 splits."""
+    from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
+
+    logits = np.random.RandomState(n).randn(n, 1008) * 3.0
+    ref = isc_features_to_metric(torch.as_tensor(logits), splits=gm.IS_SPLITS)
+    mean, std = gm.inception_score(logits)
+    assert mean == pytest.approx(ref[KEY_METRIC_ISC_MEAN], rel=1e-12)
+    assert std == pytest.approx(ref[KEY_METRIC_ISC_STD], rel=1e-9, abs=1e-12)
+    with pytest.raises(ValueError, match="at least 10 samples"):
+        gm.inception_score(logits[:9])
+
+
+@pytest.mark.parametrize(("n_real", "n_fake", "shift"), [(300, 200, 0.0), (257, 311, 0.3), (100, 100, 1.0)])
+def test_precision_recall_equal_torch_fidelity(n_real, n_fake, shift):
+    """torch-fidelity's precision and recall (its k = 3 neighbourhood) on the same features."""
+    from torch_fidelity.metric_prc import calculate_precision_recall_full
+
+    rng = np.random.RandomState(n_real + n_fake)
+    real = rng.randn(n_real, 16)
+    fake = rng.randn(n_fake, 16) * 1.3 + shift
+    ref_p, ref_r = calculate_precision_recall_full(torch.as_tensor(fake), torch.as_tensor(real), neighborhood=3)
+    p, r = gm.precision_recall(real, fake, k=3)
+    assert (p, r) == pytest.approx((ref_p, ref_r), abs=1e-6)  # its means are float32; one sample is >= 1/311
+    assert 0.0 < p < 1.0 and 0.0 < r < 1.0  # neither trivially 0 nor 1: the balls decide
 
 
 def test_is_is_unavailable_with_the_derived_weights(monkeypatch):
