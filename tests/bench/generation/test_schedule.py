@@ -105,6 +105,30 @@ def test_ray_grid_priors_are_tasks_in_the_same_session(tmp_path):
     _check_rerun(out, good, again)
 
 
+@pytest.mark.slow
+def test_ray_ctrl_c_stops_the_priors_and_the_next_invocation_finishes_them(tmp_path):
+    """Ctrl-C while the driver handles the first prior's record: the other priors are cancelled (a
+    running one's worker killed), nothing half-written is left, and the same call again finishes all."""
+    configs = [RunConfig(method="vqgan", dataset=tiny.DATASET, codebook_size=8, preset=tiny.PRESET, seed=s)
+               for s in (0, 1, 2)]
+    out = tmp_path / "out"
+
+    def interrupt(record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_grid_with_priors(configs, out, PRIOR, progress=False, backend="ray", num_cpus=2,
+                             worker_imports=[tiny.WORKER_MODULE], on_prior_record=interrupt)
+    root = folder.priors_dir(out)
+    written = [read_prior_record(d) for d in root.iterdir()] if root.exists() else []
+    assert all(r is None or r["status"] == "finished" for r in written)  # killed priors wrote no record
+    recs = run_grid_with_priors(configs, out, PRIOR, progress=False, backend="ray", num_cpus=2,
+                                worker_imports=[tiny.WORKER_MODULE])
+    priors = recs[3:]
+    assert len(priors) == 3 and all(p["status"] == "finished" and p["steps_done"] == 4 for p in priors)
+    assert sum(bool(p.get("skipped")) for p in priors) >= 1  # the one reported before Ctrl-C was kept
+
+
 def test_prior_preset_flags():
     assert prior_for_flags(False, None, "smoke") is None
     assert prior_for_flags(True, None, "smoke").preset == "smoke"  # named like the tokenizer preset
