@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bench.cli import parsing
 from bench.speed.output import fmt
 from bench.speed.timing import interleaved_median_ms
 
@@ -242,12 +243,14 @@ def thread_rows(fn: Callable[[Tensor], Tensor], s: Settings, bound: Bound) -> li
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.speed.inception", description=__doc__.splitlines()[0])
+    p = parsing.OneLineParser(prog="python -m bench.speed.inception", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true",
                    help="2 images, one repetition, no bf16 row: checks that it runs (about a minute)")
     p.add_argument("--compile", action="store_true", help="add torch.compile (minutes to compile on 2 cores)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, every core)")
-    p.add_argument("--reps", type=int, default=None, help="timed round-robin rounds (default: 3; quick: 1)")
+    p.add_argument("--threads", type=parsing.positive_int, default=None,
+                   help="torch threads (default: torch's, every core)")
+    p.add_argument("--reps", type=parsing.positive_int, default=None,
+                   help="timed round-robin rounds (default: 3; quick: 1)")
     return p
 
 
@@ -273,15 +276,9 @@ def report(tables: dict[str, list[dict[str, Any]]], s: Settings) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.threads is not None:
-        if args.threads < 1:
-            print(f"error: --threads must be a positive integer, got {args.threads}", file=sys.stderr)
-            return 2
         torch.set_num_threads(args.threads)
     s = QUICK if args.quick else FULL
     if args.reps is not None:
-        if args.reps < 1:
-            print(f"error: --reps must be a positive integer, got {args.reps}", file=sys.stderr)
-            return 2
         s = replace(s, reps=args.reps)
     print(f"Inception-v3 (FID, pool3) on the CPU: {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"{torch.backends.cpu.get_cpu_capability()}\n")

@@ -42,6 +42,7 @@ import torch
 from PIL import Image
 
 from bench.core.errors import UserError
+from bench.cli import parsing
 from bench.speed.output import fmt
 
 PHOTOS, FILES, CACHED = "photos", "image files", "image files, decoded cache"
@@ -227,12 +228,13 @@ def preset_rows(preset: str, folder: Path, s: Settings, device: torch.device) ->
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.speed.loader", description=__doc__.splitlines()[0])
+    p = parsing.OneLineParser(prog="python -m bench.speed.loader", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true",
                    help="cpu-tiny only, small files, workers 0 and 2: checks that it runs")
     p.add_argument("--presets", default=None, help="comma-separated (default: cpu-tiny,gpu)")
-    p.add_argument("--workers", default=None, help="comma-separated DataLoader worker counts (default: 0,2,4)")
-    p.add_argument("--images", type=int, default=None, help="image files to write (default: 512)")
+    p.add_argument("--workers", type=parsing.comma_list(parsing.non_negative_int), default=None,
+                   help="comma-separated DataLoader worker counts (default: 0,2,4)")
+    p.add_argument("--images", type=parsing.positive_int, default=None, help="image files to write (default: 512)")
     p.add_argument("--size", default=None, help="WxH of each file (default: 500x375)")
     p.add_argument("--format", default=None, choices=sorted(FORMATS), help="file format (default: jpeg)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
@@ -248,13 +250,7 @@ def settings(args: argparse.Namespace) -> Settings:
     if args.presets:
         s = replace(s, presets=tuple(preset(p).name for p in args.presets.split(",")))
     if args.workers:
-        try:
-            workers = tuple(int(w) for w in args.workers.split(","))
-        except ValueError:
-            workers = (-1,)
-        if any(w < 0 for w in workers):
-            raise UserError(f"--workers takes comma-separated counts >= 0, e.g. 0,2,4; got {args.workers!r}")
-        s = replace(s, workers=workers)
+        s = replace(s, workers=tuple(args.workers))
     if args.size:
         try:
             w, h = (int(v) for v in args.size.lower().split("x"))
@@ -266,8 +262,6 @@ def settings(args: argparse.Namespace) -> Settings:
     if args.format:
         s = replace(s, format=args.format)
     if args.images is not None:
-        if args.images < 1:
-            raise UserError(f"--images must be a positive integer, got {args.images}")
         s = replace(s, images=args.images)
     return s
 

@@ -67,5 +67,7 @@ def test_bf16_row_is_reported_as_not_exact():
 
 
 def test_main_rejects_bad_threads(capsys):
-    assert B.main(["--threads", "0"]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        B.main(["--threads", "0"])
+    assert exit_.value.code == 2
     assert "--threads" in capsys.readouterr().err
