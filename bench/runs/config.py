@@ -109,6 +109,11 @@ class ResolvedRun:
             return "given"
         return why_default(self.preset)
 
+    def record_keys(self) -> dict[str, Any]:
+        """Top-level keys its record has beyond a trained run's: none (a released evaluation's has some,
+        bench.released.job.ResolvedEval.record_keys)."""
+        return {}
+
     def to_dict(self) -> dict[str, Any]:
         """The record's `config`: JSON-ready, hashed into the run id."""
         return {

@@ -30,6 +30,5 @@ def failed_record(cell: Cell, error: str, tb: str | None = None) -> Record:
     from bench.evaluation.metrics import keys
 
     # A job kind whose records carry more top-level keys (a released checkpoint's `source`) says which.
-    extra = cell.run.record_keys() if hasattr(cell.run, "record_keys") else {}
     return RunRecord.failed(cell.run_id, cell.run.to_dict(), error, tb, metric_keys=keys.RECORD_METRICS,
-                            data_root=cell.config.data_root, extra=extra).to_json()
+                            data_root=cell.config.data_root, extra=cell.run.record_keys()).to_json()
