@@ -98,12 +98,20 @@ class _HFBase(TextEncoder):
     def _load(self) -> None:
         if self._model is None:
             from transformers import AutoTokenizer
+            from transformers.utils import logging as hf_logging
 
+            # transformers 5 draws a "Loading weights" progress bar on stderr; the prior is built while
+            # configs are resolved, where stderr must hold nothing but a refusal's one line.
+            bars_were_on = hf_logging.is_progress_bar_enabled()
+            hf_logging.disable_progress_bar()
             try:
                 self._tokenizer = AutoTokenizer.from_pretrained(self.name_or_path)
                 self._model = self._model_class().from_pretrained(self.name_or_path).eval()
             except (OSError, ValueError) as exc:
                 raise _load_error(self.what, self.name_or_path, exc) from None
+            finally:
+                if bars_were_on:
+                    hf_logging.enable_progress_bar()
 
     @torch.no_grad()
     def encode(self, texts: list[str], batch_size: int = 128) -> Tensor:

@@ -49,7 +49,9 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    default=list(DEFAULT_CODEBOOK_SIZES),
                    help="comma-separated codebook sizes K, or full: the whole vocabulary of a method that has one "
                         "(vqct; default: 256)")
-    p.add_argument("--seeds", type=parsing.comma_list(parsing.non_negative_int), default=[0], help="comma-separated seeds (default: 0)")
+    p.add_argument("--seeds", type=parsing.comma_list(parsing.non_negative_int), default=None,
+                   help="comma-separated seeds (default: the preset's: 0,1,2 for gpu-tiny, the default on a CUDA "
+                        "machine; 0 for the others)")
     p.add_argument("--preset", default=None, help=f"one of {', '.join(presets.PRESETS)} (default: gpu on a machine "
                    "with a CUDA GPU, else cpu-tiny; the choice is printed and recorded)")
     p.add_argument("--steps", type=parsing.positive_int, default=None, help="training steps (default: the preset's)")
@@ -198,6 +200,28 @@ def _method_options(chosen: list[str], options: list[tuple[str, str, Any]]) -> d
     return per_method
 
 
+def _check_device(opts: argparse.Namespace) -> None:
+    """A GPU that nvidia-smi lists but torch cannot use is said in one line: refused (exit 2) when the
+    runs were asked to use CUDA on this machine, a warning when they would silently take the CPU
+    default. With --ray-address the runs execute elsewhere, so this machine's GPUs decide nothing."""
+    import torch
+
+    from bench.runs import cuda_probe
+
+    wants_cuda = (opts.device or "").startswith("cuda")
+    takes_default = opts.device is None and opts.preset is None
+    if opts.ray_address is not None or not (wants_cuda or takes_default) or torch.cuda.is_available():
+        return
+    reason = cuda_probe.unusable_reason()  # None: nvidia-smi lists no GPU either
+    if wants_cuda:
+        raise UserError(f"--device {opts.device}: " + (reason or f"torch {torch.__version__} sees no CUDA GPU on "
+                                                       "this machine; drop --device (the CPU is used) or run on a "
+                                                       "GPU machine"))
+    if reason is not None:
+        print(f"run_bench.py: warning: {reason}; meanwhile the runs take the CPU default", file=sys.stderr,
+              flush=True)
+
+
 def run(opts: argparse.Namespace) -> int:
     if opts.list:
         print(list_everything())
@@ -205,14 +229,17 @@ def run(opts: argparse.Namespace) -> int:
     chosen = opts.methods or default_methods()
     per_method = _method_options(chosen, opts.option)
     data = _dataset_settings(opts)
+    preset_name, why = presets.choose(opts.preset)  # an unknown name stops here, before any work
+    _check_device(opts)
+    seeds = opts.seeds if opts.seeds is not None else list(presets.preset(preset_name).default_seeds)
     configs = [
         config.RunConfig(method=m, dataset=d, codebook_size=k, seed=s, preset=opts.preset, steps=opts.steps,
                          method_options=per_method.get(m, {}), device=opts.device, compile=opts.compile,
                          workers=opts.workers_per_run or 1, **data)
-        for d in opts.datasets for k in opts.codebook_sizes for m in chosen for s in opts.seeds
+        for d in opts.datasets for k in opts.codebook_sizes for m in chosen for s in seeds
     ]
-    preset_name, why = presets.choose(opts.preset)  # an unknown name stops here, before any work
-    print(f"preset {preset_name}: {why}", flush=True)
+    seeds_note = "" if opts.seeds is not None else f"; seeds {','.join(map(str, seeds))} (the preset's default)"
+    print(f"preset {preset_name}: {why}{seeds_note}", flush=True)
 
     def report(record: dict[str, Any]) -> None:
         c = record["config"]

@@ -185,6 +185,13 @@ PRIOR_PRESETS: dict[str, PriorConfig] = {
                 # tokenizer's rFID on 16 held-out images (the smoke tokenizer computes none), so the
                 # pipeline check shows gFID beside rFID; small-sample numbers (daggered), nothing to read.
                 GenerationEvalConfig(n_samples=16, reference_images=32, tokenizer_rfid_images=16, grid_images=16)),
+        # The prior of the gpu-tiny tokenizers (the default on a CUDA machine): cpu-tiny's recipe with
+        # a larger transformer, more steps and twice the samples, still minutes on one GPU.
+        _preset("gpu-tiny", TransformerConfig(n_layer=4, n_head=4, n_embd=128),
+                PriorTrainConfig(batch_size=64, base_lr=1.5625e-5, steps=3000, warmup_steps=100, log_every=100,
+                                 ckpt_every=500),
+                SamplingConfig(batch_size=500),
+                GenerationEvalConfig(n_samples=2000)),
         _preset("gpu", TransformerConfig(n_layer=12, n_head=12, n_embd=768, dropout=0.1),
                 PriorTrainConfig(batch_size=32, base_lr=4.5e-6, steps=50_000, warmup_steps=1000, log_every=100,
                                  ckpt_every=2000),

@@ -111,7 +111,7 @@ def test_cli_help_names_the_backends(capsys):
 
 
 @pytest.mark.parametrize("cuda, expected", [(False, "preset cpu-tiny: default for a CPU-only machine"),
-                                            (True, "preset gpu: default for a CUDA machine")])
+                                            (True, "preset gpu-tiny: default for a CUDA machine")])
 def test_cli_without_preset_takes_the_machines_default_and_says_so(cuda, expected, captured, capsys, monkeypatch,
                                                                     tmp_path):
     import torch
@@ -121,11 +121,16 @@ def test_cli_without_preset_takes_the_machines_default_and_says_so(cuda, expecte
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     with pytest.raises(Captured):
         cli.main(["--methods", "vqgan", "--out", str(tmp_path)])
-    assert expected in capsys.readouterr().out
-    [config] = captured["configs"]
+    out = capsys.readouterr().out
+    assert expected in out
+    # the CUDA default runs three seeds (a verdict between methods needs them), the CPU's one
+    seeds = [0, 1, 2] if cuda else [0]
+    assert [c.seed for c in captured["configs"]] == seeds
+    assert ("seeds 0,1,2 (the preset's default)" in out) == cuda
+    config = captured["configs"][0]
     run = resolve(config)
     # the record's config names the preset that ran, and the record says why it was chosen
-    assert config.preset is None and run.to_dict()["preset"] == ("gpu" if cuda else "cpu-tiny")
+    assert config.preset is None and run.to_dict()["preset"] == ("gpu-tiny" if cuda else "cpu-tiny")
     assert run.preset_source == expected.split(": ", 1)[1] + " (--preset to choose)"
 
 
