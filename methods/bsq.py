@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.core.errors import UserError
+from bench.core.option_ranges import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, option
 
 from .base import Quantizer, QuantOut, flatten_latent, straight_through, unflatten_latent
 from .lfq import entropy, power_of_two_message
@@ -45,16 +46,16 @@ from .registry import register_method
 class BSQOptions:
     # Weight of the whole entropy penalty: the released configurations weigh the quantizer's loss by
     # 0.1 (their codebook_weight) with zeta = 1.
-    entropy_weight: float = 0.1
-    per_sample_weight: float = 1.0  # gamma_0: pushes each latent towards one code (confidence)
-    codebook_weight: float = 1.0  # gamma: pushes the batch to spread over all codes (usage)
+    entropy_weight: float = option(0.1, NON_NEGATIVE)
+    per_sample_weight: float = option(1.0, NON_NEGATIVE)  # gamma_0: pushes each latent towards one code (confidence)
+    codebook_weight: float = option(1.0, NON_NEGATIVE)  # gamma: pushes the batch to spread over all codes (usage)
     # tau of p(c | u) = softmax(2 tau c.u) (the released code's inv_temperature; 1 there). c.u lies
     # in [-1, 1], so tau = 1 gives soft assignments and a non-vanishing per-sample entropy gradient.
-    inv_temperature: float = 1.0
+    inv_temperature: float = option(1.0, POSITIVE)
     # Bits per group in the codebook-entropy approximation: 1 is the paper's Eq. 8 (per-bit entropies);
     # log2 K is the exact entropy over all K codes (memory N x K). Must divide log2 K.
-    entropy_group_size: int = 1
-    commitment_weight: float = 0.0  # beta of E ||u - sg[q]||^2; 0 in the released ImageNet configurations
+    entropy_group_size: int = option(1, AT_LEAST_ONE)
+    commitment_weight: float = option(0.0, NON_NEGATIVE)  # beta of E ||u - sg[q]||^2; 0 in the released ImageNet configurations
 
 
 @register_method("bsq", "BSQ: latent on the unit sphere, per-channel sign / sqrt(d), K = 2^d, entropy penalty")
@@ -76,14 +77,10 @@ class BSQQuantizer(Quantizer):
             raise UserError(power_of_two_message("bsq", codebook_size))
         bits = codebook_size.bit_length() - 1
         g = options.entropy_group_size
-        if g < 1 or bits % g:
+        if bits % g:
             valid = [s for s in range(1, bits + 1) if bits % s == 0]
             raise UserError(f"bsq: entropy_group_size must divide log2 K = {bits}; valid sizes: "
                             f"{', '.join(map(str, valid))}; got {g}")
-        if options.inv_temperature <= 0:
-            raise UserError(f"bsq: inv_temperature must be positive, got {options.inv_temperature}")
-        if min(options.entropy_weight, options.per_sample_weight, options.codebook_weight, options.commitment_weight) < 0:
-            raise UserError("bsq: entropy_weight, per_sample_weight, codebook_weight and commitment_weight must be >= 0")
 
     def __init__(self, codebook_size: int, dim: int, options: BSQOptions) -> None:
         super().__init__()

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.core.errors import UserError
+from bench.core.option_ranges import AT_LEAST_ONE, NON_NEGATIVE, option
 
 from . import distributed
 from .base import flatten_latent, nearest_codes, straight_through, unflatten_latent
@@ -41,19 +41,12 @@ class CodebookTrickOptions:
     # Replace the initial codebook by k-means centroids of the first training batch's latents (all
     # workers' latents). Codes that start far from the data are never chosen and never move.
     kmeans_init: bool = False
-    kmeans_iters: int = 10  # Lloyd iterations of that k-means (vector-quantize-pytorch's default)
+    kmeans_iters: int = option(10, AT_LEAST_ONE)  # Lloyd iterations of that k-means (vector-quantize-pytorch's default)
     # Replace each code whose EMA usage (expected assignments per training step) falls below this
     # number by an encoder output of the current batch. 0 = off; SoundStream-style models use 2.
-    threshold_ema_dead_code: float = 0.0
+    threshold_ema_dead_code: float = option(0.0, NON_NEGATIVE)
     # Gradient through the quantizer by the rotation trick instead of the straight-through estimator.
     rotation_trick: bool = False
-
-
-def check_trick_options(method: str, options: CodebookTrickOptions) -> None:
-    if options.kmeans_iters < 1:
-        raise UserError(f"{method}: kmeans_iters must be >= 1, got {options.kmeans_iters}")
-    if options.threshold_ema_dead_code < 0:
-        raise UserError(f"{method}: threshold_ema_dead_code must be >= 0, got {options.threshold_ema_dead_code}")
 
 
 # --- estimators -----------------------------------------------------------------------------------

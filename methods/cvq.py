@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.core.errors import UserError
+from bench.core.option_ranges import NON_NEGATIVE, UNIT_OPEN, option
 
 from . import distributed
 from .base import Quantizer, QuantOut, codebook_commitment_loss, flatten_latent, straight_through, unflatten_latent
@@ -47,8 +48,8 @@ _ANCHORS = ("probrandom", "closest")
 
 @dataclass
 class CVQOptions:
-    beta: float = 0.25  # commitment weight on ||z - sg[e]||^2, VQ-VAE's value (as in CVQ-VAE's code)
-    decay: float = 0.99  # gamma of the running average usage, and the scale of the re-anchoring rate
+    beta: float = option(0.25, NON_NEGATIVE)  # commitment weight on ||z - sg[e]||^2, VQ-VAE's value (as in CVQ-VAE's code)
+    decay: float = option(0.99, UNIT_OPEN)  # gamma of the running average usage, and the scale of the re-anchoring rate
     # Similarity used to pick codes and anchors. The released code defaults to cosine: the nearest
     # code by angle, while the code vectors themselves stay unnormalised.
     distance: str = "cos"
@@ -69,10 +70,6 @@ class CVQQuantizer(Quantizer):
             raise UserError(f"cvq: distance must be one of {', '.join(_DISTANCES)}, got {options.distance!r}")
         if options.anchor not in _ANCHORS:
             raise UserError(f"cvq: anchor must be one of {', '.join(_ANCHORS)}, got {options.anchor!r}")
-        if not 0.0 < options.decay < 1.0:
-            raise UserError(f"cvq: decay must be in (0, 1), got {options.decay}")
-        if options.beta < 0:
-            raise UserError(f"cvq: beta must be >= 0, got {options.beta}")
 
     def __init__(self, codebook_size: int, dim: int, options: CVQOptions) -> None:
         super().__init__()

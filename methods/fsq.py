@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from bench.core.errors import UserError
+from bench.core.option_ranges import at_least, option
 
 from .base import Quantizer, QuantOut, flatten_latent, unflatten_latent
 from .registry import register_method
@@ -100,7 +101,7 @@ def levels_for(k: int, levels: tuple[int, ...] | None) -> tuple[int, ...]:
 class FSQOptions:
     # Levels per latent channel; None derives them from K (module docstring). Set explicitly to
     # reproduce a configuration from elsewhere; the product must equal the codebook size.
-    levels: tuple[int, ...] | None = None
+    levels: tuple[int, ...] | None = option(None, at_least(2))
 
 
 @register_method("fsq", "FSQ: bounded tanh + rounding per channel to fixed levels, implicit grid codebook, no aux loss")

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.core.errors import UserError
+from bench.core.option_ranges import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, option
 
 from .base import Quantizer, QuantOut, flatten_latent, unflatten_latent
 from .registry import register_method
@@ -37,12 +38,12 @@ from .registry import register_method
 class GumbelOptions:
     # Weight of KL(q || uniform). taming's GumbelVQ model passes 1e-8 (GumbelQuantize's own default,
     # 5e-4, is overridden by the model): a whisper of a prior, the Gumbel noise does the exploring.
-    kl_weight: float = 1e-8
+    kl_weight: float = option(1e-8, NON_NEGATIVE)
     # Cosine temperature schedule of taming's Gumbel configuration: 0.9 -> 1e-6 over ~1M steps, i.e.
     # almost constant during short runs. Shorten anneal_steps to anneal within a short run.
-    temp_start: float = 0.9
-    temp_min: float = 1e-6
-    anneal_steps: int = 1_000_001
+    temp_start: float = option(0.9, POSITIVE)
+    temp_min: float = option(1e-6, POSITIVE)
+    anneal_steps: int = option(1_000_001, AT_LEAST_ONE)
     # Hard one-hot samples forward with the soft sample's gradient backward (taming's default);
     # False trains on the soft mixture of codes (eval is always hard).
     straight_through: bool = True
@@ -60,14 +61,8 @@ class GumbelQuantizer(Quantizer):
 
     @classmethod
     def check(cls, codebook_size: int, dim: int, options: GumbelOptions) -> None:
-        if not options.temp_start > 0 or not options.temp_min > 0:
-            raise UserError("gumbel: temp_start and temp_min must be positive")
         if options.temp_min > options.temp_start:
             raise UserError(f"gumbel: temp_min {options.temp_min} is above temp_start {options.temp_start}")
-        if options.anneal_steps < 1:
-            raise UserError(f"gumbel: anneal_steps must be >= 1, got {options.anneal_steps}")
-        if options.kl_weight < 0:
-            raise UserError(f"gumbel: kl_weight must be >= 0, got {options.kl_weight}")
 
     def __init__(self, codebook_size: int, dim: int, options: GumbelOptions) -> None:
         super().__init__()

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.core.errors import UserError
+from bench.core.option_ranges import NON_NEGATIVE, POSITIVE, option
 
 from .base import Quantizer, QuantOut, flatten_latent, unflatten_latent
 from .lfq import entropy
@@ -35,11 +35,11 @@ from .registry import register_method
 
 @dataclass
 class IBQOptions:
-    beta: float = 0.25  # commitment weight in both halves of the double quantisation loss
+    beta: float = option(0.25, NON_NEGATIVE)  # commitment weight in both halves of the double quantisation loss
     # Entropy penalty (per-sample minus codebook entropy of softmax(logits / tau)); 0 switches it
     # off. IBQ's released training configurations turn it on; see the module docstring.
-    entropy_weight: float = 0.0
-    entropy_temperature: float = 0.01  # tau of that penalty, MAGVIT-v2 / Open-MAGVIT2's value
+    entropy_weight: float = option(0.0, NON_NEGATIVE)
+    entropy_temperature: float = option(0.01, POSITIVE)  # tau of that penalty, MAGVIT-v2 / Open-MAGVIT2's value
 
 
 @register_method("ibq", "IBQ: straight-through softmax over all codes (every code gets gradient), double quantisation loss")
@@ -47,13 +47,6 @@ class IBQQuantizer(Quantizer):
     """Index backpropagation quantisation (https://arxiv.org/abs/2412.02692)."""
 
     Options = IBQOptions
-
-    @classmethod
-    def check(cls, codebook_size: int, dim: int, options: IBQOptions) -> None:
-        if options.beta < 0 or options.entropy_weight < 0:
-            raise UserError("ibq: beta and entropy_weight must be >= 0")
-        if options.entropy_temperature <= 0:
-            raise UserError(f"ibq: entropy_temperature must be positive, got {options.entropy_temperature}")
 
     def __init__(self, codebook_size: int, dim: int, options: IBQOptions) -> None:
         super().__init__()

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.core.errors import UserError
+from bench.core.option_ranges import NON_NEGATIVE, POSITIVE, option
 
 from .base import Quantizer, QuantOut, flatten_latent, straight_through, unflatten_latent
 from .registry import register_method
@@ -52,15 +53,15 @@ def power_of_two_message(method: str, k: int) -> str:
 @dataclass
 class LFQOptions:
     # Weight of the entropy penalty. MAGVIT-v2 (and Open-MAGVIT2's released configs) use 0.1.
-    entropy_weight: float = 0.1
+    entropy_weight: float = option(0.1, NON_NEGATIVE)
     # gamma: weight of the codebook-entropy term inside the penalty. 1 is the paper's loss
     # (per-sample minus codebook entropy); larger values favour code usage over confidence.
-    diversity_gamma: float = 1.0
+    diversity_gamma: float = option(1.0, NON_NEGATIVE)
     # tau of p(c | z) = softmax(2 z.c / tau). 0.01 as in Open-MAGVIT2 (vector-quantize-pytorch's
     # inv_temperature = 100): near-hard assignments, so the per-sample term measures confidence.
-    temperature: float = 0.01
+    temperature: float = option(0.01, POSITIVE)
     # Commitment weight beta of ||z - sg[q]||^2, as in MAGVIT-v2 / Open-MAGVIT2 (0.25).
-    commitment_weight: float = 0.25
+    commitment_weight: float = option(0.25, NON_NEGATIVE)
 
 
 @register_method("lfq", "LFQ (MAGVIT-v2): per-channel sign, K = 2^d, entropy penalty + commitment")
@@ -77,10 +78,6 @@ class LFQQuantizer(Quantizer):
     def check(cls, codebook_size: int, dim: int, options: LFQOptions) -> None:
         if codebook_size < 2 or codebook_size & (codebook_size - 1):
             raise UserError(power_of_two_message("lfq", codebook_size))
-        if options.temperature <= 0:
-            raise UserError(f"lfq: temperature must be positive, got {options.temperature}")
-        if options.entropy_weight < 0 or options.commitment_weight < 0:
-            raise UserError("lfq: entropy_weight and commitment_weight must be >= 0")
 
     def __init__(self, codebook_size: int, dim: int, options: LFQOptions) -> None:
         super().__init__()

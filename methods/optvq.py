@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.core.errors import UserError
+from bench.core.option_ranges import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, option
 
 from . import distributed
 from .base import Quantizer, QuantOut, codebook_commitment_loss, flatten_latent, nearest_codes, straight_through
@@ -49,15 +50,15 @@ EVAL_ASSIGNMENTS = ("nearest", "sinkhorn")
 @dataclass
 class OptVQOptions:
     # Weight of the codebook term ||sg[z] - e||^2; the commitment term has weight 1 (released loss "l2").
-    beta: float = 0.25
+    beta: float = option(0.25, NON_NEGATIVE)
     # Multiplies the normalised cost inside exp(-epsilon C) (1/epsilon in the usual entropic-OT
     # notation): larger is closer to a hard assignment. 10 in the released configurations.
-    epsilon: float = 10.0
-    sinkhorn_iters: int = 5  # Sinkhorn-Knopp iterations (released configurations)
+    epsilon: float = option(10.0, POSITIVE)
+    sinkhorn_iters: int = option(5, AT_LEAST_ONE)  # Sinkhorn-Knopp iterations (released configurations)
     # How the distance matrix is scaled before exp(): "all" standardises it and shifts its minimum to
     # 0 (released configurations), "dim" divides by sqrt(code dim), "none" leaves it.
     normalize: str = "all"
-    heads: int = 1  # latent split into this many groups, each quantised with the shared codebook
+    heads: int = option(1, AT_LEAST_ONE)  # latent split into this many groups, each quantised with the shared codebook
     # A learned linear map applied to the codebook (the released use_proj=True): every gradient step on
     # it moves all codes, as in SimVQ.
     use_proj: bool = True
@@ -77,12 +78,10 @@ class OptVQQuantizer(Quantizer):
         if options.eval_assignment not in EVAL_ASSIGNMENTS:
             raise UserError(f"optvq: eval_assignment must be one of {', '.join(EVAL_ASSIGNMENTS)}, "
                             f"got {options.eval_assignment!r}")
-        if options.heads < 1 or dim % options.heads:
+        if dim % options.heads:
             valid = [h for h in range(1, dim + 1) if dim % h == 0]
             raise UserError(f"optvq: heads must divide the latent dimension {dim}; valid: {', '.join(map(str, valid))}; "
                             f"got {options.heads}")
-        if options.sinkhorn_iters < 1 or options.epsilon <= 0 or options.beta < 0:
-            raise UserError("optvq: sinkhorn_iters must be >= 1, epsilon positive and beta >= 0")
 
     @classmethod
     def parameter_count(cls, codebook_size: int, dim: int, options: OptVQOptions) -> int:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from bench.core.errors import UserError
+from bench.core.option_ranges import check_fields
 from bench.core.options import coerce_options
 from bench.core.registry import Registry, suggest, unknown_name_message
 
@@ -83,6 +84,7 @@ def validate(name: str, codebook_size: int, dim: int, options: Any) -> None:
     if int(dim) < 1:
         raise UserError(f"embedding dim must be a positive integer, got {dim}")
     cls = entry(name).cls
+    check_fields(f"method {name!r}", options)  # ranges declared beside the defaults (bench.core.option_ranges)
     cls.check(int(codebook_size), int(dim), options)
     need = cls.parameter_count(int(codebook_size), int(dim), options) * TRAINING_BYTES_PER_PARAMETER
     have = machine_memory_bytes()

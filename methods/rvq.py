@@ -43,13 +43,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.core.errors import UserError
+from bench.core.option_ranges import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, UNIT_OPEN, option
 
 from . import distributed
 from .base import Quantizer, QuantOut, flatten_latent, nearest_codes, unflatten_latent
 from .codebook_tricks import (
     CodebookTrickOptions,
     _counts_and_sums,
-    check_trick_options,
     dead_code_replacements,
     kmeans,
     quantized_output,
@@ -60,17 +60,17 @@ from .registry import register_method
 
 @dataclass
 class RVQOptions(CodebookTrickOptions):
-    levels: int = 4  # L, codes per position (RQ-VAE's depth D = 4 for 8x8x4 ImageNet codes)
+    levels: int = option(4, AT_LEAST_ONE)  # L, codes per position (RQ-VAE's depth D = 4 for 8x8x4 ImageNet codes)
     # One codebook for every level (RQ-VAE) instead of one per level (SoundStream). Shared codes see
     # residuals of every scale; separate ones specialise per level.
     shared_codebook: bool = False
-    beta: float = 0.25  # commitment weight, per level, the levels summed (RQ-VAE)
-    decay: float = 0.99  # EMA decay of counts and sums (RQ-VAE, SoundStream)
-    eps: float = 1e-5  # Laplace smoothing of the counts, as vqgan-ema
+    beta: float = option(0.25, NON_NEGATIVE)  # commitment weight, per level, the levels summed (RQ-VAE)
+    decay: float = option(0.99, UNIT_OPEN)  # EMA decay of counts and sums (RQ-VAE, SoundStream)
+    eps: float = option(1e-5, POSITIVE)  # Laplace smoothing of the counts, as vqgan-ema
     # SoundStream's quantizer dropout: train each image on a random number of levels so that a prefix
     # of its codes is already a coarse reconstruction (variable bitrate).
     quantize_dropout: bool = False
-    quantize_dropout_min_levels: int = 1  # the fewest levels an image keeps under dropout
+    quantize_dropout_min_levels: int = option(1, AT_LEAST_ONE)  # the fewest levels an image keeps under dropout
 
 
 @register_method("rvq", "RVQ (SoundStream / RQ-VAE): L levels of EMA VQ on residuals, indices (B,H,W,L)")
@@ -83,16 +83,9 @@ class RVQQuantizer(Quantizer):
 
     @classmethod
     def check(cls, codebook_size: int, dim: int, options: RVQOptions) -> None:
-        if options.levels < 1:
-            raise UserError(f"rvq: levels must be >= 1, got {options.levels}")
-        if not 1 <= options.quantize_dropout_min_levels <= options.levels:
+        if options.quantize_dropout_min_levels > options.levels:
             raise UserError(f"rvq: quantize_dropout_min_levels must be in [1, levels={options.levels}], "
                             f"got {options.quantize_dropout_min_levels}")
-        if not 0.0 < options.decay < 1.0:
-            raise UserError(f"rvq: decay must be in (0, 1), got {options.decay}")
-        if options.eps <= 0 or options.beta < 0:
-            raise UserError("rvq: eps must be positive and beta >= 0")
-        check_trick_options("rvq", options)
 
     @classmethod
     def parameter_count(cls, codebook_size: int, dim: int, options: RVQOptions) -> int:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.core.errors import UserError
+from bench.core.option_ranges import NON_NEGATIVE, option
 
 from .base import (
     Quantizer,
@@ -34,7 +34,7 @@ from .registry import register_method
 
 @dataclass
 class SimVQOptions:
-    beta: float = 0.25  # commitment weight, on ||z - sg[q]||^2 (SimVQ's loss, VQ-VAE's value)
+    beta: float = option(0.25, NON_NEGATIVE)  # commitment weight, on ||z - sg[q]||^2 (SimVQ's loss, VQ-VAE's value)
     # A bias in the projection adds a learned offset to every code. The paper's codebook is C W
     # without one (as in vector-quantize-pytorch); kept as an option for the released code's
     # nn.Linear default.
@@ -52,11 +52,6 @@ class SimVQQuantizer(Quantizer):
     @classmethod
     def parameter_count(cls, codebook_size: int, dim: int, options: SimVQOptions) -> int:
         return codebook_size * dim + dim * dim  # the frozen codebook (held, not trained) and the learned map
-
-    @classmethod
-    def check(cls, codebook_size: int, dim: int, options: SimVQOptions) -> None:
-        if options.beta < 0:
-            raise UserError(f"simvq: beta must be >= 0, got {options.beta}")
 
     def __init__(self, codebook_size: int, dim: int, options: SimVQOptions) -> None:
         super().__init__()

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.core.errors import UserError
+from bench.core.option_ranges import AT_LEAST_ONE, NON_NEGATIVE, PROBABILITY, option
 
 from .base import (
     Quantizer,
@@ -63,11 +64,11 @@ class VQCTOptions:
     encoder: str = "minilm"  # minilm | glove | clip | clip:ID_OR_FOLDER | hf:ID_OR_FOLDER (paper: CLIP ViT-B/32)
     noun_template: str | None = None  # None: the encoder's default, the paper's "a photo of {}"
     adj_template: str | None = None  # None: the encoder's default, the paper's "a photo of {} object"
-    min_count: int = 10  # words seen more than this many times in the corpus (the paper's threshold)
+    min_count: int = option(10, NON_NEGATIVE)  # words seen more than this many times in the corpus (the paper's threshold)
     remove_stopwords: bool = False
     lemmatize: bool = True  # lemmatise nouns (the paper does)
     # --- the quantizer ---
-    top_k: int = 2  # adjective half = mean of the top_k nearest adjective codes (the paper's k)
+    top_k: int = option(2, AT_LEAST_ONE)  # adjective half = mean of the top_k nearest adjective codes (the paper's k)
     pos_split: bool = True  # False: no part-of-speech split, one joint codebook (ablation)
     # gcn (the paper) | mlp (no graph) | linear (frozen codes + linear map) | none (the codebook itself
     # is learned; goes with codes="learned" and only with it)
@@ -79,8 +80,8 @@ class VQCTOptions:
     # entry per occurrence, and GCNConv sums repeated entries, so its graph is count-weighted.
     # binary: A_ij = 1 for every pair seen at least once (a deduplicated graph).
     edge_weight: str = "count"
-    hidden_dim: int | None = None  # GCN/MLP hidden width; None: dim, as the paper (in -> dim -> dim)
-    dropout: float = 0.5  # between the two GCN layers, as the paper; off in eval mode
+    hidden_dim: int | None = option(None, AT_LEAST_ONE)  # GCN/MLP hidden width; None: dim, as the paper (in -> dim -> dim)
+    dropout: float = option(0.5, PROBABILITY)  # between the two GCN layers, as the paper; off in eval mode
     # official: the public code's VQCT quantizer (taming's VectorQuantizer with legacy=True, its default):
     #   per half h, mean((sg[q_h] - z_h)^2) + beta * mean((q_h - sg[z_h])^2), the two halves summed, so the
     #   encoder gets commitment weight 1 on each half.
@@ -88,7 +89,7 @@ class VQCTOptions:
     #   (its gradient to z is 1/8 of the official one at beta 0.25).
     # legacy: vqgan's legacy=True, beta on the codebook term, one mean over all channels.
     loss: str = "official"
-    beta: float = 0.25  # the weight of the term that is not weight 1 (see `loss`)
+    beta: float = option(0.25, NON_NEGATIVE)  # the weight of the term that is not weight 1 (see `loss`)
 
     def build_config(self):
         """The codebooks.BuildConfig of this prior."""
@@ -106,14 +107,6 @@ def _check(options: VQCTOptions) -> None:
     if (options.codes == "learned") != (options.transfer == "none"):
         raise UserError(f"vqct: codes='learned' (a learned codebook, no language model) goes with transfer='none' and "
                         f"only with it; got codes={options.codes!r}, transfer={options.transfer!r}")
-    if options.top_k < 1:
-        raise UserError(f"vqct: top_k must be >= 1, got {options.top_k}")
-    if not 0.0 <= options.dropout < 1.0:
-        raise UserError(f"vqct: dropout must be in [0, 1), got {options.dropout}")
-    if options.hidden_dim is not None and options.hidden_dim < 1:
-        raise UserError(f"vqct: hidden_dim must be positive, got {options.hidden_dim}")
-    if options.beta < 0:
-        raise UserError(f"vqct: beta must be >= 0, got {options.beta}")
 
 
 def _check_top_k(options: VQCTOptions, codebook_size: int, adj_range: tuple[int, int]) -> None:

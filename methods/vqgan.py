@@ -12,15 +12,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.core.errors import UserError
+from bench.core.option_ranges import AT_LEAST_ONE, NON_NEGATIVE, UNIT_OPEN, option
 
 from .base import Quantizer, QuantOut, codebook_commitment_loss, flatten_latent, nearest_codes, unflatten_latent
-from .codebook_tricks import CodebookTrickOptions, CodebookTricks, check_trick_options, quantized_output
+from .codebook_tricks import CodebookTrickOptions, CodebookTricks, quantized_output
 from .registry import register_method
 
 
 @dataclass
 class VQGANOptions(CodebookTrickOptions):
-    beta: float = 0.25  # commitment weight, VQ-VAE's value
+    beta: float = option(0.25, NON_NEGATIVE)  # commitment weight, VQ-VAE's value
     # The original VQGAN code put beta on the codebook term, ||sg[z]-e||^2*beta + ||z-sg[e]||^2
     # (its `legacy=True`). Kept so published VQGAN numbers can be reproduced; off by default.
     legacy: bool = False
@@ -32,10 +33,10 @@ class VQGANOptions(CodebookTrickOptions):
     # Factorised codes: look codes up in a lower dimension (ViT-VQGAN: 768 -> 32 or 8) through a
     # linear projection of the latent, and project the code back up. None: no projection (the
     # codebook has the latent's dimension, `dim`).
-    codebook_dim: int | None = None
+    codebook_dim: int | None = option(None, AT_LEAST_ONE)
     # EMA decay of the usage counts that threshold_ema_dead_code compares with (this codebook learns
     # by gradient and keeps no EMA counts of its own; vqgan-ema and rvq use their codebook decay).
-    usage_decay: float = 0.99
+    usage_decay: float = option(0.99, UNIT_OPEN)
 
 
 @register_method("vqgan", "VQGAN: nearest-neighbour VQ, straight-through, codebook + commitment loss")
@@ -56,9 +57,6 @@ class VQGANQuantizer(Quantizer):
     def check(cls, codebook_size: int, dim: int, options: VQGANOptions) -> None:
         if options.codebook_dim is not None and not 1 <= options.codebook_dim <= dim:
             raise UserError(f"vqgan: codebook_dim must be in [1, {dim}] (the latent's dimension), got {options.codebook_dim}")
-        if not 0.0 < options.usage_decay < 1.0:
-            raise UserError(f"vqgan: usage_decay must be in (0, 1), got {options.usage_decay}")
-        check_trick_options("vqgan", options)
 
     def __init__(self, codebook_size: int, dim: int, options: VQGANOptions) -> None:
         super().__init__()

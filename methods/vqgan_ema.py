@@ -29,14 +29,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.core.errors import UserError
+from bench.core.option_ranges import NON_NEGATIVE, POSITIVE, UNIT_OPEN, option
 
 from . import distributed
 from .base import Quantizer, QuantOut, flatten_latent, nearest_codes, unflatten_latent
 from .codebook_tricks import (
     CodebookTrickOptions,
     _counts_and_sums,
-    check_trick_options,
     dead_code_replacements,
     kmeans,
     quantized_output,
@@ -47,11 +46,11 @@ from .registry import register_method
 
 @dataclass
 class VQGANEMAOptions(CodebookTrickOptions):
-    beta: float = 0.25  # commitment weight, VQ-VAE's value; the only loss this quantizer adds
-    decay: float = 0.99  # EMA decay of counts and sums (VQ-VAE, taming's EMAVectorQuantizer)
+    beta: float = option(0.25, NON_NEGATIVE)  # commitment weight, VQ-VAE's value; the only loss this quantizer adds
+    decay: float = option(0.99, UNIT_OPEN)  # EMA decay of counts and sums (VQ-VAE, taming's EMAVectorQuantizer)
     # Laplace smoothing of the counts: keeps an unused code's denominator away from zero, so the
     # division m_k / N_k never blows up (VQ-VAE's epsilon).
-    eps: float = 1e-5
+    eps: float = option(1e-5, POSITIVE)
 
 
 @register_method("vqgan-ema", "VQGAN-EMA: nearest-neighbour VQ, codebook by EMA of assignments (decay 0.99), commitment loss only")
@@ -61,16 +60,6 @@ class VQGANEMAQuantizer(Quantizer):
     Options = VQGANEMAOptions
 
     bounded_memory = True
-
-    @classmethod
-    def check(cls, codebook_size: int, dim: int, options: VQGANEMAOptions) -> None:
-        if not 0.0 < options.decay < 1.0:
-            raise UserError(f"vqgan-ema: decay must be in (0, 1), got {options.decay}")
-        if options.eps <= 0:
-            raise UserError(f"vqgan-ema: eps must be positive, got {options.eps}")
-        if options.beta < 0:
-            raise UserError(f"vqgan-ema: beta must be >= 0, got {options.beta}")
-        check_trick_options("vqgan-ema", options)
 
     def __init__(self, codebook_size: int, dim: int, options: VQGANEMAOptions) -> None:
         super().__init__()

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.core.errors import UserError
+from bench.core.option_ranges import NON_NEGATIVE, option
 
 from .base import (
     Quantizer,
@@ -56,7 +57,7 @@ class VQGANLCOptions:
     # Where the frozen features come from (see the module docstring): "prior" | "prior:ENCODER".
     feature_source: str = "prior"
     # Weight of the codebook term ||sg[z] - e||^2; the commitment term has weight 1 (the released loss).
-    beta: float = 0.33
+    beta: float = option(0.33, NON_NEGATIVE)
 
 
 def _prior_config(source: str):

@@ -20,6 +20,7 @@ import textwrap
 import tokenize
 from typing import Any
 
+from bench.core.option_ranges import declared_range
 from bench.runs import presets
 
 MEANING_WIDTH = 96  # characters of an option's meaning before it is cut with "..."
@@ -105,7 +106,9 @@ def method_lines(name: str) -> list[str]:
     rows = []
     for f in fields:
         value = e.defaults.get(f.name, _default(f))
-        rows.append(f"      {f.name}={value!r}".ljust(36) + f" {meanings.get(f.name, '')}".rstrip())
+        valid = declared_range(f)
+        shown = f"      {f.name}={value!r}" + ("" if valid is None else f" ({valid.text})")
+        rows.append(shown.ljust(36) + f" {meanings.get(f.name, '')}".rstrip())
     return rows
 
 

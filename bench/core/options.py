@@ -1,6 +1,7 @@
 """Options given by users (the command line's METHOD.KEY=VALUE, a Python dict) made into the types
-their dataclass declares, before any run starts. A value that cannot be is a one-line UserError
-naming the option, the type it needs and the value given: `vqgan.beta=abc` fails here, not as a
+their dataclass declares and checked against the range declared beside its default
+(bench.core.option_ranges), before any run starts. A value that cannot be is a one-line UserError
+naming the option, the type or range it needs and the value given: `vqgan.beta=abc` fails here, not as a
 traceback from inside a forward pass, and `beta="0.5"` hashes into the same run id as `beta=0.5`.
 
 Types understood: bool (True/False, 1/0, and the words true/false, yes/no, on/off), int (not bool,
@@ -15,6 +16,7 @@ import typing
 from typing import Any
 
 from bench.core.errors import UserError
+from bench.core.option_ranges import check_value
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -28,7 +30,7 @@ def coerce_options(owner: str, options_cls: type, given: dict[str, Any]) -> dict
     """`given` with every value converted to its field's declared type; `owner` names the options
     in messages ("method 'vqgan'"). Unknown keys are the caller's to refuse."""
     hints = typing.get_type_hints(options_cls)
-    fields = {f.name for f in dataclasses.fields(options_cls)}
+    fields = {f.name: f for f in dataclasses.fields(options_cls)}
     out = {}
     for key, value in given.items():
         if key not in fields:
@@ -38,6 +40,7 @@ def coerce_options(owner: str, options_cls: type, given: dict[str, Any]) -> dict
             out[key] = _coerce(value, hints[key])
         except _Mismatch:
             raise UserError(f"{owner} option {key!r} must be {describe_type(hints[key])}, got {value!r}") from None
+        check_value(owner, fields[key], out[key])
     return out
 
 

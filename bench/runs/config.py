@@ -21,6 +21,10 @@ from bench.runs.presets import ModelPreset, TrainPreset, default_preset, preset,
 
 
 FULL = "full"
+# The largest step count or seed accepted: far beyond any run, so that extra digits typed into --steps
+# are refused before training, and every seed derived from it (per step, per micro-batch) stays
+# within the 64 bits that torch's generators take.
+LARGEST_COUNT = 2**31 - 1
 
 
 
@@ -165,6 +169,9 @@ def resolve(cfg: RunConfig) -> ResolvedRun:
         raise UserError(f"steps must be a positive integer, got {cfg.steps}")
     if cfg.seed < 0:
         raise UserError(f"seed must be a non-negative integer, got {cfg.seed}")
+    for name, value in (("steps", cfg.steps), ("seed", cfg.seed)):
+        if value is not None and value > LARGEST_COUNT:
+            raise UserError(f"{name} must be at most {LARGEST_COUNT:,} (2^31 - 1), got {value}")
     if isinstance(cfg.workers, bool) or not isinstance(cfg.workers, numbers.Integral) or cfg.workers < 1:
         raise UserError(f"workers per run must be a positive integer, got {cfg.workers!r}")
     p = preset(cfg.preset if cfg.preset is not None else default_preset())

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.core.writable import require_writable_folder
 from bench.runs.config import RunConfig
 from bench.runs.runner import DEFAULT_OUT
 from bench.scheduling import backends
@@ -35,6 +36,7 @@ def run_grid(configs: Sequence[RunConfig], out: Path | str = DEFAULT_OUT, force:
     executor = backends.create(backend, **backend_options)
     out = Path(out)
     cells = plan_cells(configs)
+    require_writable_folder(out)  # after the configs, before anything runs (a second invocation's refusal too)
     display = Progress(len(cells), progress)
 
     def report(cell: Cell, record: Record, show: bool = True) -> None:
