@@ -103,3 +103,20 @@ def test_out_of_memory_in_evaluation_names_the_evaluation_batch():
                               "images at 128 px; torch tried to allocate 1.50 GiB; the device has 15.77 GiB in all, "
                               "1.00 GiB free.")
     assert "smaller eval_batch_size" in message and "--preset cpu-tiny" in message and "--gpus-per-run" not in message
+
+
+def test_out_of_memory_on_a_data_parallel_rank_reraises_with_the_message_for_the_launcher(tmp_path, monkeypatch):
+    """A rank of a group records nothing (its peers wait in a collective): the error it raises is what the
+    ray-train driver records, so it carries the same one line."""
+    rank_1 = types.SimpleNamespace(rank=1, world_size=2, is_main=False, active=True, barrier=lambda: None)
+    monkeypatch.setattr(runner, "current", lambda: rank_1)
+
+    def train(*a, **kw):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 64.00 MiB.")
+
+    monkeypatch.setattr(runner, "train", train)
+    with pytest.raises(torch.OutOfMemoryError) as err:
+        runner.run_one(_cfg(preset="paper", workers=2), tmp_path, progress=False)
+    assert str(err.value).startswith("out of memory on cpu in training with preset 'paper', a micro-batch of 8 images")
+    assert "torch tried to allocate 64.00 MiB" in str(err.value)
+    assert isinstance(err.value.__cause__, torch.OutOfMemoryError)  # torch's own error and traceback stay attached
