@@ -54,6 +54,8 @@ class RunRecord(JsonRecord):
     steps_done: int | None = None
     resumed_from: int | None = None
     checkpoint_discarded: str | None = None  # a damaged checkpoint set aside (training restarted from 0), and why
+    # The errors of earlier attempts that failed (oldest first): this attempt resumed their checkpoint
+    resumed_after_failure: list[str] | None = None
     train_s: float | None = None
     perceptual: str | None = None  # the perceptual network of the training loss, by name
     final_train_logs: dict[str, Any] = field(default_factory=dict)

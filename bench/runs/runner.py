@@ -6,6 +6,13 @@ without a record: anything the run raises ends in a failed record (same keys as 
 The only exception is an interruption (Ctrl-C, a cancelled task), which leaves the checkpoint and
 no record, so that the next call resumes the run; a killed worker leaves the same, by force.
 
+A failed run keeps its folder, checkpoint included: the next call resumes it from its last
+checkpoint (a transient error, such as running out of GPU memory beside another run, costs the steps
+since that checkpoint, not the run), and its record, when that call ends, replaces the failed one
+and lists the earlier errors in `resumed_after_failure`. Only `force` starts a run over. An error
+the run makes every time (a bad option the method only finds when it builds) fails again in
+seconds: everything before the first step is reading the checkpoint and building the models.
+
 Data-parallel (every worker of a torch.distributed group calls `run_one` with the same config, whose
 `workers` is the group's size): rank 0 prepares the run folder, every rank trains, rank 0 alone
 evaluates and writes the record while the others wait at a barrier, then they return rank 0's
@@ -32,6 +39,8 @@ from bench.core.paths import REPO_ROOT
 from bench.evaluation.evaluator import evaluate
 from bench.runs import records
 from bench.runs.config import ResolvedRun, RunConfig, resolve
+from bench.runs.cuda_memory import (OutOfMemoryError, is_out_of_memory, limit_to_share, out_of_memory_message,
+                                    ray_gpu_share)
 from bench.runs.records import RunRecord
 from bench.training.loop import pick_device, train
 from bench.training.replicas import Replicas, current
@@ -45,6 +54,14 @@ def finished_record(run: ResolvedRun, out: Path | str) -> dict[str, Any] | None:
     if existing is not None and existing.get("status") == records.FINISHED:
         return {**existing, "skipped": True}
     return None
+
+
+def earlier_failures(record: dict[str, Any] | None) -> list[str] | None:
+    """The errors of a run's earlier failed attempts, oldest first, when `record` (what its folder
+    holds) is a failed one: what the record of the attempt that resumes it keeps. None otherwise."""
+    if record is None or record.get("status") != records.FAILED:
+        return None
+    return [*(record.get("resumed_after_failure") or []), record.get("error") or "(no error recorded)"]
 
 
 def run_one(config: RunConfig, out: Path | str = DEFAULT_OUT, force: bool = False, progress: bool = True,
@@ -61,15 +78,19 @@ def run_one(config: RunConfig, out: Path | str = DEFAULT_OUT, force: bool = Fals
     # deletes a finished record without `force` (which every rank is given), so they agree.
     if not force and (done := finished_record(run, out)) is not None:
         return done
-    if replicas.is_main:  # the others leave the folder alone: train() waits for rank 0 before reading it
-        if run_dir.exists() and (force or records.read_record(run_dir) is not None):
-            shutil.rmtree(run_dir)  # start over: forced, or a failure (which is never resumed)
-        run_dir.mkdir(parents=True, exist_ok=True)
+    # A failed record stays until this attempt's record replaces it (atomically): a crash meanwhile
+    # leaves the run failed, never without a record.
+    earlier = None if force else earlier_failures(records.read_record(run_dir))
     t0 = time.perf_counter()
     device = pick_device(config.device)
+    share = limit_to_share(device, ray_gpu_share())  # before the run allocates or its folder changes; None on CPUs
+    if replicas.is_main:  # the others leave the folder alone: train() waits for rank 0 before reading it
+        if run_dir.exists() and force:
+            shutil.rmtree(run_dir)  # start over, checkpoint and all
+        run_dir.mkdir(parents=True, exist_ok=True)
     context = dict(versions=records.versions(), device=str(device), torch_threads=torch.get_num_threads(),
                    compiled=config.compile, data_root=config.data_root, optimization=run.optimization(),
-                   preset_source=run.preset_source)
+                   preset_source=run.preset_source, resumed_after_failure=earlier)
     splits: dict[str, Any] = {}
     trained: list[bool] = []  # set once training has ended: the group is past its last collective of training
     try:
@@ -77,9 +98,14 @@ def run_one(config: RunConfig, out: Path | str = DEFAULT_OUT, force: bool = Fals
     except KeyboardInterrupt:
         raise  # interrupted, not failed: no record, the checkpoint stays, the next call resumes
     except Exception as exc:  # noqa: BLE001 - every failure of the run becomes its record (module docstring)
+        oom = out_of_memory_message(run, device, exc, bool(trained), share) if is_out_of_memory(exc) else None
         if replicas.active and not (trained and replicas.is_main):
+            if oom is not None:  # the launcher records this error: it says what did not fit, and the fix
+                raise OutOfMemoryError(oom) from exc
             raise  # in a group only rank 0's evaluation records its own failure (module docstring)
         record = RunRecord.from_exception(run.run_id, run.to_dict(), exc, **context)
+        if oom is not None:
+            record.error = f"{type(exc).__name__}: {oom}"
     if record is not None:
         record.close(splits, t0, out)
     if not replicas.active:

@@ -10,6 +10,7 @@ from bench.core import run_folder
 from bench.core.atomic import write_json_atomic
 from bench.runs import records
 from bench.runs.records import RunRecord, stored_form
+from bench.runs.runner import earlier_failures
 from bench.scheduling.plan import Cell
 
 Record = dict[str, Any]
@@ -18,11 +19,18 @@ Record = dict[str, Any]
 def persist(record: Record, out: Path) -> None:
     """Make sure the driver's results folder holds the record. On one machine, or a cluster sharing
     the results folder, the worker already wrote it; on nodes with their own disks it did not, and
-    the table at the end reads the driver's folder."""
+    the table at the end reads the driver's folder. A failed record that replaces an earlier failed
+    one keeps the earlier errors (`resumed_after_failure`)."""
     path = run_folder.runs_dir(out) / record["run_id"] / run_folder.RECORD
     stored = stored_form(record)
-    if records.read_record(path.parent) != stored:
-        write_json_atomic(path, stored)
+    existing = records.read_record(path.parent)
+    if existing == stored:
+        return
+    if stored.get("status") == records.FAILED and not stored.get("resumed_after_failure"):
+        # A failure the driver recorded itself (the run could not) replaces the run's earlier failed
+        # record: the earlier errors stay visible, as in the records run_one writes.
+        stored["resumed_after_failure"] = earlier_failures(existing)
+    write_json_atomic(path, stored)
 
 
 def failed_record(cell: Cell, error: str, tb: str | None = None) -> Record:

@@ -64,7 +64,8 @@ def run_job(config: Any, out: Path | str, force: bool = False, progress: bool = 
 
 def skip_finished(cells: Sequence[Cell], out: Path, force: bool) -> list[Cell]:
     """The cells still to run. Each finished one (unless `force`) gets its record from disk now,
-    marked skipped, by the same test `run_one` makes."""
+    marked skipped, by the same test `run_one` makes. A failed run is still to run: `run_one` resumes
+    it from its last checkpoint (`force` starts it over)."""
     todo = []
     for cell in cells:
         cell.record = None if force else finished_record(cell.run, out)

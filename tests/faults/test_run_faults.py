@@ -140,3 +140,105 @@ def test_a_full_disk_while_tables_are_written_keeps_the_previous_tables(tmp_path
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "No space left on device" in err[0]
     assert {p.name: p.read_bytes() for p in sorted((out / "tables").iterdir())} == before
+
+
+# A failed run keeps its folder: the next invocation resumes it from the last checkpoint (issue 25).
+
+def _fail_at(step: int, exc: Exception):
+    def hook(done: int) -> None:
+        if done == step:
+            raise exc
+
+    return hook
+
+
+def test_a_failed_run_resumes_from_its_checkpoint_and_keeps_the_earlier_error(tmp_path, uninterrupted):
+    failed = run_one(_cfg(), tmp_path, progress=False, on_checkpoint=_fail_at(15, RuntimeError("transient")))
+    run_dir = run_folder.run_dir(tmp_path, failed["run_id"])
+    assert failed["status"] == "failed" and failed["error"] == "RuntimeError: transient"
+    assert (run_dir / run_folder.CHECKPOINT).exists()  # kept for the next invocation
+    rec = run_one(_cfg(), tmp_path, progress=False)
+    assert rec["status"] == "finished" and rec["resumed_from"] == 15 and rec["steps_done"] == STEPS
+    assert rec["resumed_after_failure"] == ["RuntimeError: transient"]
+    assert records.read_record(run_dir) == records.stored_form(rec)  # the failed record was replaced
+    assert rec["metrics"] == uninterrupted["metrics"]  # resuming a failed run loses nothing
+
+
+def _step_failing_at(monkeypatch, step: int, exc: Exception, seen: list[int] | None = None) -> None:
+    """Every training step from now on raises `exc` at `step` (counted from 0), the same on every attempt."""
+    from bench.training.step import TrainStep
+
+    real_pass = getattr(TrainStep._generator_pass, "unpatched", TrainStep._generator_pass)  # no stacking
+
+    def generator_pass(self, x, at, gan_on):
+        if seen is not None:
+            seen.append(at)
+        if at == step:
+            raise exc
+        return real_pass(self, x, at, gan_on)
+
+    generator_pass.unpatched = real_pass
+    monkeypatch.setattr(TrainStep, "_generator_pass", generator_pass)
+
+
+def test_a_run_failing_every_time_fails_again_from_its_checkpoint_and_force_starts_over(tmp_path, monkeypatch):
+    _step_failing_at(monkeypatch, 22, ValueError("bad value"))
+    first = run_one(_cfg(), tmp_path, progress=False)  # checkpoint at 20 steps, then the error in step 22
+    seen: list[int] = []
+    _step_failing_at(monkeypatch, 22, ValueError("bad value"), seen)
+    second = run_one(_cfg(), tmp_path, progress=False)
+    assert first["status"] == second["status"] == "failed" and second["error"] == "ValueError: bad value"
+    assert seen == [20, 21, 22]  # resumed from the step-20 checkpoint: two steps redone before the error
+    assert second["resumed_after_failure"] == ["ValueError: bad value"]
+    third = run_one(_cfg(), tmp_path, progress=False)
+    assert third["resumed_after_failure"] == ["ValueError: bad value"] * 2  # every earlier attempt, oldest first
+    seen.clear()
+    _step_failing_at(monkeypatch, 1, ValueError("stop early"), seen)
+    forced = run_one(_cfg(), tmp_path, force=True, progress=False)
+    assert seen == [0, 1] and forced["resumed_after_failure"] is None  # started over: the checkpoint went too
+
+
+def test_a_failure_before_training_fails_again_in_seconds(tmp_path, monkeypatch):
+    import bench.training.step
+
+    def bad_build(run):
+        raise ValueError("option x cannot be built")  # what a method's constructor says of a bad option
+
+    monkeypatch.setattr(bench.training.step, "build_model", bad_build)
+    first = run_one(_cfg(), tmp_path, progress=False)
+    again = run_one(_cfg(), tmp_path, progress=False)
+    assert first["status"] == again["status"] == "failed" and again["resumed_after_failure"] == [first["error"]]
+    assert again["wall_s"] < 60  # datasets listed, nothing trained or evaluated (measured: about 1 s here)
+
+
+_TORCH_OOM = ("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.19 GiB of which "
+              "512.00 MiB is free. Including non-PyTorch memory, this process has 78.66 GiB memory in use.")
+
+
+def test_out_of_memory_in_a_step_names_preset_micro_batch_and_memory_and_the_run_resumes(tmp_path, monkeypatch,
+                                                                                         uninterrupted):
+    import torch
+
+    from bench.training.step import TrainStep
+
+    real_pass = TrainStep._generator_pass
+
+    def out_of_memory_at_17(self, x, step, gan_on):
+        if step == 17:
+            raise torch.OutOfMemoryError(_TORCH_OOM)
+        return real_pass(self, x, step, gan_on)
+
+    monkeypatch.setattr(TrainStep, "_generator_pass", out_of_memory_at_17)
+    failed = run_one(_cfg(), tmp_path, progress=False)
+    error = failed["error"]
+    assert failed["status"] == "failed" and "\n" not in error
+    assert error.startswith("OutOfMemoryError: out of memory on cpu in training with preset 'smoke', a micro-batch "
+                            "of 8 images at 16 px")
+    assert "torch tried to allocate 2.00 GiB" in error and "79.19 GiB in all, 0.50 GiB free" in error
+    assert "--workers-per-run 2: 4 images per forward" in error and "smaller micro_batch" in error
+    run_dir = run_folder.run_dir(tmp_path, failed["run_id"])
+    assert (run_dir / run_folder.CHECKPOINT).exists()
+    monkeypatch.setattr(TrainStep, "_generator_pass", real_pass)
+    rec = run_one(_cfg(), tmp_path, progress=False)
+    assert rec["status"] == "finished" and rec["resumed_from"] == 15 and rec["resumed_after_failure"] == [error]
+    assert rec["metrics"] == uninterrupted["metrics"]

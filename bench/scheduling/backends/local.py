@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bench.scheduling import prepare
 from bench.scheduling.backends import Report, register_backend
+from bench.scheduling.gpu_fit import check_gpu_memory
 from bench.scheduling.plan import Cell, run_job
 from bench.scheduling.progress import Progress
 
@@ -20,6 +21,7 @@ class LocalBackend:
 
     def run(self, cells: Sequence[Cell], out: Path, force: bool, progress: Progress, report: Report) -> None:
         progress.in_place = False  # the per-run bars own the terminal line
+        check_gpu_memory([(cell.run, 1.0) for cell in cells])  # one run at a time: each may have the whole GPU
         prepare.warn(prepare.prepare_here(cells))
         for cell in cells:
             progress.in_flight = 1

@@ -30,6 +30,7 @@ from bench.scheduling.backends import Record, Report, register_backend
 from bench.scheduling.backends.ray_session import alive_nodes, cancel_and_drain, connect, task_runtime_env
 from bench.scheduling.backends.ray_tasks import prepare_task, remote_run_task
 from bench.scheduling.driver_records import failed_record, persist
+from bench.scheduling.gpu_fit import check_gpu_memory
 from bench.scheduling.plan import Cell
 from bench.scheduling.prepare import prepare_here, warn
 from bench.scheduling.progress import Progress
@@ -70,6 +71,8 @@ class RayBackend:
             cluster_gpus = sum(n["Resources"].get("GPU", 0.0) for n in nodes)
             requests = {cell.run_id: self.resources.request(cell.config, cluster_gpus) for cell in cells}
             check_feasible(requests.values(), nodes, strict=session.local)
+            if session.local:  # this machine's GPUs are the runs' (a cluster's nodes may have others)
+                check_gpu_memory([(cell.run, requests[cell.run_id].get("GPU", 0.0)) for cell in cells])
             prepare_nodes(cells, requests, nodes, self.worker_imports)
             runtime_env = task_runtime_env()
             refs = {self._submit(cell, requests[cell.run_id], out, force, runtime_env): cell for cell in cells}

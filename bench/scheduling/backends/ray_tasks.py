@@ -40,9 +40,23 @@ def run_task(config: RunConfig, out: str, force: bool, threads: int, imports: Se
     import ray
 
     worker_setup(threads, imports)
+    # Ray retries a task whose worker died with the same arguments; only its first attempt may start
+    # over (`force`), a retry resumes the checkpoint the dead attempt left, as the ray-train backend's do.
+    force = force and _attempt() == 0
     record = run_job(config, out, force=force, progress=False, on_checkpoint=on_checkpoint)
     ctx = ray.get_runtime_context()
     return record, {"node_id": ctx.get_node_id(), "node_ip": ray.util.get_node_ip_address(), "pid": os.getpid()}
+
+
+def _attempt() -> int:
+    """Which attempt of its Ray task this is (0: the first; Ray counts the retries after a lost worker).
+    Ray has no public call for it; where the internal one is missing, every attempt counts as the first."""
+    import ray
+
+    try:
+        return int(ray._private.worker.global_worker.core_worker.get_current_task_attempt_number())
+    except AttributeError:
+        return 0
 
 
 def prepare_task(configs: Sequence[RunConfig], imports: Sequence[str]) -> tuple[str, list[str]]:

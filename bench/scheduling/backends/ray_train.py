@@ -42,6 +42,7 @@ from bench.scheduling.backends import Record, Report, register_backend
 from bench.scheduling.backends.ray import RayBackend, check_feasible, prepare_nodes
 from bench.scheduling.backends.ray_session import CANCEL_GRACE_S, alive_nodes, connect, task_runtime_env
 from bench.scheduling.driver_records import failed_record, persist
+from bench.scheduling.gpu_fit import check_gpu_memory
 from bench.scheduling.plan import Cell
 from bench.scheduling.progress import Progress
 from bench.scheduling.resources import capacity
@@ -139,6 +140,8 @@ class RayTrainBackend(RayBackend):
             requests = {cell.run_id: self.resources.request(cell.config, cluster_gpus) for cell in cells}
             check_feasible(requests.values(), nodes, strict=session.local)
             _check_groups(cells, requests, nodes, strict=session.local)
+            if session.local:  # this machine's GPUs are the workers' (a cluster's nodes may have others)
+                check_gpu_memory([(cell.run, requests[cell.run_id].get("GPU", 0.0)) for cell in cells])
             prepare_nodes(cells, requests, nodes, self.worker_imports)
             progress.slots = 1
             for cell in cells:

@@ -58,3 +58,15 @@ def test_failed_record_of_a_released_evaluation_is_marked_released():
     assert rec["checkpoint"] == {"kind": "taming", "path": "/ckpt/last.ckpt", "sha256": "ab" * 32}
     trained = plan_cells([RunConfig(method="vqgan", dataset=tiny.DATASET, codebook_size=8, preset=tiny.PRESET)])
     assert "source" not in failed_record(trained[0], "WorkerCrashedError: gone")
+
+
+def test_a_failed_record_the_driver_makes_keeps_the_earlier_failures_it_replaces(tmp_path):
+    [cell] = plan_cells([RunConfig(method="vqgan", dataset=tiny.DATASET, codebook_size=8, preset=tiny.PRESET)])
+    path = run_folder.runs_dir(tmp_path) / cell.run_id / run_folder.RECORD
+    persist(failed_record(cell, "ValueError: first"), tmp_path)
+    assert json.loads(path.read_text())["resumed_after_failure"] is None  # nothing failed before
+    persist(failed_record(cell, "RayTaskError: second"), tmp_path)  # the retry's worker raised: the driver records it
+    persist(failed_record(cell, "RayTaskError: third"), tmp_path)
+    stored = json.loads(path.read_text())
+    assert stored["error"] == "RayTaskError: third"
+    assert stored["resumed_after_failure"] == ["ValueError: first", "RayTaskError: second"]

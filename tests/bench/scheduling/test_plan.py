@@ -33,7 +33,7 @@ def test_finished_runs_are_set_aside_unless_forced(tmp_path):
         write_json_atomic(run_folder.run_dir(tmp_path, cell.run_id) / run_folder.RECORD,
                           {"run_id": cell.run_id, "status": status})
     todo = skip_finished(cells, tmp_path, force=False)
-    assert todo == cells[1:]  # a failed run is run again
+    assert todo == cells[1:]  # a failed run is run again (run_one resumes it from its checkpoint)
     assert cells[0].record == {"run_id": cells[0].run_id, "status": "finished", "skipped": True}
     assert skip_finished(cells, tmp_path, force=True) == cells and cells[0].record is None
 

@@ -148,6 +148,14 @@ def test_killed_worker_is_retried_and_resumes_from_its_checkpoint(ray_session, t
         assert rec["metrics"][key] == straight["metrics"][key], key
 
 
+def test_a_forced_run_whose_worker_died_is_retried_from_its_checkpoint_not_from_zero(ray_session, tmp_path):
+    """--force starts a run over once: Ray's retry of the task gets the same arguments, and must resume."""
+    marker = tmp_path / "killed.txt"
+    [rec] = api.run_grid([_cfg(seed=14)], tmp_path / "out", force=True, progress=False, worker_imports=WORKERS,
+                         max_retries=1, on_checkpoint=tiny.KillOnce(str(marker)))
+    assert marker.exists() and rec["status"] == "finished" and rec["resumed_from"] == tiny.CKPT_EVERY
+
+
 def test_worker_death_without_retries_keeps_the_checkpoint_for_the_next_invocation(ray_session, tmp_path):
     config = _cfg(seed=8)
     marker = tmp_path / "killed.txt"

@@ -166,6 +166,16 @@ def test_a_lost_worker_restarts_the_group_which_resumes(monkeypatch, tmp_path, c
     assert "lost worker 1: ActorDiedError" in capsys.readouterr().err
 
 
+def test_the_failed_record_of_an_earlier_invocation_is_not_taken_for_this_attempts(monkeypatch, tmp_path):
+    """A failed run keeps its record until a new attempt ends (bench/runs/runner.py): a fit that loses a
+    worker leaves that old record in place, and the driver must still restart the group, not report it."""
+    [cell] = plan_cells([_cfg()])
+    RunRecord(cell.run_id, records.FAILED, cell.run.to_dict(), error="OutOfMemoryError: before").write(tmp_path)
+    record, fake, run_dir = _drive(monkeypatch, tmp_path, ["lose", "finish"])
+    assert fake.forces == [False, False] and record["status"] == "finished"
+    assert records.read_record(run_dir) == records.stored_form(record)
+
+
 def test_when_the_retries_are_spent_the_run_is_failed_without_a_record(monkeypatch, tmp_path):
     record, fake, run_dir = _drive(monkeypatch, tmp_path, ["lose"] * 3, max_retries=2)
     assert len(fake.forces) == 3 and record["status"] == "failed" and record["persisted"] is False
