@@ -51,7 +51,8 @@ def run_section(section: str, summary: Path) -> list[dict[str, str]]:
 
 def test_bad_section_exits_2_with_one_line(tmp_path):
     done = subprocess.run([sys.executable, "-m", "bench.speed.gpu", "speeed", "--summary", str(tmp_path / "s.md"),
-                           "--device", "cpu"], cwd=REPO, capture_output=True, text=True, timeout=60)
+                           "--device", "cpu"], cwd=REPO, capture_output=True, text=True, timeout=60,
+                          check=False)
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and "invalid choice: 'speeed'" in done.stderr
     assert not (tmp_path / "s.md").exists()
@@ -60,7 +61,8 @@ def test_bad_section_exits_2_with_one_line(tmp_path):
 def test_cuda_asked_without_a_usable_gpu_exits_2_with_one_line(tmp_path):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     done = subprocess.run([sys.executable, "-m", "bench.speed.gpu", "peak", "--summary", str(tmp_path / "s.md"),
-                           "--device", "cuda"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+                           "--device", "cuda"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and "sees no usable GPU" in done.stderr
     assert not (tmp_path / "s.md").exists()
@@ -231,3 +233,37 @@ def test_a_section_killed_after_its_first_row_keeps_it(tmp_path):
     rows = table(summary.read_text(), "steps")
     assert rows and rows[0]["preset"] == "smoke" and rows[0]["method"] == "vqgan"
     assert float(rows[0]["ms/step"]) > 0
+
+
+def test_cuda_variants_start_with_the_trainers_own_choice():
+    """What the GPU runs, checked without one: TrainStep's CUDA choice first, then each flip."""
+    cuda = torch.device("cuda")
+    assert [v.label for v in steps.variants(cuda)] == ["bf16, channels-last (default)", "bf16, contiguous",
+                                                       "fp32, channels-last"]
+    ctx = Context(Path("summary.md"), cuda, quick=False)
+    assert [v.label for v in peak.variants(ctx)] == ["bf16", "fp32, TF32 on", "fp32, TF32 off"]
+    assert [v.tf32 for v in peak.variants(ctx)] == [None, True, False]
+
+
+def test_eval_precision_turns_tf32_off_and_restores_it():
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        with evaluation.precision(CPU, evaluation.FP32):
+            assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+            assert not torch.is_autocast_enabled("cpu")
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+        with evaluation.precision(CPU, evaluation.BF16):
+            assert torch.is_autocast_enabled("cpu") and torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+@pytest.mark.gpu  # the sections' CUDA paths (allocator peaks, bf16 rows, TF32 rows), quick sizes
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("section", ["peak", "search", "eval", "steps"])
+def test_quick_sections_on_cuda(tmp_path, section):
+    summary = tmp_path / "summary.md"
+    assert main([section, "--summary", str(summary), "--device", "cuda", "--quick"]) == 0
+    rows = table(summary.read_text(), section)
+    assert rows and not any(r[NOTE].startswith("error") for r in rows)
