@@ -39,9 +39,13 @@ def random_lpips(net: str) -> nn.Module:
 
 def training_perceptual(learner: object, device: torch.device) -> str:
     """The perceptual network a TrainStep timed here runs: its own, or (where load_perceptual found none
-    and the preset has a perceptual term) LPIPS-VGG with random weights put in its place. Its name."""
+    and the preset has a perceptual term) LPIPS-VGG with random weights put in its place. Its name;
+    where neither LPIPS package is installed, the step runs without the term and the name says so."""
     if learner.perceptual is None and learner.t.perceptual_weight != 0:  # type: ignore[attr-defined]
-        learner.perceptual = random_lpips("vgg").to(device)  # type: ignore[attr-defined]
+        try:
+            learner.perceptual = random_lpips("vgg").to(device)  # type: ignore[attr-defined]
+        except ImportError:
+            return "none (no LPIPS package here: the step lacks its perceptual term)"
         learner.perceptual_name = f"lpips-vgg ({RANDOM})"  # type: ignore[attr-defined]
     return learner.perceptual_name  # type: ignore[attr-defined]
 

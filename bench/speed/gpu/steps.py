@@ -162,8 +162,9 @@ def compiled_row(ctx: Context, section: Section, preset: str, reps: int, flops: 
     default = variants(ctx.device)[0]
     variant = Variant(default.bf16, default.channels_last, compile=True)
     keys = {"preset": preset, "method": COMPILED, "variant": variant.label}
-    if not ctx.cuda:
-        section.row({**keys, NOTE: "not run: --compile is timed on the GPU only (minutes to compile on a CPU)"})
+    if not ctx.cuda or ctx.quick:
+        section.row({**keys, NOTE: "not run: --compile is timed on the GPU only, outside quick mode (compiling "
+                                   "takes a minute or more)"})
         return
 
     def measure() -> dict[str, Any]:

@@ -123,11 +123,33 @@ def test_search_section(tmp_path, monkeypatch):
     assert all(float(r["search ms"]) > 0 and float(r["search / bound"]) > 0 and r[NOTE] == "" for r in rows)
 
 
-def test_eval_section(tmp_path, monkeypatch):
+def test_eval_section_without_weight_files_uses_random_weights_and_says_so(tmp_path, monkeypatch):
+    """As on the GPU machines: no FID Inception file, no LPIPS network that loads."""
+    from bench.evaluation.metrics import fid, lpips
+
+    def absent(*args, **kwargs):
+        raise FileNotFoundError("no weights on this machine")
+
+    monkeypatch.setattr(fid, "get_extractor", absent)
+    monkeypatch.setattr(lpips, "get_network", absent)
     monkeypatch.setattr(evaluation, "RESOLUTION", 64)
     rows = run_section("eval", tmp_path / "summary.md")
-    assert [r["network"] for r in rows] == [evaluation.INCEPTION, evaluation.LPIPS]
+    assert [(r["network"], r["weights"]) for r in rows] == [(evaluation.INCEPTION, "random weights"),
+                                                          (evaluation.LPIPS, "lpips-alex (random weights)")]
     assert all(float(r["images/s"]) > 0 and r["precision"] == evaluation.FP32 and r[NOTE] == "" for r in rows)
+
+
+def test_a_step_without_its_perceptual_network_gets_random_lpips_vgg():
+    from types import SimpleNamespace
+
+    from bench.speed.gpu import stand_ins
+
+    learner = SimpleNamespace(perceptual=None, perceptual_name="none", t=SimpleNamespace(perceptual_weight=1.0))
+    assert stand_ins.training_perceptual(learner, CPU) == "lpips-vgg (random weights)"
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    assert learner.perceptual(x, x * 0.5).shape == (1, 1, 1, 1)
+    off = SimpleNamespace(perceptual=None, perceptual_name="off", t=SimpleNamespace(perceptual_weight=0.0))
+    assert stand_ins.training_perceptual(off, CPU) == "off" and off.perceptual is None
 
 
 def test_steps_section_times_each_variant_with_its_mfu(tmp_path, monkeypatch):
