@@ -111,6 +111,7 @@ def prepare(ctx: Context, preset: str, method: str, variant: Variant, batch: int
 
 
 def timed_row(p: Prepared, ms: float, flops: int | None, peak_tflops: float | None) -> dict[str, Any]:
+    """A timed variant's values; `peak_tflops`: the matmul peak of its precision (peak.reference)."""
     batch = p.step.run.train.batch_size
     row: dict[str, Any] = {"batch": batch, "ms/step": ms, "images/s": batch / ms * 1e3, "peak MiB": p.peak_mib,
                            "first step s": p.first_s, "perceptual": p.perceptual}
@@ -122,7 +123,7 @@ def timed_row(p: Prepared, ms: float, flops: int | None, peak_tflops: float | No
 
 
 def group(ctx: Context, section: Section, preset: str, method: str, batch: int | None, reps: int,
-          peak_tflops: float | None) -> int | None:
+          peaks: dict[str, float]) -> int | None:
     """The variants of one preset and method, timed round-robin (a slow spell hits them alike), one row
     each; returns the FLOPs of one step (None where they could not be counted)."""
     built: list[Prepared] = []
@@ -147,18 +148,19 @@ def group(ctx: Context, section: Section, preset: str, method: str, batch: int |
         times = {}
     for p in built:
         keys = {"preset": preset, "method": method, "variant": p.variant.label}
+        peak_tflops = peaks.get(peak_section.reference(ctx, p.variant.bf16))
         if p.variant.label in times:
             section.row({**keys, **timed_row(p, times[p.variant.label], flops, peak_tflops), NOTE: note})
         else:
-            section.attempt(keys, lambda p=p: {**timed_row(p, median_ms(p.step, ctx.device, 1, reps), flops,
-                                                           peak_tflops), NOTE: "timed alone"})
+            section.attempt(keys, lambda p=p, peak=peak_tflops: {
+                **timed_row(p, median_ms(p.step, ctx.device, 1, reps), flops, peak), NOTE: "timed alone"})
     del built
     release_memory()
     return flops
 
 
 def compiled_row(ctx: Context, section: Section, preset: str, reps: int, flops: int | None,
-                 peak_tflops: float | None) -> None:
+                 peaks: dict[str, float]) -> None:
     default = variants(ctx.device)[0]
     variant = Variant(default.bf16, default.channels_last, compile=True)
     keys = {"preset": preset, "method": COMPILED, "variant": variant.label}
@@ -169,7 +171,8 @@ def compiled_row(ctx: Context, section: Section, preset: str, reps: int, flops: 
 
     def measure() -> dict[str, Any]:
         p = prepare(ctx, preset, COMPILED, variant, None)
-        row = timed_row(p, median_ms(p.step, ctx.device, 1, reps), flops, peak_tflops)
+        row = timed_row(p, median_ms(p.step, ctx.device, 1, reps), flops,
+                        peaks.get(peak_section.reference(ctx, variant.bf16)))
         return {**row, NOTE: "FLOPs counted on the eager step; first step s includes compilation"}
 
     section.attempt(keys, measure)
@@ -183,13 +186,9 @@ def run(ctx: Context) -> None:
     else:
         batches = cpu_batches(presets) if not ctx.cuda else {}
     reps = 1 if ctx.quick else 3
-    peak_tflops, where = peak_section.read_peak(ctx.summary), f"{peak_section.PEAK_FILE} (the peak section)"
-    if peak_tflops is None:
-        try:
-            peak_tflops, where = peak_section.measure_peak(ctx), "a bf16 matmul measured here (no peak.json)"
-        except Exception as exc:  # noqa: BLE001 - the rows are worth having without their MFU
-            release_memory()
-            where = f"nowhere: no peak.json and the matmul failed ({one_line(exc)})"
+    peaks, where = peak_section.read_peaks(ctx.summary), f"{peak_section.PEAK_FILE} (the peak section)"
+    if not peaks:
+        peaks, where = peak_section.measure_all(ctx), "matmuls measured here (no peak.json)"
     tf32 = (f" fp32 rows: no autocast, TF32 convolutions {torch.backends.cudnn.allow_tf32}, TF32 matmul "
             f"{torch.backends.cuda.matmul.allow_tf32}." if ctx.cuda else "")
     smaller = "".join(f" {p} at batch {b}." for p, b in batches.items())
@@ -197,13 +196,14 @@ def run(ctx: Context) -> None:
         "steps: training step",
         f"One full training step (K={CODEBOOK_SIZE}, the GAN on where the preset ever starts it, random input), "
         f"median of {reps} round-robin rounds of the variants after warm-up. GFLOP/step by FlopCounterMode on "
-        f"the first variant; MFU = TFLOP/s over the bf16 peak from {where}. Peak MiB: on CUDA the allocator's "
+        f"the first variant; MFU = TFLOP/s over the matmul peak of the row's precision from {where} (bf16; fp32 "
+        f"rows: fp32 with TF32 as cuDNN's convolutions have it). Peak MiB: on CUDA the allocator's "
         f"high-water mark of the step (its weights, optimizer state, activations); on the CPU the resident "
         f"set's rise during a step. Perceptual networks named 'random weights' have no weight file here "
         f"(same arithmetic).{tf32}{smaller}", COLUMNS)
     flops_of: dict[tuple[str, str], int | None] = {}
     for preset in presets:
         for method in METHODS:
-            flops_of[preset, method] = group(ctx, section, preset, method, batches.get(preset), reps, peak_tflops)
+            flops_of[preset, method] = group(ctx, section, preset, method, batches.get(preset), reps, peaks)
     if presets:
-        compiled_row(ctx, section, presets[0], reps, flops_of.get((presets[0], COMPILED)), peak_tflops)
+        compiled_row(ctx, section, presets[0], reps, flops_of.get((presets[0], COMPILED)), peaks)

@@ -113,7 +113,7 @@ def test_peak_section_writes_rows_and_peak_json(tmp_path, monkeypatch):
     rows = run_section("peak", tmp_path / "summary.md")
     assert [r["precision"] for r in rows] == ["bf16", "fp32"]
     assert all(float(r["TFLOP/s"]) > 0 and r[NOTE] == "" for r in rows)
-    assert peak.read_peak(tmp_path / "summary.md") > 0
+    assert set(peak.read_peaks(tmp_path / "summary.md")) == {"bf16", "fp32"}
 
 
 def test_search_section(tmp_path, monkeypatch):
@@ -154,6 +154,7 @@ def test_a_step_without_its_perceptual_network_gets_random_lpips_vgg():
 
 def test_steps_section_times_each_variant_with_its_mfu(tmp_path, monkeypatch):
     monkeypatch.setattr(steps, "METHODS", ("vqgan",))
+    monkeypatch.setattr(peak, "QUICK_N", 64)
     rows = run_section("steps", tmp_path / "summary.md")
     assert [r["variant"] for r in rows] == ["fp32, contiguous (default)", "fp32, channels-last", "bf16, contiguous",
                                             "fp32, contiguous, compiled"]
@@ -164,7 +165,11 @@ def test_steps_section_times_each_variant_with_its_mfu(tmp_path, monkeypatch):
         assert gflop > 0 and ms > 0 and tflops == pytest.approx(gflop / ms, rel=0.02)
         assert float(r["MFU"]) > 0
     assert compiled[NOTE].startswith("not run: --compile is timed on the GPU only")
-    assert peak.read_peak(tmp_path / "summary.md") > 0  # no peak.json before: the section measured one
+    # no peak.json before: the section measured the rates; fp32 rows against fp32's, bf16's against bf16's
+    peaks = peak.read_peaks(tmp_path / "summary.md")
+    for r in timed:
+        rate = peaks["bf16" if r["variant"].startswith("bf16") else "fp32"]
+        assert float(r["MFU"]) == pytest.approx(float(r["TFLOP/s"]) / rate, rel=0.02)
 
 
 def test_train_step_variants_hook_keeps_the_default():
@@ -265,6 +270,9 @@ def test_cuda_variants_start_with_the_trainers_own_choice():
     ctx = Context(Path("summary.md"), cuda, quick=False)
     assert [v.label for v in peak.variants(ctx)] == ["bf16", "fp32, TF32 on", "fp32, TF32 off"]
     assert [v.tf32 for v in peak.variants(ctx)] == [None, True, False]
+    assert peak.reference(ctx, bf16=True) == "bf16" and peak.reference(ctx, bf16=False) == (
+        "fp32, TF32 on" if torch.backends.cudnn.allow_tf32 else "fp32, TF32 off")
+    assert peak.reference(Context(Path("summary.md"), CPU, quick=True), bf16=False) == "fp32"
 
 
 def test_eval_precision_turns_tf32_off_and_restores_it():
