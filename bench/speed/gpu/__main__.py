@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{torch.version.cuda}) sees no usable GPU; check the driver (nvidia-smi) or use --device cpu",
               file=sys.stderr)
         return 2
+    args.summary.parent.mkdir(parents=True, exist_ok=True)  # peak.json may be written before any table
     ctx = Context(args.summary, torch.device(args.device), args.quick)
     module = importlib.import_module(f"bench.speed.gpu.{SECTIONS[args.section]}")
     try:

@@ -155,7 +155,7 @@ def test_a_step_without_its_perceptual_network_gets_random_lpips_vgg():
 def test_steps_section_times_each_variant_with_its_mfu(tmp_path, monkeypatch):
     monkeypatch.setattr(steps, "METHODS", ("vqgan",))
     monkeypatch.setattr(peak, "QUICK_N", 64)
-    rows = run_section("steps", tmp_path / "summary.md")
+    rows = run_section("steps", tmp_path / "new folder" / "summary.md")
     assert [r["variant"] for r in rows] == ["fp32, contiguous (default)", "fp32, channels-last", "bf16, contiguous",
                                             "fp32, contiguous, compiled"]
     timed, compiled = rows[:3], rows[3]
@@ -166,7 +166,7 @@ def test_steps_section_times_each_variant_with_its_mfu(tmp_path, monkeypatch):
         assert float(r["MFU"]) > 0
     assert compiled[NOTE].startswith("not run: --compile is timed on the GPU only")
     # no peak.json before: the section measured the rates; fp32 rows against fp32's, bf16's against bf16's
-    peaks = peak.read_peaks(tmp_path / "summary.md")
+    peaks = peak.read_peaks(tmp_path / "new folder" / "summary.md")
     for r in timed:
         rate = peaks["bf16" if r["variant"].startswith("bf16") else "fp32"]
         assert float(r["MFU"]) == pytest.approx(float(r["TFLOP/s"]) / rate, rel=0.02)
