@@ -61,8 +61,8 @@ class Spec:
                         disc_start=max(1, every // 2), perceptual_metrics=self.perceptual_metrics)
         if self.batch:
             train = replace(train, batch_size=self.batch, micro_batch=None)
-        return Preset(f"{self.base}-resume-check", f"{self.base} shortened for the GPU check's resume section",
-                      p.model, train)
+        return replace(p, name=f"{self.base}-resume-check", train=train,
+                       description=f"{self.base} shortened for the GPU check's resume section")
 
     def config(self):  # -> bench.runs.config.RunConfig
         from bench.runs.config import RunConfig
