@@ -10,11 +10,14 @@ from tabulate import tabulate
 from bench.core.atomic import atomic_path
 
 
+def cell(v: Any) -> Any:
+    """A table cell: floats to 3 significant digits (whole numbers from 100 up), None empty."""
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
+    return "" if v is None else v
+
+
 def fmt(rows: list[dict[str, Any]]) -> str:
-    def cell(v: Any) -> Any:
-        if isinstance(v, float):
-            return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
-        return "" if v is None else v
     return tabulate([{k: cell(v) for k, v in r.items()} for r in rows], headers="keys", tablefmt="github")
 
 

@@ -86,7 +86,7 @@ def quantizer_rows(names: list[str], shapes: list[Shape], device: torch.device, 
     for shape in shapes + ([stress] if stress else []):
         is_stress = shape is stress
         bound = matmul_lower_bound_ms(shape, device, reps)
-        rows.append(_search_row(shape, device, reps, bound))
+        rows.append(search_row(shape, device, reps, bound))
         reference = None
         for name in names:
             if is_stress and not methods.entry(name).cls.bounded_memory:
@@ -107,7 +107,9 @@ def quantizer_rows(names: list[str], shapes: list[Shape], device: torch.device, 
     return rows
 
 
-def _search_row(shape: Shape, device: torch.device, reps: int, bound: float) -> dict[str, Any]:
+def search_row(shape: Shape, device: torch.device, reps: int, bound: float) -> dict[str, Any]:
+    """The bare code search (methods.base.nearest_codes) at a shape: its time, peak memory and its
+    ratio to `bound`, the distance matmul's time (matmul_lower_bound_ms)."""
     x = torch.randn(shape.n, shape.D, device=device)
     e = torch.randn(shape.K, shape.D, device=device)
 

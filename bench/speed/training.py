@@ -4,6 +4,7 @@ and the quantizer's share of the step."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -24,7 +25,23 @@ def train_step_rows(presets: list[str], method_names: list[str], device: torch.d
     return [_step_row(p, m, device, reps, (batch or {}).get(p)) for p in presets for m in method_names]
 
 
-def _step_row(preset: str, method: str, device: torch.device, reps: int, batch: int | None) -> dict[str, Any]:
+@dataclass
+class StepSetup:
+    """One preset and method ready to time: its resolved run, the TrainStep and a random input batch."""
+
+    run: Any  # bench.runs.config.ResolvedRun
+    learner: Any  # bench.training.step.TrainStep
+    x: torch.Tensor
+
+    def __call__(self) -> None:
+        self.learner(self.x, 0)
+
+
+def step_setup(preset: str, method: str, device: torch.device, batch: int | None = None,
+               **step_options: Any) -> StepSetup:
+    """The full training step of a preset and method at K=CODEBOOK_SIZE, its GAN on where the preset
+    ever turns it on; `batch` replaces the global batch (as one micro-batch); `step_options` go to
+    TrainStep (compile, bf16, channels_last)."""
     from bench.runs.config import RunConfig, resolve
     from bench.training.step import TrainStep
 
@@ -34,13 +51,15 @@ def _step_row(preset: str, method: str, device: torch.device, reps: int, batch: 
     # a preset whose GAN ever starts is timed with it on (the steps that dominate a long run)
     run = run.with_train(disc_start=0 if run.train.disc_start < run.train.steps else 10**9)
     torch.manual_seed(0)
-    learner = TrainStep(run, device)
+    learner = TrainStep(run, device, **step_options)
     r, b = run.model.resolution, run.train.batch_size
-    x = torch.rand(b, 3, r, r, device=device) * 2 - 1
+    return StepSetup(run, learner, torch.rand(b, 3, r, r, device=device) * 2 - 1)
 
-    def step() -> None:
-        learner(x, 0)
 
+def _step_row(preset: str, method: str, device: torch.device, reps: int, batch: int | None) -> dict[str, Any]:
+    step = step_setup(preset, method, device, batch)
+    run, learner, x = step.run, step.learner, step.x
+    r, b = run.model.resolution, run.train.batch_size
     step_ms = median_ms(step, device, warmup=1, reps=reps)
     step_mb = peak_mb(step, device)
     with torch.no_grad():

@@ -49,13 +49,16 @@ class TrainStep:
     """
 
     def __init__(self, run: ResolvedRun, device: torch.device, compile: bool = False,
-                 replicas: Replicas = SINGLE) -> None:
+                 replicas: Replicas = SINGLE, bf16: bool | None = None, channels_last: bool | None = None) -> None:
         t = self.t = run.train
         self.seed, self.replicas = run.seed, replicas
         self.device = device
         # On a GPU, channels-last convolutions are the fast layout for bf16 tensor cores; on the CPU
-        # the default layout is kept (oneDNN picks its own).
-        self.memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+        # the default layout is kept (oneDNN picks its own). `bf16` and `channels_last` (None: this
+        # choice) let the GPU check time the other variants of the same step (bench/speed/gpu/steps.py).
+        on_gpu = device.type == "cuda"
+        self.memory_format = (torch.channels_last if (on_gpu if channels_last is None else channels_last)
+                              else torch.contiguous_format)
         self.model = build_model(run).to(device, memory_format=self.memory_format)
         self.disc = PatchDiscriminator(n_layers=t.disc_layers).to(device, memory_format=self.memory_format)
         self.compiled = compile
@@ -72,7 +75,7 @@ class TrainStep:
             self.perceptual, self.perceptual_name = None, "off"
         else:
             self.perceptual, self.perceptual_name = load_perceptual(device)
-        self.use_bf16 = device.type == "cuda"
+        self.use_bf16 = on_gpu if bf16 is None else bf16
         self.modules = {"model": self.model, "disc": self.disc}
         self.optimizers = {"opt_g": self.opt_g, "opt_d": self.opt_d}
 
