@@ -218,3 +218,10 @@ def test_token_extraction_is_float32_under_an_autocast_caller():
         under = tokens.encode(model, data, torch.device("cpu"))
     assert seen == [False]
     assert torch.equal(under, plain)
+
+
+def test_sampling_precision_is_recorded_per_device():
+    from bench.generation.sampling import sampling_precision
+
+    assert sampling_precision(torch.device("cpu")) == "float32"
+    assert sampling_precision(torch.device("cuda")).startswith("bf16 autocast")
