@@ -12,18 +12,41 @@ torch.distributed is initialised with more than one process and do nothing other
   on rank 0, from the rows of every worker (`gather_rows`), and sent to all (`broadcast_`): the
   workers' random generators may differ, their codebooks must not.
 
+Inside `local_only()` every function acts as on one worker, whatever the process group: evaluation
+runs on rank 0 alone while the other ranks wait (bench.runs.runner), so a collective there would wait
+for ranks that never join it (OptVQ's eval-mode Sinkhorn did: a deadlock until the group's timeout).
+The evaluator enters it; a quantizer's own eval-mode code that reaches these functions enters it too.
+
 NCCL reduces only GPU tensors; a CPU tensor goes through the GPU and back.
 """
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
 
+_LOCAL_ONLY: ContextVar[bool] = ContextVar("vqbench_local_only", default=False)
+
+
+@contextmanager
+def local_only() -> Iterator[None]:
+    """Within the block, this process is a group of one: no function here communicates, `rank()` is 0
+    and `world_size()` 1. Nests; per thread."""
+    token = _LOCAL_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _LOCAL_ONLY.reset(token)
+
+
 def is_distributed() -> bool:
-    """True inside a process group of more than one worker."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    """True inside a process group of more than one worker, outside `local_only()`."""
+    return not _LOCAL_ONLY.get() and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def rank() -> int:

@@ -15,8 +15,10 @@ released loss ||z - sg[e]||^2 + beta ||sg[z] - e||^2 (beta on the codebook term)
 
 Eval-mode assignment: `eval_assignment="nearest"` (the default) takes the nearest code, so a token
 depends on its latent only and not on the other images of the evaluation batch; "sinkhorn" runs the
-transport over the evaluation batch too, as the released code does at inference. Either way z_q is
-the chosen code itself, so `decode_indices` reproduces it exactly.
+transport over the evaluation batch too, as the released code does at inference: over this process's
+batch only, never a collective (methods.distributed.local_only), since evaluation runs on one rank of
+a data-parallel group while the others wait. Either way z_q is the chosen code itself, so
+`decode_indices` reproduces it exactly.
 
 Multi-head (the paper's best models, 4 or 8 heads): the latent's dim channels are split into `heads`
 groups of dim/heads channels, each quantised with the one shared codebook; indices are then
@@ -108,8 +110,11 @@ class OptVQQuantizer(Quantizer):
         b, c, h, w = z.shape
         rows = flatten_latent(z).reshape(-1, self.code_dim)  # (B*H*W*heads, dim/heads), heads innermost
         codes = self.codebook()
-        if self.training or self.options.eval_assignment == "sinkhorn":
+        if self.training:
             idx = self.sinkhorn_assignment(rows.detach(), codes.detach())
+        elif self.options.eval_assignment == "sinkhorn":
+            with distributed.local_only():
+                idx = self.sinkhorn_assignment(rows.detach(), codes.detach())
         else:
             idx = nearest_codes(rows, codes)[:, 0]
         q_rows = F.embedding(idx, codes)

@@ -5,6 +5,10 @@ split beyond the per-image values and the Inception features.
 
 The run folder gets the grid, the code histogram, every per-image value with the image names
 (run_folder.PER_IMAGE) and the reconstructions' Inception features (run_folder.FEATURES).
+
+Everything runs in float32 with TF32 off, whatever autocast the caller has on
+(bench.evaluation.precision), and outside every collective (methods.distributed.local_only): rank 0
+of a data-parallel group evaluates alone.
 `image_metrics` computes the same image metrics for two uint8 sets (`python -m bench.metrics`)."""
 from __future__ import annotations
 
@@ -23,18 +27,21 @@ from bench.core.atomic import atomic_path
 from bench.core.images import to_float, to_uint8
 from bench.evaluation.metrics import keys
 from bench.evaluation.metrics.registry import Batch
+from bench.evaluation.precision import evaluation_precision
 from bench.evaluation.stream import Evaluation, MetricStream, evaluate_images
 from bench.models.autoencoder import VQAutoencoder
 from datasets.base import ImageDataset
+from methods import distributed
 
 GRID_IMAGES = 16
 
 
 @torch.no_grad()
 def reconstruct_batch(model: VQAutoencoder, images: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:
-    """(reconstructions uint8 on the CPU, code indices) of one batch of uint8 images; `model` in eval mode."""
+    """(reconstructions uint8 on the CPU, code indices) of one batch of uint8 images; `model` in eval
+    mode. float32 with TF32 off, on one process (see the module docstring)."""
     x = to_float(images.to(device))
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    with evaluation_precision(device.type), distributed.local_only():
         xrec, out = model(x)
     return to_uint8(xrec).cpu(), out.indices
 
@@ -98,7 +105,13 @@ def evaluate(model: VQAutoencoder, dataset: ImageDataset, run_dir: Path, device:
              batch_size: int = 64, num_workers: int = 0, perceptual: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
     """(metrics, protocol) for the record; writes the grid, the code histogram, the per-image values
     and the features into `run_dir`. `perceptual=False` skips LPIPS/rFID/KID (None in the record, the
-    reason in the protocol)."""
+    reason in the protocol). The protocol's "evaluation_precision" says how it was computed."""
+    with evaluation_precision(device.type), distributed.local_only():
+        return _evaluate(model, dataset, run_dir, device, batch_size, num_workers, perceptual)
+
+
+def _evaluate(model: VQAutoencoder, dataset: ImageDataset, run_dir: Path, device: torch.device, batch_size: int,
+              num_workers: int, perceptual: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     t0 = time.perf_counter()
     model.eval()
     q = model.quantizer
@@ -121,7 +134,7 @@ def evaluate(model: VQAutoencoder, dataset: ImageDataset, run_dir: Path, device:
         **dataset.protocol,
         "n_images": len(names),
         "uint8_boundary": "clamp [-1,1] -> round((x+1)*127.5) -> uint8, once, before every metric",
-        **result.protocol,
+        **result.protocol,  # every metric's entry, and "evaluation_precision" (MetricStream.finish)
         "per_image": f"{run_folder.PER_IMAGE}: {', '.join(sorted(result.per_image))} per image, with names",
         "eval_s": time.perf_counter() - t0,
     }

@@ -3,7 +3,8 @@ values, set metrics update their accumulators, and nothing keeps the images them
 grows with the number of images only by the per-image values and the accumulated features.
 
 The evaluator (a model's reconstructions of a split) and `evaluate_images` (two uint8 sets: the
-metrics CLI) both go through `MetricStream`, so a run and the CLI compute every metric the same way.
+metrics CLI) both go through `MetricStream`, so a run and the CLI compute every metric the same way:
+in float32 with TF32 off, whatever autocast the caller has on (bench.evaluation.precision).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from bench.evaluation import precision
 from bench.evaluation.metrics.registry import (PER_IMAGE, Accumulator, Batch, EvalContext, Metric, Prepared,
                                                all_metrics)
 
@@ -107,10 +109,11 @@ class MetricStream:
         if batch.originals.shape != batch.recons.shape:
             raise ValueError(f"originals {tuple(batch.originals.shape)} and reconstructions "
                              f"{tuple(batch.recons.shape)} differ")
-        if self.ctx is None:
-            self._build(tuple(batch.originals.shape[-2:]))
-        for acc in (*self._per_image, *self._sets):
-            acc.update(batch)
+        with precision.evaluation_precision(self._ctx_args["device"].type):
+            if self.ctx is None:
+                self._build(tuple(batch.originals.shape[-2:]))
+            for acc in (*self._per_image, *self._sets):
+                acc.update(batch)
         self.seen += len(batch.originals)
 
     def finish(self) -> Evaluation:
@@ -118,7 +121,12 @@ class MetricStream:
             raise ValueError("no images to evaluate")
         if self.seen != self.ctx.n_images:
             raise ValueError(f"evaluation expected {self.ctx.n_images} images and was given {self.seen}")
-        out = Evaluation(dict(self._metrics), dict(self._protocol))
+        with precision.evaluation_precision(self.ctx.device.type):
+            return self._finish()
+
+    def _finish(self) -> Evaluation:
+        assert self.ctx is not None
+        out = Evaluation(dict(self._metrics), {**self._protocol, "evaluation_precision": precision.DESCRIPTION})
         for acc in self._per_image:
             values, mean, entry = acc.finish()
             out.per_image[acc.metric.key] = values

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from bench.evaluation.metrics import fid, fid_weights
+from bench.evaluation.precision import evaluation_precision
 
 GFID, GKID, GKID_STD = "gfid", "gkid", "gkid_std"
 IS, IS_STD = "inception_score", "inception_score_std"
@@ -56,7 +57,8 @@ class GenerationExtractor:
         device = self.fid_extractor.device
         feats, logits = [], []
         for i in range(0, len(images), batch_size):
-            f, lg = self.logits_model(images[i : i + batch_size].to(device))
+            with evaluation_precision(device.type):  # as fid.batch_features
+                f, lg = self.logits_model(images[i : i + batch_size].to(device))
             feats.append(f.double().cpu())
             logits.append(lg.double().cpu())
         return torch.cat(feats).numpy(), torch.cat(logits).numpy()

@@ -35,12 +35,13 @@ import datasets
 from bench.core.atomic import atomic_path
 from bench.core.images import to_uint8
 from bench.evaluation.metrics import fid
+from bench.evaluation.precision import DESCRIPTION as EVALUATION_PRECISION
 from bench.generation import bootstrap, folder, tokenizer_rfid
 from bench.generation import metrics as gm
 from bench.generation.config import PriorConfig, prior_preset
 from bench.generation.layout import TokenLayout
 from bench.generation.record import FAILED, FINISHED, SKIPPED, PriorRecord, read_prior_record
-from bench.generation.sampling import batch_generator, class_labels, sample
+from bench.generation.sampling import batch_generator, class_labels, sample, sampling_precision
 from bench.generation.tokens import Tokenizer, load_tokenizer, reference_images, token_set, view_dataset
 from bench.generation.train import build_prior, mean_nll, train_prior
 from bench.generation.transformer import TokenPrior
@@ -149,7 +150,9 @@ def _run(record: PriorRecord, cfg: PriorConfig, tok_dir: Path, pdir: Path, devic
         "sampling": {**record.config["sampling"], "n_samples": len(tokens), "seeding": "batch b: (prior seed, b)",
                      "labels": "sample i gets class i mod C" if conditional else None,
                      "guidance": "logits_u + s (logits_c - logits_u), null class = dropped label" if conditional
-                     else None},
+                     else None, "precision": sampling_precision(device)},
+        # Token extraction, decoding and every Inception feature (bench.evaluation.precision).
+        "evaluation_precision": EVALUATION_PRECISION,
         "val_nll": "mean cross-entropy in nats per token over the held-out split's token grids",
     }
     if extractor is None:

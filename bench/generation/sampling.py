@@ -38,6 +38,14 @@ def guided_logits(cond: Tensor, uncond: Tensor, scale: float) -> Tensor:
     return uncond + scale * (cond - uncond)
 
 
+def sampling_precision(device: torch.device) -> str:
+    """How `sample` computes the prior's logits on `device`, for the record. Sampling is generation, not
+    evaluation: bf16 on CUDA is kept for speed (the metrics then run in float32 on what was sampled)."""
+    if device.type == "cuda":
+        return "bf16 autocast, bf16 key/value cache; logits filtered and sampled in float32"
+    return "float32"
+
+
 def batch_generator(seed: int, batch: int, device: torch.device) -> torch.Generator:
     """The generator of sampling batch `batch` of a prior with this seed."""
     return torch.Generator(device=device).manual_seed((seed * 1_000_003 + batch) * 7_919 + 17)

@@ -7,8 +7,11 @@ their centre crop without flips (`train_crop="center"`, `hflip=False`): the prio
 generation reference describes, one fixed view of each training image. (A preprocessing `recipe`
 in the run's dataset options sets its own crop; the view used is recorded either way.)
 
-A cache is reused only when it was made from the same checkpoint (sha1 of the file) and the same
-split (its protocol and size); otherwise it is encoded again and replaced atomically.
+A cache is reused only when it was made from the same checkpoint (sha1 of the file), the same split
+(its protocol and size) and in the evaluation precision; otherwise it is encoded again and replaced
+atomically. Encoding is evaluation of the tokenizer: float32 with TF32 off on every device, as the
+evaluator (bench.evaluation.precision); caches made before that (bf16 autocast on CUDA) carry no
+precision and are encoded again.
 """
 from __future__ import annotations
 
@@ -30,6 +33,8 @@ from bench.core import run_folder
 from bench.core.atomic import atomic_path
 from bench.core.errors import UserError
 from bench.core.images import to_float
+from bench.evaluation.precision import TAG as EVALUATION_PRECISION
+from bench.evaluation.precision import evaluation_precision
 from bench.generation import folder
 from bench.generation.layout import TokenLayout
 from bench.models.autoencoder import VQAutoencoder
@@ -64,8 +69,10 @@ class Tokenizer:
 
     @torch.no_grad()
     def decode(self, indices: Tensor) -> Tensor:
-        """Index grids (B, H, W[, L]) -> float images in [-1, 1], through the quantizer's decode_indices."""
-        return self.model.decode_indices(indices.to(self.device))
+        """Index grids (B, H, W[, L]) -> float images in [-1, 1], through the quantizer's decode_indices,
+        in float32 with TF32 off (the images go to the generation metrics)."""
+        with evaluation_precision(self.device.type):
+            return self.model.decode_indices(indices.to(self.device))
 
     @property
     def device(self) -> torch.device:
@@ -146,7 +153,7 @@ def _cache_key(tok: Tokenizer, ds: ImageDataset, split: str) -> dict[str, Any]:
     for live in ("images_read", "bad_images_skipped", "bad_image_examples", "upscaled_images", "upscaled_examples"):
         protocol.pop(live, None)  # counts that grow while the split is read, not what the split is
     return {"version": CACHE_VERSION, "tokenizer_run_id": tok.run_id, "checkpoint_sha1": tok.checkpoint_sha1,
-            "split": split, "n_images": len(ds), "protocol": protocol}
+            "split": split, "n_images": len(ds), "protocol": protocol, "precision": EVALUATION_PRECISION}
 
 
 def token_set(tok: Tokenizer, split: str, ds: ImageDataset | None = None, progress: bool = False) -> TokenSet:
@@ -164,8 +171,9 @@ def token_set(tok: Tokenizer, split: str, ds: ImageDataset | None = None, progre
     names = None if raw_names is None else list(raw_names)
     layout = TokenLayout.of(indices, tok.vocab_size)
     meta = {**key, "index_shape": list(layout.index_shape), "vocab_size": layout.vocab_size, "label_names": names,
-            "encode_s": time.perf_counter() - t0, "view": "centre crop, no flip" if datasets.entry(
-                tok.run.dataset).reads_files else "as the dataset gives it (no augmentation)"}
+            "encode_s": time.perf_counter() - t0, "device": tok.device.type,
+            "view": "centre crop, no flip" if datasets.entry(tok.run.dataset).reads_files
+            else "as the dataset gives it (no augmentation)"}
     store = np.int16 if tok.vocab_size <= np.iinfo(np.int16).max else np.int32
     arrays = {"indices": indices.numpy().astype(store), "meta": np.array(json.dumps(meta))}
     if labels is not None:
@@ -194,15 +202,15 @@ def _read(path: Path, key: dict[str, Any], vocab_size: int) -> TokenSet | None:
 @torch.no_grad()
 def encode(model: VQAutoencoder, ds: ImageDataset, device: torch.device, num_workers: int = 0,
            progress: bool = False) -> Tensor:
-    """Index grids of every image of `ds`, in order, int64 on the CPU. Under bf16 autocast on CUDA as
-    the evaluator (the code search itself runs in float32, see VQAutoencoder.encode)."""
+    """Index grids of every image of `ds`, in order, int64 on the CPU, in float32 with TF32 off as the
+    evaluator (bench.evaluation.precision); a bf16 encoder flipped 0.3% of a vqgan's indices."""
     from tqdm import tqdm
 
     model.eval()
     out = []
     loader = DataLoader(ds, batch_size=ENCODE_BATCH, shuffle=False, num_workers=num_workers)
     for batch in tqdm(loader, desc="encode", disable=not progress, leave=False):
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with evaluation_precision(device.type):
             q = model.encode(to_float(batch.to(device)))
         out.append(q.indices.long().cpu())
     return torch.cat(out)

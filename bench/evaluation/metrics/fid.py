@@ -28,6 +28,7 @@ from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 
 from bench.evaluation.metrics import fid_fused, fid_weights
+from bench.evaluation.precision import evaluation_precision
 
 FEATURE_EXTRACTOR = "inception-v3-compat"  # torch-fidelity's name for the TF-compatible FID Inception
 FEATURE_LAYER = "2048"  # pool3
@@ -89,11 +90,13 @@ def get_extractor(device: torch.device | str = "cpu") -> Extractor:
 
 @torch.no_grad()
 def batch_features(images: Tensor, extractor: Extractor) -> np.ndarray:
-    """Pool3 features (B, 2048) float32, as the network gives them, of one batch of uint8 images.
-    float32 holds them exactly; statistics convert to float64."""
+    """Pool3 features (B, 2048) float32, as the network gives them, of one batch of uint8 images, computed
+    in float32 with TF32 off (bench.evaluation.precision). float32 holds them exactly; statistics
+    convert to float64."""
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
         raise TypeError(f"FID takes uint8 (N, 3, H, W) images, got {images.dtype} {tuple(images.shape)}")
-    return extractor.model(images.to(extractor.device))[0].float().cpu().numpy()
+    with evaluation_precision(extractor.device.type):  # every caller: evaluator, generation, reference cache
+        return extractor.model(images.to(extractor.device))[0].float().cpu().numpy()
 
 
 def inception_features(images: Tensor, batch_size: int = BATCH_SIZE, device: torch.device | str = "cpu",

@@ -1,9 +1,15 @@
 """Cached FID reference statistics: the originals of a split are the same for every method and seed,
 so their features and statistics are computed once and kept on disk.
 
-An entry is keyed by (dataset, split, resolution, image count, feature extractor + weights source),
-named `<dataset>__<split>__<R>px__n<N>__<extractor>.npz` under `cache_dir("fid", "reference")`, and
-checked against a sha1 of the uint8 images, so a changed dataset is recomputed rather than reused.
+An entry is keyed by (dataset, split, resolution, image count, feature extractor + weights source,
+device type and precision), named `<dataset>__<split>__<R>px__n<N>__<extractor>[__<device>-<precision>].npz`
+under `cache_dir("fid", "reference")`, and checked against a sha1 of the uint8 images, so a changed
+dataset is recomputed rather than reused. CPU- and GPU-made statistics differ by float rounding (other
+kernels, other summation orders), so they never share an entry. CPU float32 entries keep the name
+without the device part: that is how every entry was named before the device joined the key, and CPU
+evaluation computed them exactly as now (float32; autocast never reached the Inception network), so
+they stay usable. Entries record their device and precision (`meta`), and an entry whose record
+disagrees with its name's is recomputed.
 It holds mu and sigma (float64), the features (float32, exactly as the network gives them) and a
 JSON `meta`. Records name their entry (protocol["fid"]["reference_file"]); `reference_file(name)`
 finds it again, e.g. to resample the originals' features.
@@ -30,9 +36,11 @@ from torch import Tensor
 
 from bench.core.atomic import atomic_path
 from bench.core.paths import cache_dir, cache_root
+from bench.evaluation import precision
 from bench.evaluation.metrics import fid, fid_weights
 
 REFERENCE_FOLDER = ("fid", "reference")
+UNNAMED_VARIANT = precision.cache_tag("cpu")  # the variant whose entries carry no device part (module docstring)
 
 
 @dataclass
@@ -77,17 +85,20 @@ def _slug(value: Any) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", str(value)).strip("-") or "none"
 
 
-def reference_key(protocol: Mapping[str, Any], n_images: int, extractor_key: str) -> str:
-    """dataset__split__resolution__count__extractor, from the dataset's `protocol` dict."""
+def reference_key(protocol: Mapping[str, Any], n_images: int, extractor_key: str, device_type: str = "cpu") -> str:
+    """dataset__split__resolution__count__extractor[__device-precision], from the dataset's `protocol`
+    dict and the device type the features are computed on (no last part for the CPU: module docstring)."""
     missing = [k for k in ("dataset", "split", "resolution") if k not in protocol]
     if missing:
         raise ValueError(f"a cached FID reference needs dataset, split and resolution in the protocol; missing {missing}")
-    parts = (protocol["dataset"], protocol["split"], f"{protocol['resolution']}px", f"n{n_images}", extractor_key)
+    variant = precision.cache_tag(device_type)
+    parts = (protocol["dataset"], protocol["split"], f"{protocol['resolution']}px", f"n{n_images}", extractor_key,
+             *([] if variant == UNNAMED_VARIANT else [variant]))
     return "__".join(_slug(p) for p in parts)
 
 
-def reference_path(protocol: Mapping[str, Any], n_images: int, extractor_key: str) -> Path:
-    return reference_file(f"{reference_key(protocol, n_images, extractor_key)}.npz")
+def reference_path(protocol: Mapping[str, Any], n_images: int, extractor_key: str, device_type: str = "cpu") -> Path:
+    return reference_file(f"{reference_key(protocol, n_images, extractor_key, device_type)}.npz")
 
 
 def reference_file(name: str) -> Path:
@@ -95,37 +106,49 @@ def reference_file(name: str) -> Path:
     return cache_dir(*REFERENCE_FOLDER) / name
 
 
-def read_entry(path: Path, digest: str | None = None) -> Reference | None:
-    """The entry at `path` if it is readable and (when `digest` is given) made from those images."""
+def _made_as(meta: Mapping[str, Any], device_type: str | None) -> bool:
+    """Whether an entry's record agrees with the device its name says (entries from before the device
+    joined the key record none, and only the CPU name can hold them)."""
+    if device_type is None:
+        return True
+    made = precision.cache_tag(meta["device"]) if "device" in meta else UNNAMED_VARIANT
+    return made == precision.cache_tag(device_type) and meta.get("precision", precision.TAG) == precision.TAG
+
+
+def read_entry(path: Path, digest: str | None = None, device_type: str | None = None) -> Reference | None:
+    """The entry at `path` if it is readable, (when `digest` is given) made from those images and (when
+    `device_type` is given) computed on that device type in the evaluation precision."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
-            if digest is not None and meta.get("digest") != digest:
+            if (digest is not None and meta.get("digest") != digest) or not _made_as(meta, device_type):
                 return None
             return Reference(z["mu"], z["sigma"], z["features"].astype(np.float32), True, path, meta)
     except (OSError, ValueError, KeyError):
         return None  # unreadable or from another version: recompute and overwrite
 
 
-def _readable(path: Path) -> bool:
-    """Whether an entry with metadata exists (read without its arrays)."""
+def _readable(path: Path, device_type: str) -> bool:
+    """Whether an entry with metadata, made on `device_type`, exists (read without its arrays)."""
     if not path.is_file():
         return False
     try:
         with np.load(path, allow_pickle=False) as z:
-            return "digest" in json.loads(str(z["meta"]))
+            meta = json.loads(str(z["meta"]))
+            return "digest" in meta and _made_as(meta, device_type)
     except (OSError, ValueError, KeyError):
         return False
 
 
 def _write_entry(path: Path, features: np.ndarray, digest: str, protocol: Mapping[str, Any], extractor_key: str,
-                 features_s: float) -> Reference:
+                 features_s: float, device_type: str) -> Reference:
     mu, sigma = fid.statistics(features)
     meta = {"digest": digest, "key": path.stem, "n_images": len(features), "features_s": features_s,
             "protocol": {k: protocol[k] for k in ("dataset", "split", "resolution") if k in protocol},
-            "extractor": extractor_key, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            "extractor": extractor_key, "device": device_type, "precision": precision.TAG,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     with atomic_path(path, suffix=".npz") as tmp:  # np.savez keeps a name that ends in .npz
         np.savez(tmp, mu=mu, sigma=sigma, features=features.astype(np.float32), meta=json.dumps(meta))
     return Reference(mu, sigma, features, False, path, meta)
@@ -143,9 +166,11 @@ class StreamingReference:
         self.protocol = dict(protocol or {})
         self.extractor = extractor
         self.n_images = n_images
-        self.path = reference_path(self.protocol, n_images, extractor.key) if use_cache and protocol else None
+        self.device_type = extractor.device.type
+        self.path = (reference_path(self.protocol, n_images, extractor.key, self.device_type) if use_cache and protocol
+                     else None)
         self.digest = ImagesDigest(n_images) if self.path is not None else None
-        trust_entry = self.path is not None and _readable(self.path)
+        trust_entry = self.path is not None and _readable(self.path, self.device_type)
         self._chunks: list[np.ndarray] | None = None if trust_entry else []
         self.features_s = 0.0
 
@@ -174,11 +199,12 @@ class StreamingReference:
         with fid_weights.file_lock(self.path.with_suffix(".lock")):
             # An entry written meanwhile by a parallel run of the same split wins over ours: every run
             # of a split then reads the same reference numbers.
-            if (ref := read_entry(self.path, digest)) is not None:
+            if (ref := read_entry(self.path, digest, self.device_type)) is not None:
                 return ref
             if feats is None:
                 feats = self._recompute(reread, digest)
-            return _write_entry(self.path, feats, digest, self.protocol, self.extractor.key, self.features_s)
+            return _write_entry(self.path, feats, digest, self.protocol, self.extractor.key, self.features_s,
+                                self.device_type)
 
     def _recompute(self, reread: Callable[[], Iterable[Tensor]] | None, digest: str) -> np.ndarray:
         if reread is None:

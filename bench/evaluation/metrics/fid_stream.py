@@ -59,6 +59,7 @@ class FidAccumulator:
             # The cache entry holding the originals' features (fid_reference.reference_file finds it).
             "reference_file": ref.path.name if ref.path else None,
             "reference_cached": ref.cached,
+            "device": self.extractor.device.type,  # part of the reference cache key (fid_reference)
             "batch_size": self.ctx.batch_size,
             "features_s": self.features_s,
             "images_per_s": n / self.features_s if self.features_s > 0 else None,

@@ -72,6 +72,8 @@ def test_record_links_its_tokenizer_and_carries_config_and_protocol(toy):
     assert rec["layout"]["index_shape"] == [8, 8] and rec["layout"]["vocab_size"] == 16
     assert rec["steps_done"] == 200 and rec["metrics"]["gfid"] is None  # Inception switched off here
     assert "inception_metrics=False" in rec["protocol"]["fid"]["skipped"]
+    assert rec["protocol"]["sampling"]["precision"] == "float32"  # bf16 autocast on CUDA only
+    assert rec["protocol"]["evaluation_precision"].startswith("float32: autocast off, TF32 off")
     assert rec["metrics"]["val_nll"] < 0.1 * np.log(16)  # held out: the same four grids; uniform is ln 16
     pdir = folder.prior_dir(out, rec["prior_id"])
     assert json.loads((pdir / folder.RECORD).read_text())["prior_id"] == rec["prior_id"]
