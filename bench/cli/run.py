@@ -65,6 +65,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    help="a dataset option for every dataset, e.g. train_crop=center, hflip=False, "
                         "resize_filter=lanczos (repeatable; part of the run id)")
     parsing.add_dataset_args(p)
+    p.add_argument("--no-tensorboard", action="store_true",
+                   help="write no TensorBoard events (by default every run writes its training curves, a "
+                        "reconstruction grid and its final metrics under its folder's tensorboard/; not part of "
+                        "the run id)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the encoder, decoder and discriminator (worth it on a GPU for long runs; "
                         "recorded, not part of the run id)")
@@ -235,6 +239,7 @@ def run(opts: argparse.Namespace) -> int:
     configs = [
         config.RunConfig(method=m, dataset=d, codebook_size=k, seed=s, preset=opts.preset, steps=opts.steps,
                          method_options=per_method.get(m, {}), device=opts.device, compile=opts.compile,
+                         tensorboard=not opts.no_tensorboard,
                          workers=opts.workers_per_run or 1, **data)
         for d in opts.datasets for k in opts.codebook_sizes for m in chosen for s in seeds
     ]

@@ -12,6 +12,7 @@ GRID = "reconstructions.png"  # originals above reconstructions (bench.evaluatio
 CODE_COUNTS = "code_counts.npy"  # histogram of code indices over the evaluation split
 PER_IMAGE = "per_image.npz"  # per-image metric values (one array per metric key) and the image names, in split order
 FEATURES = "inception_features.npy"  # float16 (N, 2048) Inception pool3 features of the reconstructions, same order
+TENSORBOARD = "tensorboard"  # TensorBoard event files of the training curves (bench.training.curves)
 CODE_WORDS = "code_words.json"  # names of the codes where they have names (Quantizer.code_labels), index-aligned
 
 

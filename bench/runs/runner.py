@@ -42,6 +42,7 @@ from bench.runs.config import ResolvedRun, RunConfig, resolve
 from bench.runs.cuda_memory import (OutOfMemoryError, is_out_of_memory, limit_to_share, out_of_memory_message,
                                     ray_gpu_share)
 from bench.runs.records import RunRecord
+from bench.training import curves
 from bench.training.loop import pick_device, train
 from bench.training.replicas import Replicas, current
 
@@ -137,6 +138,8 @@ def _train_and_evaluate(run: ResolvedRun, run_dir: Path, device: torch.device, s
     metrics, protocol = evaluate(result.model, splits["val"], run_dir, device, run.train.eval_batch_size,
                                  run.train.num_workers, perceptual=run.train.perceptual_metrics)
     positions, per_position = _code_layout(result.model, splits["val"], device)
+    if run.config.tensorboard:
+        curves.write_hparams(run_dir, run.to_dict(), metrics)
     labels = result.model.quantizer.code_labels()
     if labels is not None:  # index-aligned with the code histogram, for the figures
         write_json_atomic(run_dir / run_folder.CODE_WORDS, labels)

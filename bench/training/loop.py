@@ -22,6 +22,7 @@ from bench.models.autoencoder import VQAutoencoder
 from bench.runs.config import ResolvedRun
 from bench.training import train_log
 from bench.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from bench.training.curves import GRID_IMAGES, Curves
 from bench.training.replicas import Replicas, current
 from bench.training.sampler import StepBatchSampler
 from bench.training.step import TrainStep
@@ -32,6 +33,11 @@ def pick_device(name: str | None) -> torch.device:
     if name:
         return torch.device(name)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def dataset_head(dataset: ImageDataset, n: int) -> torch.Tensor:
+    """The first `n` images of a dataset, uint8 (n, 3, R, R): a fixed set to watch reconstructions of."""
+    return torch.stack([dataset[i] for i in range(min(n, len(dataset)))])
 
 
 def training_loader(dataset: ImageDataset, run: ResolvedRun, device: torch.device, start: int, steps: int,
@@ -90,6 +96,8 @@ def train(run: ResolvedRun, dataset: ImageDataset, run_dir: Path, device: torch.
     window = torch.zeros(k, dtype=torch.long)  # code histogram since the last log line
     if replicas.is_main:
         train_log.truncate(run_dir, start)  # entries written after the checkpoint we resume from are redone
+    curves = Curves(run_dir, start, enabled=run.config.tensorboard and replicas.is_main)
+    grid_images = dataset_head(dataset, GRID_IMAGES).to(device) if curves.active else None
     t0 = time.perf_counter()
     logs: dict[str, float] = {}
     bar = tqdm(total=t.steps, initial=start, disable=not progress or not replicas.is_main, desc=run.method,
@@ -98,16 +106,20 @@ def train(run: ResolvedRun, dataset: ImageDataset, run_dir: Path, device: torch.
     learner.disc.train()
     step = start
     for batch in loader:
-        terms, indices = learner(to_float(batch.to(device, non_blocking=True)), step)
+        logged = (step + 1) % t.log_every == 0 or step + 1 == t.steps
+        terms, indices = learner(to_float(batch.to(device, non_blocking=True)), step, grad_norm=logged)
         step += 1
         window += torch.bincount(indices.reshape(-1).cpu(), minlength=k)
-        if step % t.log_every == 0 or step == t.steps:
+        if logged:
             usage = histogram_stats(replicas.sum_(window))  # every worker's codes (loss terms: rank 0's)
             logs = {"step": step, **{name: float(v) for name, v in terms.items()}, "lr": learner.lr,
                     keys.UTILIZATION: usage[keys.UTILIZATION], keys.PERPLEXITY: usage[keys.PERPLEXITY],
                     "elapsed_s": time.perf_counter() - t0}
             if replicas.is_main:
                 train_log.append(run_dir, logs)
+                curves.scalars(logs)
+                if curves.wants_images(step, t.log_every, t.steps):
+                    curves.reconstructions(model, grid_images, step)
             window.zero_()
             bar.set_postfix(loss=f"{logs['loss']:.4f}", usage=f"{100 * logs[keys.UTILIZATION]:.0f}%")
         bar.update(1)
@@ -118,4 +130,5 @@ def train(run: ResolvedRun, dataset: ImageDataset, run_dir: Path, device: torch.
             if on_checkpoint is not None:
                 on_checkpoint(step)
     bar.close()
+    curves.close()
     return TrainResult(model, step, start, time.perf_counter() - t0, learner.perceptual_name, logs, discarded)

@@ -22,6 +22,12 @@ def micro_batch_seed(seed: int, step: int, micro_batch: int) -> int:
 STEP_UPDATE = -1
 
 
+def gradient_norm(parameters) -> Tensor:  # noqa: ANN001 - an iterable of parameters
+    """L2 norm over every parameter's gradient (parameters without one are skipped)."""
+    grads = [p.grad.detach().float().norm() for p in parameters if p.grad is not None]
+    return torch.stack(grads).norm() if grads else torch.zeros(())
+
+
 class NonFiniteLoss(RuntimeError):
     """The loss became NaN or inf: a property of the run itself, so it is recorded, not retried."""
 
@@ -82,9 +88,11 @@ class TrainStep:
     def _autocast(self) -> torch.autocast:
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
 
-    def __call__(self, x: Tensor, step: int) -> tuple[dict[str, Tensor], Tensor]:
+    def __call__(self, x: Tensor, step: int, grad_norm: bool = False) -> tuple[dict[str, Tensor], Tensor]:
         """One optimizer step on this worker's float batch in [-1, 1]: (detached loss terms, averaged
-        over the micro-batches, and the code indices of the whole batch)."""
+        over the micro-batches, and the code indices of the whole batch). `grad_norm`: also the L2
+        norm of the generator's (averaged) gradient, as the term `grad_norm`; asked for on logged
+        steps only, since on a GPU reading it back synchronises."""
         gan_on = step >= self.t.disc_start
         micro = x.chunk(self.accumulation) if self.accumulation > 1 else (x,)
         self.opt_g.zero_grad(set_to_none=True)
@@ -102,8 +110,11 @@ class TrainStep:
             torch.manual_seed(micro_batch_seed(self.seed, step, STEP_UPDATE))
             quantizer.end_step()
         self.replicas.mean_grads_(self.model.parameters())
+        norm = gradient_norm(self.model.parameters()) if grad_norm else None
         self.opt_g.step()
         terms = {k: torch.stack([r[0][k] for r in results]).mean() for k in results[0][0]}
+        if norm is not None:
+            terms["grad_norm"] = norm
         if gan_on:
             self.opt_d.zero_grad(set_to_none=True)  # the generator pass left gradients in the discriminator
             d_losses = []

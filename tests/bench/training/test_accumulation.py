@@ -59,7 +59,7 @@ def test_without_a_preset_the_machine_decides_and_says_so(monkeypatch):
     run = resolve(RunConfig(method="vqgan", codebook_size=16))
     assert run.preset == "cpu-tiny" and run.preset_source.startswith("default for a CPU-only machine")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert resolve(RunConfig(method="vqgan", codebook_size=16)).preset == "gpu"
+    assert resolve(RunConfig(method="vqgan", codebook_size=16)).preset == "gpu-tiny"
     assert resolve(RunConfig(method="vqgan", codebook_size=16, preset="smoke")).preset_source == "given"
 
 
