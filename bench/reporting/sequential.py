@@ -92,6 +92,12 @@ def boundaries(information: list[int] | np.ndarray, alpha: float = 1 - LEVEL,
     return np.array(out)
 
 
+@functools.lru_cache(maxsize=32)
+def _nominal_levels(looks: tuple[int, ...], alpha: float) -> tuple[float, ...]:
+    """Cached: every table build and every look of the loop asks for the same design's levels."""
+    return tuple(float(a) for a in 2 * stats.norm.sf(boundaries(list(looks), alpha)))
+
+
 @dataclass(frozen=True)
 class Design:
     first: int  # seeds at the first look (>= MIN_SEEDS: the fewest the paired t-test is run on)
@@ -113,7 +119,7 @@ class Design:
     @cached_property
     def nominal(self) -> np.ndarray:
         """alpha_k: look k resolves a pair when its paired t-test has p below this."""
-        return 2 * stats.norm.sf(boundaries(self.looks, self.alpha))
+        return np.array(_nominal_levels(tuple(self.looks), self.alpha))
 
     def look_at(self, seeds: int) -> int:
         """How many looks `seeds` shared seeds allow (0: fewer than the first look)."""
