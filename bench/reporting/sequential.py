@@ -136,7 +136,7 @@ class Design:
     first: int  # seeds at the first look (>= MIN_SEEDS: the fewest the paired t-test is run on)
     max_seeds: int  # seeds at the last look
     step: int = 1  # seeds added between looks
-    alpha: float = 1 - LEVEL
+    alpha: float = round(1 - LEVEL, 12)  # 0.05, not 0.050000000000000044 in the state file
 
     def __post_init__(self) -> None:
         if self.first < MIN_SEEDS or self.max_seeds < self.first or self.step < 1:
