@@ -13,7 +13,6 @@ from typing import Any, Callable, Iterable
 import pandas as pd
 
 from bench.reporting import tables
-from bench.runs import records
 from bench.runs.config import RunConfig
 from bench.runs.runner import DEFAULT_OUT, run_one
 
@@ -49,10 +48,8 @@ def run_grid(configs: list[RunConfig], out: Path | str = DEFAULT_OUT, force: boo
 
 def table(records_dir: Path | str = DEFAULT_OUT, methods: list[str] | None = None,
           datasets: list[str] | None = None) -> pd.DataFrame:
-    """Summary table (paper layout) of every record under `records_dir`."""
-    df = tables.frame(records.iter_records(Path(records_dir)))
-    if methods and len(df):
-        df = df[df["Method"].isin(methods)]
-    if datasets and len(df):
-        df = df[df["Dataset"].isin(datasets)]
-    return tables.summary(df)
+    """The frame behind the tables (paper layout) of every record under `records_dir`: per row the
+    mean and std of each metric, its 95% interval (`<metric>_lo`, `_hi`), its mark (`_rank`) and,
+    for a row not resolved across seeds from its column's best, about how many seeds would resolve
+    the difference observed (`_seeds_needed`; docs/results.md)."""
+    return tables.build(Path(records_dir), methods=methods, datasets=datasets).per_dataset

@@ -83,6 +83,19 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    help="the prior's preset with --generate: cpu-tiny, smoke, gpu or paper (default: the one "
                         "named like --preset)")
     _add_scheduling_args(p)
+    _add_until_resolved_args(p)
+
+
+def _add_until_resolved_args(p: argparse.ArgumentParser) -> None:
+    """--until-resolved [METRICS] and its budget --max-seeds (bench.scheduling.until_resolved)."""
+    from bench.scheduling.until_resolved import DEFAULT_MAX_SEEDS
+
+    p.add_argument("--until-resolved", type=parsing.comma_list(str), nargs="?", const=[], default=None,
+                   metavar="METRICS", help="after the grid's seeds, add seeds to the cells of unresolved comparisons "
+                   "of these metrics (default: rFID and PSNR) one at a time, until each is resolved or --max-seeds "
+                   "is reached; a group-sequential test keeps repeated looks valid (docs/results.md)")
+    p.add_argument("--max-seeds", type=parsing.positive_int, default=None, metavar="N",
+                   help=f"the most seeds per cell --until-resolved runs (default: {DEFAULT_MAX_SEEDS})")
 
 
 # Scheduling flag -> the backend option it sets (bench/scheduling/backends: a backend's options are
@@ -226,6 +239,18 @@ def _check_device(opts: argparse.Namespace) -> None:
               flush=True)
 
 
+def _until_resolved_design(opts: argparse.Namespace, seeds: list[int]) -> Any:
+    """The sequential design of --until-resolved (None without it); bad flags stop here, before any run."""
+    if opts.until_resolved is None:
+        if opts.max_seeds is not None:
+            raise UserError("--max-seeds is the budget of --until-resolved; add --until-resolved or drop --max-seeds")
+        return None
+    from bench.scheduling import until_resolved
+
+    until_resolved.check_metrics(opts.until_resolved)
+    return until_resolved.plan(seeds, opts.max_seeds)
+
+
 def run(opts: argparse.Namespace) -> int:
     if opts.list:
         print(list_everything())
@@ -243,6 +268,7 @@ def run(opts: argparse.Namespace) -> int:
                          workers=opts.workers_per_run or 1, **data)
         for d in opts.datasets for k in opts.codebook_sizes for m in chosen for s in seeds
     ]
+    sequential_design = _until_resolved_design(opts, seeds)  # so does a budget with nothing to add
     seeds_note = "" if opts.seeds is not None else f"; seeds {','.join(map(str, seeds))} (the preset's default)"
     print(f"preset {preset_name}: {why}{seeds_note}", flush=True)
 
@@ -258,9 +284,18 @@ def run(opts: argparse.Namespace) -> int:
         else:
             print(f"FAILED {what}: {record['error']}", file=sys.stderr, flush=True)
 
-    recs = generation_schedule.run_grid_with_priors(
-        configs, opts.out, generation_schedule.prior_for_flags(opts.generate, opts.prior_preset, opts.preset),
-        force=opts.force, progress=not opts.no_progress, on_record=report, **_scheduling(opts))
+    def run_configs(batch: list[config.RunConfig], force: bool = opts.force) -> list[dict[str, Any]]:
+        return generation_schedule.run_grid_with_priors(
+            batch, opts.out, generation_schedule.prior_for_flags(opts.generate, opts.prior_preset, opts.preset),
+            force=force, progress=not opts.no_progress, on_record=report, **_scheduling(opts))
+
+    recs = run_configs(configs)
+    if sequential_design is not None:
+        from bench.scheduling import until_resolved
+
+        recs += until_resolved.run(configs, opts.out, sequential_design, opts.until_resolved,
+                                   lambda batch: run_configs(batch, force=False),  # the grid's runs: reused
+                                   lambda: tables.build(opts.out, methods=chosen, datasets=opts.datasets)).records
     built = tables.build(opts.out, methods=chosen, datasets=opts.datasets)
     print_and_write_tables(built, opts.out, "terminal")
     try:  # figures and report take seconds; a plotting problem must not hide the benchmark's outcome

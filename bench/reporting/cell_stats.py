@@ -2,10 +2,15 @@
 folders store (per_image.py), added to the frame as columns so every format (and the CSV) has them.
 
 Per row: `<k>_lo`, `<k>_hi` (the 95% interval of metric k; intervals.py says which kind), `Interval`
-(its kind in words), `Images` (images per run). Per metric column with a direction: `<k>_rank` (1:
+(its kind in words), `Images` (images per run), `<k>_seeds_needed` (for a row not resolved from its
+column's best across seeds: about how many seeds would resolve the difference observed, seeds_needed.py). Per metric column with a direction: `<k>_rank` (1:
 the best and every row not resolved from it, which share the mark; 2: the best of the rest; 0)
 and one row per comparison (each eligible row against its column's best, paired.py) in the frame
 `comparisons`, which the notes, the conclusion and the cross-dataset summary read.
+
+Where `run_bench.py --until-resolved` ran (OUT/until_resolved.json), the comparisons of its rows and
+metrics are decided by its group-sequential test (sequential.py) instead of the fixed paired t-test:
+the fixed test at the final seed count would ignore the looks that came before it.
 
 Eligible for marks: measured rows only (released checkpoints and published numbers never are).
 """
@@ -21,7 +26,7 @@ import pandas as pd
 
 from bench.evaluation.metrics import keys
 from bench.evaluation.metrics.registry import HIGHER, spec
-from bench.reporting import feature_bootstrap, intervals, paired
+from bench.reporting import feature_bootstrap, intervals, paired, seeds_needed, sequential
 from bench.reporting.frames import GROUP_FIELDS, MEASURED, REPORTED
 from bench.reporting.intervals import MIN_SEEDS
 from bench.reporting.per_image import RunCache, RunFiles
@@ -89,10 +94,14 @@ def row_interval(row: pd.Series, data: RowData, k: str) -> intervals.Interval | 
     return None
 
 
-def compare(best: tuple[float, RowData], other: tuple[float, RowData], k: str) -> paired.Comparison:
-    """`other` against the column's best: across seeds when both have MIN_SEEDS, else over images."""
+def compare(best: tuple[float, RowData], other: tuple[float, RowData], k: str,
+            state: sequential.State | None = None) -> paired.Comparison:
+    """`other` against the column's best: across seeds when both have MIN_SEEDS (by the sequential
+    design of the --until-resolved `state` when it covers the pair), else over images."""
     (b_est, b), (o_est, o) = best, other
     if b.n_seeds >= MIN_SEEDS and o.n_seeds >= MIN_SEEDS:
+        if state is not None:
+            return sequential.compare(b.seeds[k], o.seeds[k], state.design, state.seed_order)
         return paired.across_seeds(b.seeds[k], o.seeds[k])
     if k in b.replicates and k in o.replicates and b.files[0].same_images(o.files[0]):
         return paired.over_images(b_est, o_est, b.replicates[k], o.replicates[k], b.n_images or 0)
@@ -130,18 +139,39 @@ def add(per_dataset: pd.DataFrame, runs: pd.DataFrame, out: Path | str,
                                                             else int(r["n_images"]))
                              for (_, r), d in zip(df.iterrows(), data)], dtype="Int64")
     comparisons: list[dict[str, Any]] = []
+    state = sequential.load(out)
     for k in metrics:
         df[f"{k}_rank"] = 0
+        df[f"{k}_seeds_needed"] = pd.array([None] * len(df), dtype="Int64")
         better = spec(k).better
         if better is None:
             continue
         for _, sub in df.groupby("Dataset", sort=False):
-            comparisons += _mark_column(df, sub, data, k, better)
+            comparisons += _mark_column(df, sub, data, k, better, state)
     return _ordered(df, metrics), pd.DataFrame(comparisons)
 
 
-def _mark_column(df: pd.DataFrame, sub: pd.DataFrame, data: list[RowData], k: str, better: str) -> list[dict[str, Any]]:
-    """Set `<k>_rank` for one dataset's rows; the comparisons made, as dicts."""
+def _state_for(state: sequential.State | None, a: pd.Series, b: pd.Series, k: str) -> sequential.State | None:
+    """The loop's state when it covers both rows in metric k, else None."""
+    if state is None or a.get("Source") != MEASURED or b.get("Source") != MEASURED:
+        return None
+    covered = all(state.covers(r["Dataset"], r["Method"], r.get("Codebook size"), k) for r in (a, b))
+    return state if covered else None
+
+
+def _needed(best: RowData, other: RowData, c: paired.Comparison, k: str) -> dict[str, Any]:
+    """The seeds-needed columns of a comparison: an estimate unless the METHODS' difference is resolved
+    (across seeds) already."""
+    if c.kind == paired.SEEDS and c.resolved:
+        return {"seeds_needed": None, "seeds_needed_note": "", "seeds_shared": c.n}
+    est = seeds_needed.estimate(best.seeds.get(k, {}), other.seeds.get(k, {}))
+    return {"seeds_needed": est.seeds, "seeds_needed_note": seeds_needed.phrase(est, k, spec(k).decimals),
+            "seeds_shared": est.n}
+
+
+def _mark_column(df: pd.DataFrame, sub: pd.DataFrame, data: list[RowData], k: str, better: str,
+                 state: sequential.State | None = None) -> list[dict[str, Any]]:
+    """Set `<k>_rank` and `<k>_seeds_needed` for one dataset's rows; the comparisons made, as dicts."""
     elig = [i for i in sub.index if sub.at[i, "Source"] == MEASURED and not pd.isna(sub.at[i, k])]
     if len(elig) < 2:
         return []
@@ -150,11 +180,15 @@ def _mark_column(df: pd.DataFrame, sub: pd.DataFrame, data: list[RowData], k: st
     best = order[0]
     found, tie = [], [best]
     for i in order[1:]:
-        c = compare((float(sub.at[best, k]), data[best]), (float(sub.at[i, k]), data[i]), k)
+        c = compare((float(sub.at[best, k]), data[best]), (float(sub.at[i, k]), data[i]), k,
+                    _state_for(state, sub.loc[best], sub.loc[i], k))
+        needed = _needed(data[best], data[i], c, k)
+        if needed["seeds_needed"] is not None:
+            df.at[i, f"{k}_seeds_needed"] = needed["seeds_needed"]
         found.append({**row_key(sub.loc[i]), "metric": k, "best_method": sub.at[best, "Method"],
                       "best_codebook_size": sub.at[best, "Codebook size"] if "Codebook size" in sub else None,
                       **{f"best_{c}": sub.at[best, c] for c in ("Options", "Preset", "Steps") if c in sub},
-                      "best_seeds": data[best].n_seeds, "seeds": data[i].n_seeds, **asdict(c)})
+                      "best_seeds": data[best].n_seeds, "seeds": data[i].n_seeds, **asdict(c), **needed})
         if not c.resolved:
             tie.append(i)
     if not any(f["kind"] != paired.UNTESTED for f in found):
@@ -171,14 +205,15 @@ def _mark_column(df: pd.DataFrame, sub: pd.DataFrame, data: list[RowData], k: st
 
 def _ordered(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     """Each metric's interval and rank beside its mean and std; Images and Interval after the counts."""
-    stat_cols = {c for k in metrics for c in (f"{k}_lo", f"{k}_hi", f"{k}_rank")} | {"Images", "Interval"}
+    stat_cols = ({c for k in metrics for c in (f"{k}_lo", f"{k}_hi", f"{k}_rank", f"{k}_seeds_needed")}
+                 | {"Images", "Interval"})
     cols: list[str] = []
     for c in df.columns:
         if c in stat_cols:
             continue
         cols.append(c)
         if c.endswith("_std") and c[:-4] in metrics:
-            cols += [f"{c[:-4]}_lo", f"{c[:-4]}_hi", f"{c[:-4]}_rank"]
+            cols += [f"{c[:-4]}_lo", f"{c[:-4]}_hi", f"{c[:-4]}_rank", f"{c[:-4]}_seeds_needed"]
         if c == "Status":
             cols += ["Images", "Interval"]
     out = df[cols]

@@ -7,6 +7,12 @@ trained model per method, and another training run (another seed, or the same se
 machine or thread count) can reverse them. A conclusion that depended on those marks would differ from
 machine to machine; this one depends only on how many seeds each cell has, so the default
 benchmark prints the same conclusion everywhere.
+
+Every comparison not resolved across seeds also says about how many seeds would resolve a difference
+of the size observed (seeds_needed.py), from the paired differences over the seeds both rows share;
+with one seed there is no spread across training runs to estimate it from, and the line says so.
+Where `--until-resolved` ran, its group-sequential test decides (sequential.py) and the line names
+the look that decided it.
 """
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ import pandas as pd
 
 from bench.core.paths import REPO_ROOT
 from bench.evaluation.metrics.registry import spec
-from bench.reporting import paired
+from bench.reporting import paired, seeds_needed
 from bench.reporting.frames import MEASURED
 from bench.reporting.intervals import MIN_SEEDS
 from bench.reporting.summary import Summary
@@ -106,10 +112,59 @@ def _few_seeds_lines(summary: Summary, few: pd.DataFrame, label) -> list[str]:
              f"variance), and these cells have fewer ({have}).",
              "Their bold marks compare the trained models on the validation images only; another seed or "
              "another machine can reverse them."]
+    lines += _few_seeds_needed(summary.comparisons, label)
     commands = resolving_commands(summary, few)
-    if commands:
+    if commands:  # last: the line to act on
         lines.append(f"To resolve it, run the same grid with {MIN_SEEDS} seeds (finished runs are reused): " + " ; ".join(commands))
     return lines
+
+
+def _few_seeds_needed(comps: pd.DataFrame | None, label) -> list[str]:
+    """Seeds-needed estimates for the comparisons not made across seeds: from the shared seeds' paired
+    differences where the rows share two or more, else one line saying why there is none."""
+    if comps is None or comps.empty or "seeds_needed_note" not in comps:
+        return []
+    few = comps[(comps["kind"] != paired.SEEDS) & comps["seeds_needed_note"].fillna("").astype(bool)]
+    estimated = few[few["seeds_shared"].fillna(0) >= 2]
+    parts = [f"{spec(str(r['metric'])).label} on {r['Dataset']}, {label(r)} against {_best_label(r, label)}: "
+             f"{r['seeds_needed_note']}" for _, r in estimated.iterrows()]
+    out = []
+    if parts:
+        out.append(f"Seeds needed (a paired t-test across seeds at p < 0.05 with {seeds_needed.POWER:.0%} power, "
+                   f"for the difference observed over the seeds both rows share): " + "; ".join(parts) + ".")
+    if len(estimated) < len(few):
+        out.append("With one seed per cell the variance across training runs cannot be estimated yet, so there "
+                   "is no estimate of the seeds a difference needs.")
+    return out
+
+
+def _best_label(r: pd.Series, label) -> str:
+    """The name of the column's best row of a comparison (its `best_*` fields)."""
+    return label({"Dataset": r["Dataset"], "Method": r["best_method"], "Codebook size": r["best_codebook_size"],
+                  **{c: r[f"best_{c}"] for c in ("Options", "Preset", "Steps") if f"best_{c}" in r}})
+
+
+def _test_words(across: pd.DataFrame) -> str:
+    """What decided a group of comparisons: the fixed paired t-test at n seeds, or the sequential
+    design's looks (`--until-resolved`)."""
+    n = int(across["n"].min())
+    looks = across["look"].fillna(0).astype(int) if "look" in across else pd.Series(0, index=across.index)
+    if not (looks > 0).any():
+        return f"paired t-test over {n} seeds"
+    most = int(across["max_looks"].max())
+    made = ", ".join(sorted({f"look {int(lk)} of {most} at {int(m)} seeds" for lk, m in zip(looks, across["n"])}))
+    return f"group-sequential paired t-test, {made}"
+
+
+def _needed_text(ties: pd.DataFrame, label) -> str:
+    """`; about 6 seeds would resolve a difference of 1.50 dB` for the rows tied with the best."""
+    notes = [(label(r), str(r["seeds_needed_note"])) for _, r in ties.iterrows()
+             if "seeds_needed_note" in r and isinstance(r["seeds_needed_note"], str) and r["seeds_needed_note"]]
+    if not notes:
+        return ""
+    if len(notes) == 1:
+        return "; " + notes[0][1]
+    return "; " + "; ".join(f"{name}: {note}" for name, note in notes)
 
 
 def _group_line(dataset: str, metric: str, comps: pd.DataFrame, label) -> str | None:
@@ -117,19 +172,20 @@ def _group_line(dataset: str, metric: str, comps: pd.DataFrame, label) -> str | 
     across = comps[comps["kind"] == paired.SEEDS]
     if across.empty:
         return None
-    first = across.iloc[0]
-    best = label({"Dataset": dataset, "Method": first["best_method"], "Codebook size": first["best_codebook_size"],
-                  **{c: first[f"best_{c}"] for c in ("Options", "Preset", "Steps") if f"best_{c}" in first}})
-    ties = [label(r) for _, r in across.iterrows() if not r["resolved"]]
+    best = _best_label(across.iloc[0], label)
+    tied = across[~across["resolved"].astype(bool)]
+    ties = [label(r) for _, r in tied.iterrows()]
     worse = [label(r) for _, r in across.iterrows() if r["resolved"]]
     head = f"{spec(metric).label} on {dataset}: "
-    n = int(across["n"].min())
     if not ties:
-        text = head + f"{best} is better than {_join(worse)} (resolved: paired t-test over {n} seeds, p < 0.05)"
+        words = _test_words(across)
+        level = "" if "look" in words else ", p < 0.05"  # a look's own nominal level decided it, not 0.05
+        text = head + f"{best} is better than {_join(worse)} (resolved: {words}{level})"
     else:
-        text = head + f"{_join([best] + ties)} tie (not resolved by a paired t-test over {n} seeds)"
+        text = head + f"{_join([best] + ties)} tie (not resolved by a {_test_words(tied)})"
         if worse:
             text += f"; {_join(worse)} resolved worse"
+        text += _needed_text(tied, label)
     untested = [label(r) for _, r in comps.iterrows() if r["kind"] != paired.SEEDS]
     if untested:
         text += f"; not compared across seeds: {_join(untested)} (fewer than {MIN_SEEDS} seeds)"

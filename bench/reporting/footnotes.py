@@ -7,7 +7,7 @@ import pandas as pd
 
 from bench.evaluation.metrics import keys
 from bench.evaluation.metrics.registry import spec
-from bench.reporting import intervals, paired
+from bench.reporting import intervals, paired, seeds_needed, sequential
 from bench.reporting.frames import INDICES, RELEASED, REPORTED
 from bench.reporting.reported import TOKENS_AS_REPORTED
 from bench.reporting.table_model import FID_DAGGER_BELOW
@@ -76,6 +76,43 @@ def mark_notes(df: pd.DataFrame, comparisons: pd.DataFrame | None) -> list[str]:
     return notes
 
 
+def seeds_needed_notes(comparisons: pd.DataFrame | None) -> list[str]:
+    """Per comparison not resolved across seeds: about how many seeds would resolve it (seeds_needed.py)."""
+    if comparisons is None or comparisons.empty or "seeds_needed_note" not in comparisons:
+        return []
+    open_ = comparisons[comparisons["seeds_needed_note"].fillna("").astype(bool)]
+    if open_.empty:
+        return []
+    parts = []
+    for (dataset, metric), g in open_.groupby(["Dataset", "metric"], sort=False):
+        rows = "; ".join(f"{r['Method']} against {r['best_method']}: {r['seeds_needed_note']}"
+                         + (f" (over {int(r['seeds_shared'])} shared seeds)" if r.get("seeds_shared", 0) >= 2 else "")
+                         for _, r in g.iterrows())
+        parts.append(f"{spec(str(metric)).label} on {dataset}: {rows}")
+    return [f"Seeds needed: for each row not resolved across seeds from its column's best, about how many seeds "
+            f"would let a paired t-test at p < 0.05 resolve a difference of the size observed with "
+            f"{seeds_needed.POWER:.0%} power (from the spread of the paired differences over the seeds both rows "
+            f"share; an estimate, since that spread is itself estimated from few seeds; the CSV's "
+            f"<metric>_seeds_needed). " + ". ".join(parts) + "."]
+
+
+def sequential_notes(comparisons: pd.DataFrame | None, state: sequential.State | None) -> list[str]:
+    """Which comparisons `--until-resolved`'s sequential test decided, its design and the looks made."""
+    if state is None or comparisons is None or comparisons.empty or "look" not in comparisons:
+        return []
+    seq = comparisons[comparisons["look"].fillna(0).astype(int) > 0]
+    if seq.empty:
+        return []
+    looks = sorted({(int(r["look"]), int(r["n"])) for _, r in seq.iterrows()})
+    made = ", ".join(f"look {lk} ({n} seeds)" for lk, n in looks)
+    added = sorted({int(s) for b in state.batches for s in b.get("seeds", [])})
+    return [f"Decided by --until-resolved ({sequential.STATE_FILE}): {state.design.describe()}. Looks that "
+            f"decided the comparisons here: {made} of {len(state.design.looks)} at most"
+            + (f"; seeds added by the loop: {', '.join(map(str, added))}" if added else "") + ". A pair is resolved "
+            "at the first look whose paired t-test over its first n seeds has p below that look's nominal level, "
+            "which keeps the chance of a false difference at 0.05 over all looks."]
+
+
 def token_notes(reported: pd.DataFrame | None, refs: dict[str, int]) -> list[str]:
     """Published rows whose source counts its "tokens" otherwise than Indices per image (LG-VQ's
     512 for VQCT): the source's number, so it is not lost, and why it is in neither column."""
@@ -100,9 +137,11 @@ def released_notes(df: pd.DataFrame) -> list[str]:
 
 
 def dataset_notes(df: pd.DataFrame, reported: pd.DataFrame | None = None,
-                  failures: pd.DataFrame | None = None, comparisons: pd.DataFrame | None = None) -> list[str]:
-    """The notes under the per-dataset tables."""
-    notes = interval_notes(df) + mark_notes(df, comparisons) + released_notes(df)
+                  failures: pd.DataFrame | None = None, comparisons: pd.DataFrame | None = None,
+                  state: sequential.State | None = None) -> list[str]:
+    """The notes under the per-dataset tables; `state`: the --until-resolved loop's, if it ran."""
+    notes = (interval_notes(df) + mark_notes(df, comparisons) + sequential_notes(comparisons, state)
+             + seeds_needed_notes(comparisons) + released_notes(df))
     if "fid_n_images" in df.columns and keys.FID in df.columns:
         small = df[(df["fid_n_images"] < FID_DAGGER_BELOW) & df[keys.FID].notna()]
         if len(small):

@@ -34,6 +34,8 @@ class Comparison:
     p: float = math.nan  # SEEDS
     n: int = 0  # seeds (SEEDS) or images (IMAGES) the test used
     test: str = ""  # what was tested, in words
+    look: int = 0  # a group-sequential test (sequential.py): the look that decided it; 0 for a fixed test
+    max_looks: int = 0  # and how many looks its design allows
 
     @property
     def tested(self) -> bool:

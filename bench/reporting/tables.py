@@ -12,12 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.core.atomic import write_text_atomic
-from bench.reporting import footnotes, frames, renderers, table_model
+from bench.reporting import footnotes, frames, renderers, sequential, table_model
 from bench.reporting.frames import DEFAULT_GROUP_BY, GROUP_FIELDS, MEASURED, REPORTED, metrics_of
 from bench.reporting.summary import Summary, build
 
 TABLES = "tables"  # OUT/tables/
-# bench.api.table builds its frame from records with these two.
+# The frames of records, before intervals and marks (the Summary adds them).
 frame = frames.runs_frame
 summary = frames.dataset_frame
 
@@ -32,8 +32,8 @@ def render(summary: Summary, fmt: str = "terminal", notes: bool = True) -> str:
     df = summary.per_dataset
     refs = footnotes.reference_numbers(df) if len(df) else {}
     tables = table_model.dataset_tables(df, refs) if len(df) else []
-    lines = (footnotes.dataset_notes(df, summary.reported, summary.failures, summary.comparisons)
-             if notes and len(df) else [])
+    lines = (footnotes.dataset_notes(df, summary.reported, summary.failures, summary.comparisons,
+                                     sequential.load(summary.out)) if notes and len(df) else [])
     return renderers.get(fmt).document(table_model.Document(tables, lines, df))
 
 
