@@ -48,16 +48,17 @@ _CHOICE = re.compile(r"\{([^{}]*,[^{}]*)\}")
 def expand(pattern: str) -> list[str]:
     """Brace expansion as webdataset writes shard lists: `{000..009}` (zero-padded as written) and
     `{a,b}`; then shell globs (`*`, `?`, `[...]`) against the filesystem. Order as written."""
-    m = _RANGE.search(pattern)
-    if m:
-        lo, hi = m.group(1), m.group(2)
-        width = len(lo) if lo.startswith("0") or len(lo) == len(hi) else 0
-        step = 1 if int(hi) >= int(lo) else -1
-        return [s for k in range(int(lo), int(hi) + step, step)
-                for s in expand(pattern[:m.start()] + str(k).zfill(width) + pattern[m.end():])]
-    m = _CHOICE.search(pattern)
-    if m:
-        return [s for c in m.group(1).split(",") for s in expand(pattern[:m.start()] + c + pattern[m.end():])]
+    found = [m for m in (_RANGE.search(pattern), _CHOICE.search(pattern)) if m]
+    if found:  # the leftmost group first, as the shell and webdataset's braceexpand order them
+        m = min(found, key=lambda x: x.start())
+        if m.re is _RANGE:
+            lo, hi = m.group(1), m.group(2)
+            width = len(lo) if lo.startswith("0") or len(lo) == len(hi) else 0
+            step = 1 if int(hi) >= int(lo) else -1
+            choices = [str(k).zfill(width) for k in range(int(lo), int(hi) + step, step)]
+        else:
+            choices = m.group(1).split(",")
+        return [s for c in choices for s in expand(pattern[:m.start()] + c + pattern[m.end():])]
     if glob.has_magic(pattern):
         return sorted(glob.glob(pattern))
     return [pattern]
