@@ -167,8 +167,7 @@ def _check_rows(dataset: str, pattern: str) -> None:
         raise UserError(f"dataset {dataset!r}: the {len(found)} shard(s) of {pattern} hold no rows; expected {LAYOUT}")
 
 
-@register_dataset(NAME, "Hugging Face-style parquet shards (image bytes, optional label); {split} in the path, "
-                  "val_pattern, or a 10% hash split", reads_files=True, path_in_name=True, locate=_locate)
+@register_dataset(NAME, "Hugging Face-style parquet shards (image bytes, label); {split}, val_pattern or a 10% hash split", reads_files=True, path_in_name=True, locate=_locate)
 def parquet(split: str, resolution: int, root: str | None = None, path: str | None = None,
             val_pattern: str | None = None, val_fraction: float = 0.1, image_column: str | None = None,
             label_column: str | None = None, dataset_name: str | None = None, **options: Any) -> files.ImageFiles:

@@ -109,8 +109,7 @@ def _locate(root: str | None, path: str | None) -> Path:
     return shards.locate(SOURCE, path)
 
 
-@register_dataset(NAME, "WebDataset tar shards (KEY.jpg|png|webp, optional KEY.cls); {split} in the pattern, "
-                  "val_pattern, or a 10% hash split", reads_files=True, path_in_name=True, locate=_locate)
+@register_dataset(NAME, "WebDataset tar shards (KEY.jpg|png|webp, KEY.cls); {split}, val_pattern or a 10% hash split", reads_files=True, path_in_name=True, locate=_locate)
 def webdataset(split: str, resolution: int, root: str | None = None, path: str | None = None,
                val_pattern: str | None = None, val_fraction: float = 0.1, dataset_name: str | None = None,
                **options: Any) -> files.ImageFiles:
