@@ -26,7 +26,8 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
@@ -76,8 +77,9 @@ def shard_files(dataset: str, pattern: str, suffixes: tuple[str, ...], what: str
     named = [Path(s) for s in expand(str(p))]
     missing = [str(s) for s in named if not s.is_file()]
     if not named or len(missing) == len(named):
-        raise UserError(f"dataset {dataset!r}: no shard matches {pattern} (tried {', '.join(missing[:files.SHOW]) or 'nothing'}"
-                        f"{', ...' if len(missing) > files.SHOW else ''}); expected {what}")
+        tried = (f"tried {', '.join(missing[:files.SHOW])}{', ...' if len(missing) > files.SHOW else ''}" if missing
+                 else "no file matches the glob")
+        raise UserError(f"dataset {dataset!r}: no shard matches {pattern} ({tried}); expected {what}")
     if missing:
         raise UserError(f"dataset {dataset!r}: {len(missing)} of the {len(named)} shards of {pattern} are missing "
                         f"(first: {', '.join(missing[:files.SHOW])})")
@@ -115,13 +117,18 @@ def load_index(shard: Path, kind: str, settings: dict[str, Any], build: Callable
     blob = json.dumps({"version": INDEX_VERSION, "kind": kind, "shard": str(shard.resolve()), "size": st.st_size,
                        "mtime_ns": st.st_mtime_ns, **settings}, sort_keys=True)
     where = cache_dir("datasets", "shard-index") / f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:20]}.json"
+    if where in _loaded:  # a grid asks for each split several times (locate, prepare, the run)
+        return _loaded[where]
     try:
-        return ShardIndex(**json.loads(where.read_text()))
+        index = ShardIndex(**json.loads(where.read_text()))
     except (OSError, ValueError, TypeError):  # absent, or left by another version: build it again
-        pass
-    index = build(shard)
-    write_json_atomic(where, index.__dict__)
+        index = build(shard)
+        write_json_atomic(where, index.__dict__)
+    _loaded[where] = index
     return index
+
+
+_loaded: dict[Path, ShardIndex] = {}
 
 
 # ---------------------------------------------------------------------------------------- reading
@@ -156,7 +163,7 @@ class ShardImages(files.ImageFiles):
     def decode_stored(self, j: int) -> tuple[np.ndarray | None, bool, str | None]:
         try:
             img = decode_bytes(self.reader.read(self.shards[int(self.shard_of[j])], int(self.a[j]), int(self.b[j])))
-        except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ... for bad bytes
+        except Exception as exc:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError, ... for bad bytes
             return None, False, f"{type(exc).__name__}: {exc}"
         resized, upscaled = pp.resize_image(img, self.prep)
         return pp.stored_form(resized, self.prep), upscaled, None
