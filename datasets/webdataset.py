@@ -1,13 +1,15 @@
 """`webdataset:PATTERN`: WebDataset tar shards (`/data/train-{000..009}.tar`, a glob, one .tar, or a
 folder of .tar files). A sample is the members sharing a KEY (the member name up to the first dot of
-its file name, WebDataset's rule): `KEY.jpg` (or .jpeg, .png, .webp, any datasets.files.IMAGE_EXTS) and
-optionally `KEY.cls`, an integer class as text. An image's name is its member name (`n01440764/x.jpg`),
-so the tar of a folder's files has the folder's names, hash split and crops. Splits: datasets.shards.
+its file name, WebDataset's rule): `KEY.jpg` (or .jpeg, .png, .webp, any datasets.files.IMAGE_EXTS:
+the field after the KEY is exactly an image type, so `KEY.seg.png` masks are not read as images) and
+optionally `KEY.cls`, an integer class as text. An image's name is its member name (`n01440764/x.jpg`,
+a leading `./` dropped), so the tar of a folder's files has the folder's names, hash split and crops.
+Splits: datasets.shards.
 
 Read with the standard library's tarfile, not the `webdataset` package: that package streams shards
 in order (an IterableDataset), while the trainer needs item i of a split sorted by name. A tar member's
 bytes sit contiguously at a known offset, so the index keeps (offset, size) from one pass over the
-headers and an image is one seek and one read, exact and without a new dependency. Compressed
+headers and an image is one positioned read, exact and without a new dependency. Compressed
 (.tar.gz) shards have no such offsets and are refused.
 """
 from __future__ import annotations
@@ -43,7 +45,8 @@ def index_tar(dataset: str, shard: Path) -> shards.ShardIndex:
             for m in tar:
                 if not m.isfile():
                     continue
-                key, ext = split_key(m.name)
+                member = m.name[2:] if m.name.startswith("./") else m.name  # `tar cf x.tar ./`: folder names
+                key, ext = split_key(member)
                 if ext == "cls":
                     text = tar.extractfile(m).read().decode(errors="replace").strip()
                     try:
@@ -51,8 +54,9 @@ def index_tar(dataset: str, shard: Path) -> shards.ShardIndex:
                     except ValueError:
                         raise UserError(f"dataset {dataset!r}: {shard}:{m.name} holds {text[:40]!r}, not an integer "
                                         "class; a KEY.cls member holds the class number as text") from None
-                elif files.is_image(os.path.basename(m.name)):
-                    names.append(m.name)
+                elif "." + ext in files.IMAGE_EXTS and not os.path.basename(member).startswith("."):
+                    # the field is exactly an image type: KEY.seg.png (a mask), KEY.json, ... are other fields
+                    names.append(member)
                     a.append(m.offset_data)
                     b.append(m.size)
                     keys.append(key)

@@ -89,6 +89,11 @@ def test_labels_from_cls_members_and_parquet_class_names(tmp_path):
     assert pq.label_names == ["cat", "dog", "owl"] and pq.labels == [labels[n] for n in pq.names]
     write_tars(tmp_path / "u", images)  # no .cls: unlabelled
     assert datasets.create(f"webdataset:{tmp_path}/u", "train", R).labels is None
+    # WebDataset fields: only KEY.<image type> is an image (not a KEY.seg.png mask); `./` is dropped
+    write_tar(tmp_path / "f" / "0.tar", {"./a.png": image_bytes("a.png"), "./a.seg.png": b"x", "./a.json": b"{}",
+                                         "./b.jpg": image_bytes("b.jpg", fmt="JPEG")})
+    both = [datasets.create(f"webdataset:{tmp_path}/f", s, R, val_fraction=0.5).names for s in ("train", "val")]
+    assert sorted(both[0] + both[1]) == ["a.png", "b.jpg"]
     write_tar(tmp_path / "bad" / "0.tar", {"a.png": image_bytes("a.png"), "a.cls": b"cat"})
     with pytest.raises(UserError, match="not an integer class"):
         datasets.create(f"webdataset:{tmp_path}/bad", "train", R, val_fraction=0.01)
