@@ -14,6 +14,8 @@ from .tensor_dataset import UInt8Images
 # One import line per dataset file: importing registers it.
 from . import photos  # noqa: E402,F401
 from . import ade20k, celebahq, cub200, ffhq, imagefolder, imagenet, mscoco  # noqa: E402,F401
+from . import webdataset  # noqa: E402,F401
+from . import parquet  # noqa: E402,F401
 
 __all__ = ["DATA_ENV", "DEFAULT_DATA_ROOT", "SPLITS", "BadImageError", "ImageFiles", "UInt8Images", "available",
            "canonical_name", "check_options", "create", "data_root", "describe", "entry", "locate", "register_dataset"]
