@@ -6,12 +6,13 @@
 # packages come from the bundle's wheels (`pip install --no-index --no-deps --target`), the caches from
 # its cache/ folder.
 #
-# Results, under ${OUT:-gpu_check/<UTC time>} (at most 8 files; two here):
+# Results, under ${OUT:-gpu_check/<UTC time>} (at most 8 files come back from a GPU machine):
 #   summary.md  first the machine and versions, then one section after another: `python -m
 #               bench.speed.gpu SECTION` appends its heading and rows as it measures them, and this
 #               script a line after each with its exit status and seconds. Readable alone; a killed
 #               check leaves every finished row in it.
 #   log.txt     everything the steps printed
+#   and what a section keeps beside the summary (bench.speed.gpu's peak writes peak.json)
 #
 # Each section runs under its own `timeout`, capped by what is left of GPU_CHECK_BUDGET_S so that the
 # whole check ends in time even when a step hangs. Without a GPU every section runs in its CPU mode
@@ -22,8 +23,8 @@
 # GPU_CHECK_SITE (where the wheels are installed, default /tmp/vqbench-gpu-site), VQBENCH_CACHE
 # (default /tmp/vqbench-gpu-cache, seeded from the bundle), GPU_CHECK_SECTIONS (default
 # "peak steps eval search resume"), GPU_CHECK_QUICK=1 (--quick on the GPU too), GPU_CHECK_BUDGET_S
-# (default 450 on a GPU, 270 on the CPU), GPU_CHECK_LIMIT_S (caps every section's limit, for a dry run),
-# GPU_CHECK_MODULE (default bench.speed.gpu).
+# (default 450 on a GPU, 270 on the CPU), GPU_CHECK_LIMIT_S (every section's limit instead of the table
+# below: a dry run, or a loaded machine), GPU_CHECK_MODULE (default bench.speed.gpu).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -159,8 +160,8 @@ for section in $SECTIONS; do
         FAILED=1
         continue
     fi
+    [ -n "${GPU_CHECK_LIMIT_S:-}" ] && limit=$GPU_CHECK_LIMIT_S
     [ "$limit" -gt "$left" ] && limit=$left
-    [ -n "${GPU_CHECK_LIMIT_S:-}" ] && [ "$limit" -gt "$GPU_CHECK_LIMIT_S" ] && limit=$GPU_CHECK_LIMIT_S
     say "=== $section (--device $DEVICE ${MODE[*]}, limit ${limit} s) ==="
     began=$(date +%s)
     CURRENT=$section
