@@ -36,7 +36,8 @@ speed: install-test
 
 # The GPU bundle (bench/gpu/bundle.py): wheels and caches that the GPU check needs and the GPU machine
 # (no network) lacks, for CPython $(PYVER). gpu_bundle/ is the GPU machine's (3.12); another PYVER builds
-# gpu_bundle-py$(PYVER)/, so a rehearsal never replaces the bundle that travels.
+# gpu_bundle-py$(PYVER)/, so a rehearsal never replaces the bundle that travels. Run from the project's
+# own environment (`make install`: it derives the FID weights and builds the VQCT prior when not cached).
 PYVER ?= 3.12
 GPU_BUNDLE ?= $(if $(filter 3.12,$(PYVER)),gpu_bundle,gpu_bundle-py$(PYVER))
 gpu-bundle:
