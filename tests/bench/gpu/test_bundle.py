@@ -125,3 +125,15 @@ def test_the_stlpips_repack_drops_vgg_halves_alex_and_installs(tmp_path):
                     str(wheel)], check=True)
     assert (target / "stlpips_pytorch" / "stlpips.py").is_file()
     assert (target / "stlpips_pytorch-0.0.2+alexhalf.dist-info").is_dir()
+
+
+def test_the_bundle_and_the_check_outputs_stay_out_of_git_and_ray_uploads():
+    from bench.scheduling.backends.ray_session import WORKING_DIR_EXCLUDES
+
+    paths = ["gpu_bundle/MANIFEST", "gpu_bundle-py3.11/MANIFEST", ".gpu_bundle.new/x", ".venv-gpu-check/installed",
+             "gpu_check/20261206T000000Z/summary.md"]
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=REPO_ROOT, capture_output=True,
+                             text=True, check=False).stdout.split()
+    assert ignored == paths
+    for pattern in ("gpu_bundle*", ".gpu_bundle*", "gpu_check", ".venv-gpu-check"):
+        assert pattern in WORKING_DIR_EXCLUDES
