@@ -12,8 +12,10 @@ from typing import Any
 from bench.core.errors import UserError
 from bench.core.paths import REPO_ROOT
 
-# Shipped to the nodes of a cluster with the code (runtime_env working_dir); results and caches stay.
-WORKING_DIR_EXCLUDES = [".git", "results", ".make", "**/__pycache__", "*.pyc", ".pytest_cache", ".venv", "venv"]
+# Shipped to the nodes of a cluster with the code (runtime_env working_dir); results and caches stay, and
+# so do the GPU check's bundle (tens of MiB of wheels and weights) and its outputs.
+WORKING_DIR_EXCLUDES = [".git", "results", ".make", "**/__pycache__", "*.pyc", ".pytest_cache", ".venv", "venv",
+                        "gpu_bundle*", ".gpu_bundle*", "gpu_check", ".venv-gpu-check"]
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "NLTK_DATA", "TORCH_HOME")  # and every VQBENCH_*
 CANCEL_GRACE_S = 10.0  # after Ctrl-C, how long the driver waits for the stopped tasks to resolve
 
