@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     args.summary.parent.mkdir(parents=True, exist_ok=True)  # peak.json may be written before any table
+    from bench.gpu.bundled import use_bundled_prior
+
+    use_bundled_prior()  # inside the check, VQCT's default prior is the carried one; elsewhere a no-op
     ctx = Context(args.summary, torch.device(args.device), args.quick)
     module = importlib.import_module(f"bench.speed.gpu.{SECTIONS[args.section]}")
     try:

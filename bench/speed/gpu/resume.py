@@ -33,7 +33,7 @@ from bench.speed.training import CODEBOOK_SIZE
 
 METHOD = "vqgan"
 FULL_BASE, QUICK_BASE = "gpu", "smoke"
-FULL_STEPS, QUICK_STEPS = 300, 12
+FULL_STEPS, QUICK_STEPS = 300, 8
 QUICK_BATCH, QUICK_K = 2, 64
 CHECKPOINTS = 4  # per run; the kill comes right after the first
 FIRST_CHECKPOINT_WAIT_S = 300  # the killed run's start (imports, data, CUDA) and its first quarter
