@@ -66,6 +66,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the encoder, decoder and discriminator (worth it on a GPU for long runs; "
                         "recorded, not part of the run id)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic CUDA kernels, so that a GPU run repeats itself bit for bit on the same GPU, "
+                        "driver and torch (slower; CPU runs are deterministic anyway; recorded, not part of the "
+                        "run id; README: Which differences are real)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: results/)")
     p.add_argument("--force", action="store_true", help="rerun finished runs instead of skipping them")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -208,7 +212,7 @@ def run(opts: argparse.Namespace) -> int:
     configs = [
         config.RunConfig(method=m, dataset=d, codebook_size=k, seed=s, preset=opts.preset, steps=opts.steps,
                          method_options=per_method.get(m, {}), device=opts.device, compile=opts.compile,
-                         workers=opts.workers_per_run or 1, **data)
+                         deterministic=opts.deterministic, workers=opts.workers_per_run or 1, **data)
         for d in opts.datasets for k in opts.codebook_sizes for m in chosen for s in opts.seeds
     ]
     preset_name, why = presets.choose(opts.preset)  # an unknown name stops here, before any work

@@ -33,6 +33,7 @@ from bench.evaluation.evaluator import evaluate
 from bench.runs import records
 from bench.runs.config import ResolvedRun, RunConfig, resolve
 from bench.runs.records import RunRecord
+from bench.training import determinism
 from bench.training.loop import pick_device, train
 from bench.training.replicas import Replicas, current
 
@@ -66,10 +67,11 @@ def run_one(config: RunConfig, out: Path | str = DEFAULT_OUT, force: bool = Fals
             shutil.rmtree(run_dir)  # start over: forced, or a failure (which is never resumed)
         run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    determinism.configure(config.deterministic)  # before this run's first CUDA call
     device = pick_device(config.device)
     context = dict(versions=records.versions(), device=str(device), torch_threads=torch.get_num_threads(),
                    compiled=config.compile, data_root=config.data_root, optimization=run.optimization(),
-                   preset_source=run.preset_source)
+                   preset_source=run.preset_source, deterministic=config.deterministic)
     splits: dict[str, Any] = {}
     trained: list[bool] = []  # set once training has ended: the group is past its last collective of training
     try:

@@ -1,0 +1,91 @@
+"""--deterministic: the process settings it makes (and undoes for the next run in the same process),
+carried in RunConfig outside the run id, recorded in every record of a run, and given by the CLI.
+What the settings do on a GPU cannot be checked here; that they are made, before the run's first
+CUDA call and in whatever process runs it (run_one), can."""
+import os
+
+import pytest
+import torch
+
+from bench.cli import run as cli_run
+from bench.cli.main import main
+from bench.runs.config import RunConfig, resolve
+from bench.runs.runner import run_one
+from bench.training import determinism
+
+
+@pytest.fixture(autouse=True)
+def plain_mode_after():
+    yield
+    determinism.configure(False)
+
+
+def _sdp():
+    return {name: getattr(torch.backends.cuda, f"{name}_sdp_enabled")()
+            for name in ("flash", "mem_efficient", "cudnn", "math")}
+
+
+def test_configure_sets_every_switch_and_undoes_it(monkeypatch):
+    monkeypatch.delenv(determinism.CUBLAS_ENV, raising=False)
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+              torch.backends.cudnn.benchmark, _sdp())
+    determinism.configure(True)
+    assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    assert _sdp() == {"flash": False, "mem_efficient": False, "cudnn": False, "math": True}
+    assert determinism.enabled()
+    assert os.environ[determinism.CUBLAS_ENV] == ":4096:8"
+    determinism.configure(False)
+    assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+            torch.backends.cudnn.benchmark, _sdp()) == before
+    assert not determinism.enabled()
+
+
+def test_a_deterministic_cublas_setting_given_by_the_user_is_kept(monkeypatch):
+    monkeypatch.setenv(determinism.CUBLAS_ENV, ":16:8")
+    determinism.configure(True)
+    assert os.environ[determinism.CUBLAS_ENV] == ":16:8"
+
+
+def test_a_warning_when_cuda_started_before_the_cublas_setting(monkeypatch):
+    monkeypatch.setenv(determinism.CUBLAS_ENV, ":0:0")  # not one of NVIDIA's deterministic settings
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    with pytest.warns(UserWarning, match="CUDA was initialised in this process before CUBLAS_WORKSPACE_CONFIG"):
+        determinism.configure(True)
+
+
+def test_the_flag_is_not_part_of_the_run_id():
+    plain = resolve(RunConfig(method="vqgan", preset="smoke", codebook_size=16))
+    assert resolve(RunConfig(method="vqgan", preset="smoke", codebook_size=16, deterministic=True)).run_id == plain.run_id
+    assert "deterministic" not in plain.to_dict()
+
+
+def test_a_run_is_made_in_its_mode_and_records_it(tmp_path):
+    modes = []
+
+    def spy(step: int) -> None:
+        modes.append(torch.are_deterministic_algorithms_enabled())
+
+    for deterministic, out in ((True, tmp_path / "a"), (False, tmp_path / "b")):
+        cfg = RunConfig(method="vqgan", preset="smoke", codebook_size=16, steps=5, deterministic=deterministic)
+        record = run_one(cfg, out, progress=False, on_checkpoint=spy)
+        assert record["status"] == "finished" and record["deterministic"] is deterministic
+    assert modes == [True, False]  # the second run, in the same process, is back in torch's plain mode
+
+
+def test_the_cli_flag_reaches_every_config(monkeypatch, tmp_path):
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def grid(configs, *args, **kwargs):
+        seen.extend(configs)
+        raise Stop
+
+    monkeypatch.setattr(cli_run.generation_schedule, "run_grid_with_priors", grid)
+    for flags, expected in (([], False), (["--deterministic"], True)):
+        seen.clear()
+        with pytest.raises(Stop):
+            main(["--methods", "vqgan,fsq", "--preset", "smoke", "--no-ray", "--out", str(tmp_path), *flags])
+        assert len(seen) == 2 and all(c.deterministic is expected for c in seen)
