@@ -68,8 +68,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                         "recorded, not part of the run id)")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic CUDA kernels, so that a GPU run repeats itself bit for bit on the same GPU, "
-                        "driver and torch (slower; CPU runs are deterministic anyway; recorded, not part of the "
-                        "run id; README: Which differences are real)")
+                        "driver and torch (slower; no effect on CPU runs, which are deterministic anyway; recorded, "
+                        "not part of the run id; docs/scheduling.md: What is bit-exact, per device)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: results/)")
     p.add_argument("--force", action="store_true", help="rerun finished runs instead of skipping them")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

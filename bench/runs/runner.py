@@ -67,8 +67,8 @@ def run_one(config: RunConfig, out: Path | str = DEFAULT_OUT, force: bool = Fals
             shutil.rmtree(run_dir)  # start over: forced, or a failure (which is never resumed)
         run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    determinism.configure(config.deterministic)  # before this run's first CUDA call
     device = pick_device(config.device)
+    determinism.configure(config.deterministic, device)  # before this run's first CUDA call
     context = dict(versions=records.versions(), device=str(device), torch_threads=torch.get_num_threads(),
                    compiled=config.compile, data_root=config.data_root, optimization=run.optimization(),
                    preset_source=run.preset_source, deterministic=config.deterministic)

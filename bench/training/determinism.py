@@ -1,7 +1,9 @@
 """`--deterministic`: the process settings under which a CUDA run repeats itself bit for bit.
 
-On the CPU every op vqbench uses is deterministic already (a run depends on the seed and the torch
-thread count only). On CUDA several backward ops add in an order that changes from call to call
+On the CPU every op vqbench uses is deterministic already (a run depends on the seed, the CPU, torch
+and the torch thread count only), so the switch changes nothing there: a CPU run is made in torch's
+plain mode with or without it (some of these settings would change CPU results in the last bits:
+the math attention kernel rounds differently from the CPU's fused one). On CUDA several backward ops add in an order that changes from call to call
 (atomic adds): the embedding and `index_add_` backward of the codebook methods, cuDNN's weight
 gradients, the fused attention kernels' backward, reflection padding's backward. This module switches
 such ops to deterministic kernels where torch has one, and for the two that torch only warns about
@@ -11,8 +13,8 @@ by bench/models/perceptual.py when this mode is on). Ops with neither only warn,
 stops for them.
 
 `configure` is called at the start of every run, in whatever process runs it (in-process, a Ray task,
-each data-parallel worker), so a process that ran a deterministic run and then runs a plain one
-returns to torch's own settings. Nothing here touches the GPU or opens a CUDA context.
+each data-parallel worker), so a process that ran a deterministic run and then runs a plain one (or a
+CPU one) returns to torch's own settings. Nothing here touches the GPU or opens a CUDA context.
 """
 from __future__ import annotations
 
@@ -48,15 +50,16 @@ _DEFAULTS = {
 }
 
 
-def configure(deterministic: bool) -> None:
-    """Set (or undo) the deterministic mode for the run about to start in this process."""
-    if not deterministic:
+def configure(deterministic: bool, device: torch.device) -> bool:
+    """Set (or undo) the deterministic mode for a run about to start in this process on `device`;
+    returns whether the mode is on (only for a CUDA device: see the module docstring)."""
+    if not (deterministic and torch.device(device).type == "cuda"):
         torch.use_deterministic_algorithms(_DEFAULTS["algorithms"][0], warn_only=_DEFAULTS["algorithms"][1])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = _DEFAULTS["cudnn"]
         for name, on in _DEFAULTS["sdp"].items():
             if on is not None:
                 _sdp_enable(name, on)
-        return
+        return False
     if os.environ.get(CUBLAS_ENV) not in CUBLAS_DETERMINISTIC:
         if torch.cuda.is_initialized():
             warnings.warn(f"--deterministic: CUDA was initialised in this process before {CUBLAS_ENV} was set; if "
@@ -71,8 +74,5 @@ def configure(deterministic: bool) -> None:
     # only warn); the math kernel's backward is plain matmuls, deterministic under the settings above.
     for name in _SDP_SWITCHES:
         _sdp_enable(name, False)
+    return True
 
-
-def enabled() -> bool:
-    """Whether this process is in the deterministic mode (`configure(True)`)."""
-    return torch.are_deterministic_algorithms_enabled()
