@@ -15,6 +15,7 @@ from bench.generation import schedule as generation_schedule
 from bench.reporting import tables
 from bench.runs import config, presets
 from bench.runs.runner import DEFAULT_OUT
+from bench.training import determinism
 
 DEFAULT_METHODS = ("vqct", "vqgan")  # the seed paper against its base; every registered method if vqct is absent
 DEFAULT_DATASETS = ("photos",)
@@ -216,6 +217,8 @@ def run(opts: argparse.Namespace) -> int:
         for d in opts.datasets for k in opts.codebook_sizes for m in chosen for s in opts.seeds
     ]
     preset_name, why = presets.choose(opts.preset)  # an unknown name stops here, before any work
+    if opts.deterministic:
+        determinism.set_cublas_workspace()  # before this process or the workers it starts use CUDA
     print(f"preset {preset_name}: {why}", flush=True)
 
     def report(record: dict[str, Any]) -> None:

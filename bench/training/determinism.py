@@ -50,6 +50,15 @@ _DEFAULTS = {
 }
 
 
+def set_cublas_workspace() -> None:
+    """NVIDIA's deterministic cuBLAS workspace setting in this process's environment (one of the two
+    already there is kept). The command line sets it before any work, so that the processes it starts
+    (a local Ray instance's workers, Ray Train's workers, which set their GPU before a run begins) have
+    it from their start; Ray forwards it to a cluster's nodes (bench/scheduling/backends/ray_session.py)."""
+    if os.environ.get(CUBLAS_ENV) not in CUBLAS_DETERMINISTIC:
+        os.environ[CUBLAS_ENV] = CUBLAS_DETERMINISTIC[0]
+
+
 def configure(deterministic: bool, device: torch.device) -> bool:
     """Set (or undo) the deterministic mode for a run about to start in this process on `device`;
     returns whether the mode is on (only for a CUDA device: see the module docstring)."""
@@ -60,12 +69,11 @@ def configure(deterministic: bool, device: torch.device) -> bool:
             if on is not None:
                 _sdp_enable(name, on)
         return False
-    if os.environ.get(CUBLAS_ENV) not in CUBLAS_DETERMINISTIC:
-        if torch.cuda.is_initialized():
-            warnings.warn(f"--deterministic: CUDA was initialised in this process before {CUBLAS_ENV} was set; if "
-                          f"cuBLAS already ran, its workspace stays as it was (set {CUBLAS_ENV}={CUBLAS_DETERMINISTIC[0]} "
-                          "in the environment to be sure)", stacklevel=2)
-        os.environ[CUBLAS_ENV] = CUBLAS_DETERMINISTIC[0]
+    if os.environ.get(CUBLAS_ENV) not in CUBLAS_DETERMINISTIC and torch.cuda.is_initialized():
+        warnings.warn(f"--deterministic: CUDA was initialised in this process before {CUBLAS_ENV} was set; if "
+                      f"cuBLAS already ran, its workspace stays as it was (set {CUBLAS_ENV}={CUBLAS_DETERMINISTIC[0]} "
+                      "in the environment to be sure)", stacklevel=2)
+    set_cublas_workspace()
     # warn_only: an op with no deterministic CUDA kernel warns instead of failing the run.
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.deterministic = True

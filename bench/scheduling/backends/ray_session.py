@@ -14,7 +14,8 @@ from bench.core.paths import REPO_ROOT
 
 # Shipped to the nodes of a cluster with the code (runtime_env working_dir); results and caches stay.
 WORKING_DIR_EXCLUDES = [".git", "results", ".make", "**/__pycache__", "*.pyc", ".pytest_cache", ".venv", "venv"]
-FORWARDED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "NLTK_DATA", "TORCH_HOME")  # and every VQBENCH_*
+FORWARDED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "NLTK_DATA", "TORCH_HOME",
+                 "CUBLAS_WORKSPACE_CONFIG")  # and every VQBENCH_*; CUBLAS_...: --deterministic (bench/training/determinism.py)
 CANCEL_GRACE_S = 10.0  # after Ctrl-C, how long the driver waits for the stopped tasks to resolve
 
 

@@ -35,7 +35,7 @@ def _sdp():
 
 
 def test_configure_sets_every_switch_and_undoes_it(monkeypatch):
-    monkeypatch.delenv(determinism.CUBLAS_ENV, raising=False)
+    monkeypatch.setenv(determinism.CUBLAS_ENV, ":0:0")  # not a deterministic setting; restored after the test
     before = _plain()
     assert determinism.configure(True, CUDA)
     assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
@@ -97,8 +97,11 @@ def test_the_cli_flag_reaches_every_config(monkeypatch, tmp_path):
         raise Stop
 
     monkeypatch.setattr(cli_run.generation_schedule, "run_grid_with_priors", grid)
+    monkeypatch.setenv(determinism.CUBLAS_ENV, ":0:0")  # not a deterministic setting; restored after the test
     for flags, expected in (([], False), (["--deterministic"], True)):
         seen.clear()
         with pytest.raises(Stop):
             main(["--methods", "vqgan,fsq", "--preset", "smoke", "--no-ray", "--out", str(tmp_path), *flags])
         assert len(seen) == 2 and all(c.deterministic is expected for c in seen)
+        # set before any run, for the worker processes the backend will start (they inherit it)
+        assert os.environ.get(determinism.CUBLAS_ENV) == (":4096:8" if expected else ":0:0")
