@@ -4,6 +4,7 @@ the GPU it would make every later optimizer step synchronise). The 'meta' device
 The CUDA RNG state is saved and restored only by runs whose tensors are on CUDA."""
 from types import SimpleNamespace
 
+import pytest
 import torch
 from safetensors import safe_open
 from torch import nn
@@ -24,6 +25,7 @@ def _trained(device: str = "cpu") -> tuple[nn.Module, torch.optim.Optimizer]:
     return model, opt
 
 
+@pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter")  # meta weights take no values
 def test_optimizer_moments_follow_their_parameters_and_step_stays_on_the_cpu(tmp_path):
     model, opt = _trained()
     save_checkpoint(tmp_path / "c.safetensors", 2, {"model": model}, {"opt": opt})
