@@ -15,6 +15,7 @@ from bench.generation import schedule as generation_schedule
 from bench.reporting import tables
 from bench.runs import config, presets
 from bench.runs.runner import DEFAULT_OUT
+from bench.training import determinism
 
 DEFAULT_METHODS = ("vqct", "vqgan")  # the seed paper against its base; every registered method if vqct is absent
 DEFAULT_DATASETS = ("photos",)
@@ -72,6 +73,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the encoder, decoder and discriminator (worth it on a GPU for long runs; "
                         "recorded, not part of the run id)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic CUDA kernels, so that a GPU run repeats itself bit for bit on the same GPU, "
+                        "driver and torch (slower; no effect on CPU runs, which are deterministic anyway; recorded, "
+                        "not part of the run id; docs/scheduling.md: What is bit-exact, per device)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: results/)")
     p.add_argument("--force", action="store_true", help="rerun finished runs instead of skipping them")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -264,11 +269,13 @@ def run(opts: argparse.Namespace) -> int:
     configs = [
         config.RunConfig(method=m, dataset=d, codebook_size=k, seed=s, preset=opts.preset, steps=opts.steps,
                          method_options=per_method.get(m, {}), device=opts.device, compile=opts.compile,
-                         tensorboard=not opts.no_tensorboard,
+                         tensorboard=not opts.no_tensorboard, deterministic=opts.deterministic,
                          workers=opts.workers_per_run or 1, **data)
         for d in opts.datasets for k in opts.codebook_sizes for m in chosen for s in seeds
     ]
     sequential_design = _until_resolved_design(opts, seeds)  # so does a budget with nothing to add
+    if opts.deterministic:
+        determinism.set_cublas_workspace()  # before this process or the workers it starts use CUDA
     seeds_note = "" if opts.seeds is not None else f"; seeds {','.join(map(str, seeds))} (the preset's default)"
     print(f"preset {preset_name}: {why}{seeds_note}", flush=True)
 

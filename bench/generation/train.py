@@ -21,7 +21,7 @@ from tqdm import tqdm
 from bench.generation import folder
 from bench.generation.config import PriorConfig
 from bench.generation.transformer import TokenPrior
-from bench.training import train_log
+from bench.training import optimizers, train_log
 from bench.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from bench.training.sampler import StepBatchSampler
 from bench.training.step import NonFiniteLoss, micro_batch_seed
@@ -42,9 +42,9 @@ def build_prior(cfg: PriorConfig, vocab_size: int, length: int, num_classes: int
     return TokenPrior(cfg.model, vocab_size, length, num_classes)
 
 
-def make_optimizer(prior: TokenPrior, cfg: PriorConfig) -> torch.optim.AdamW:
+def make_optimizer(prior: TokenPrior, cfg: PriorConfig) -> optimizers.AdamW:
     t = cfg.train
-    return torch.optim.AdamW(prior.optimizer_groups(t.weight_decay), lr=cfg.lr, betas=(t.beta1, t.beta2))
+    return optimizers.AdamW(prior.optimizer_groups(t.weight_decay), lr=cfg.lr, betas=(t.beta1, t.beta2))
 
 
 def lr_at(cfg: PriorConfig, step: int) -> float:

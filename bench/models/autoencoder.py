@@ -41,8 +41,11 @@ class AttnBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
-        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).transpose(-1, -2).unbind(1)
-        out = F.scaled_dot_product_attention(q, k, v)  # (b, hw, c)
+        # (batch, heads=1, positions, channels): the 4-D layout the fused CUDA kernels (flash, memory-
+        # efficient, cuDNN) accept; 3-D inputs always take the unfused math path. One conv makes q, k
+        # and v, so the weights (and released checkpoints' layout) stay those of one qkv projection.
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, 1, c, h * w).transpose(-1, -2).unbind(1)
+        out = F.scaled_dot_product_attention(q, k, v)  # (b, 1, hw, c)
         return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
 
 

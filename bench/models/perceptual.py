@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from bench.evaluation.metrics.lpips import BACKBONE_FILES, load_network
+from bench.models.reflection_pad import deterministic_padding
 
 VGG16_FILE = BACKBONE_FILES["vgg"]  # torchvision's ImageNet VGG16 weights, as lpips loads them
 
@@ -26,4 +27,6 @@ def load_perceptual(device: torch.device) -> tuple[nn.Module | None, str]:
     except (ImportError, FileNotFoundError) as exc:
         warnings.warn(f"no perceptual network (training without the perceptual term): {exc}", stacklevel=2)
         return None, "none"
+    if torch.device(device).type == "cuda" and torch.are_deterministic_algorithms_enabled():
+        deterministic_padding(pn.module)  # ST-LPIPS pads by reflection, whose CUDA backward is not deterministic
     return pn.module, pn.name

@@ -61,6 +61,9 @@ class RunConfig:
     device: str | None = None  # None: cuda when available, else cpu (not part of the run id)
     compile: bool = False  # torch.compile the encoder, decoder and discriminator (how, not what: not in the run id)
     tensorboard: bool = True  # training curves as TensorBoard events in the run folder (not in the run id)
+    # Deterministic CUDA kernels (bench/training/determinism.py): a CUDA run repeats itself bit for bit.
+    # Recorded, not in the run id: it changes how a result is computed, not which result is asked for.
+    deterministic: bool = False
     # Data-parallel workers of this one run (GPUs, or CPU processes for tests). Not in the run id: the
     # preset's global batch is kept, so N workers with fewer accumulation steps give the same result
     # as one worker with more, to float tolerance.

@@ -44,6 +44,7 @@ class RunRecord(JsonRecord):
     device: str | None = None
     torch_threads: int | None = None  # CPU results differ in the last digits with it (reduction order)
     compiled: bool | None = None
+    deterministic: bool | None = None  # --deterministic (bench/training/determinism.py); None in older records
     data_root: str | None = None
     data: dict[str, Any] = field(default_factory=dict)  # per split: images read, bad files skipped, upscaled
     wall_s: float | None = None

@@ -42,7 +42,7 @@ from bench.runs.config import ResolvedRun, RunConfig, resolve
 from bench.runs.cuda_memory import (OutOfMemoryError, is_out_of_memory, limit_to_share, out_of_memory_message,
                                     ray_gpu_share)
 from bench.runs.records import RunRecord
-from bench.training import curves
+from bench.training import curves, determinism
 from bench.training.loop import pick_device, train
 from bench.training.replicas import Replicas, current
 
@@ -84,6 +84,7 @@ def run_one(config: RunConfig, out: Path | str = DEFAULT_OUT, force: bool = Fals
     earlier = None if force else earlier_failures(records.read_record(run_dir))
     t0 = time.perf_counter()
     device = pick_device(config.device)
+    determinism.configure(config.deterministic, device)  # before this run's first CUDA call
     share = limit_to_share(device, ray_gpu_share())  # before the run allocates or its folder changes; None on CPUs
     if replicas.is_main:  # the others leave the folder alone: train() waits for rank 0 before reading it
         if run_dir.exists() and force:
@@ -91,7 +92,8 @@ def run_one(config: RunConfig, out: Path | str = DEFAULT_OUT, force: bool = Fals
         run_dir.mkdir(parents=True, exist_ok=True)
     context = dict(versions=records.versions(), device=str(device), torch_threads=torch.get_num_threads(),
                    compiled=config.compile, data_root=config.data_root, optimization=run.optimization(),
-                   preset_source=run.preset_source, resumed_after_failure=earlier)
+                   preset_source=run.preset_source, resumed_after_failure=earlier,
+                   deterministic=config.deterministic)
     splits: dict[str, Any] = {}
     trained: list[bool] = []  # set once training has ended: the group is past its last collective of training
     try:

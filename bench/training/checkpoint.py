@@ -3,6 +3,13 @@
 Everything lives in one file written to a temp name and `os.replace`d, so a kill mid-write leaves the
 previous checkpoint intact. Non-tensor state (step, optimizer hyperparameters) goes into the
 file's string metadata as JSON.
+
+A checkpoint is read into CPU memory and each tensor is placed by its owner: modules copy weights onto
+their parameters' device, and torch's `Optimizer.load_state_dict` moves moment estimates to their
+parameter's device but leaves Adam's `step` where it is (on the CPU, unless the optimizer is fused or
+capturable). A `step` on the GPU would make every later optimizer step read it back (a device
+synchronisation per parameter tensor). CUDA is touched only when the run's own tensors are on a CUDA
+device: a CPU run on a GPU machine opens no CUDA context.
 """
 from __future__ import annotations
 
@@ -54,8 +61,9 @@ def save_checkpoint(path: Path, step: int, modules: dict[str, nn.Module], optimi
     for name, opt in optimizers.items():
         _flatten_optimizer(name, opt, tensors, meta)
     tensors["rng.cpu"] = torch.get_rng_state()
-    if torch.cuda.is_available():
-        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    cuda = _cuda_device(modules)
+    if cuda is not None:
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(cuda)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"vqbench": json.dumps(meta)})
 
@@ -63,9 +71,10 @@ def save_checkpoint(path: Path, step: int, modules: dict[str, nn.Module], optimi
 def load_checkpoint(path: Path, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
                     device: torch.device) -> int:
     """Restore everything saved by `save_checkpoint`; returns the step to continue from. The whole file
-    is read and checked against the modules' keys and shapes before anything is restored, so a
-    CheckpointError leaves modules and optimizers as they were."""
-    tensors, meta = _read(path, device)
+    is read (into CPU memory) and checked against the modules' keys and shapes before anything is
+    restored, so a CheckpointError leaves modules and optimizers as they were. `device` is the run's:
+    only a CUDA one gets the saved CUDA RNG state."""
+    tensors, meta = _read(path)
     for name, module in modules.items():
         expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
         found = {k[len(name) + 1 :]: tuple(v.shape) for k, v in tensors.items() if k.startswith(name + ".")}
@@ -79,18 +88,27 @@ def load_checkpoint(path: Path, modules: dict[str, nn.Module], optimizers: dict[
     for name, opt in optimizers.items():
         _unflatten_optimizer(name, opt, tensors, meta)
     torch.set_rng_state(tensors["rng.cpu"].cpu())
-    if "rng.cuda" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(tensors["rng.cuda"].cpu())
+    if "rng.cuda" in tensors and torch.device(device).type == "cuda":
+        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
     return int(meta["step"])
 
 
-def _read(path: Path, device: torch.device) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _cuda_device(modules: dict[str, nn.Module]) -> torch.device | None:
+    """The CUDA device the modules live on, or None for a run that does not use CUDA."""
+    for module in modules.values():
+        for tensor in (*module.parameters(), *module.buffers()):
+            if tensor.is_cuda:
+                return tensor.device
+    return None
+
+
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = json.loads(f.metadata()["vqbench"])
-        tensors = load_file(str(path), device=str(device))
+        tensors = load_file(str(path), device="cpu")
         int(meta["step"])
     except (SafetensorError, OSError, ValueError, KeyError, TypeError) as exc:
         size = path.stat().st_size if path.exists() else 0

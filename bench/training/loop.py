@@ -1,7 +1,8 @@
 """Trains one VQ autoencoder: a linear loop over steps. Knows nothing of scheduling: runs the same
 in-process, in a Ray worker or on a GPU node. Deterministic given the seed, and resumable from its
 last checkpoint with the same result as an uninterrupted run (the data order is a function of the
-step, the RNG state is saved with the weights)."""
+step, the RNG state is saved with the weights): bit for bit on the CPU, on CUDA only with
+--deterministic (docs/scheduling.md, "What is bit-exact, per device")."""
 from __future__ import annotations
 
 import sys

@@ -9,6 +9,7 @@ from bench.models.autoencoder import VQAutoencoder
 from bench.models.discriminator import PatchDiscriminator, adaptive_gan_weight, hinge_d_loss
 from bench.models.perceptual import load_perceptual
 from bench.runs.config import ResolvedRun
+from bench.training import optimizers
 from bench.training.replicas import SINGLE, Replicas
 
 
@@ -75,8 +76,8 @@ class TrainStep:
                 module.compile()
         self.lr = run.lr
         self.accumulation = run.accumulation
-        self.opt_g = torch.optim.Adam(self.model.parameters(), lr=self.lr, betas=(0.5, 0.9))
-        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=self.lr, betas=(0.5, 0.9))
+        self.opt_g = optimizers.Adam(self.model.parameters(), lr=self.lr, betas=(0.5, 0.9))
+        self.opt_d = optimizers.Adam(self.disc.parameters(), lr=self.lr, betas=(0.5, 0.9))
         if t.perceptual_weight == 0:
             self.perceptual, self.perceptual_name = None, "off"
         else:

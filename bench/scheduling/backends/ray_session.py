@@ -16,7 +16,8 @@ from bench.core.paths import REPO_ROOT
 # so do the GPU check's bundle (tens of MiB of wheels and weights) and its outputs.
 WORKING_DIR_EXCLUDES = [".git", "results", ".make", "**/__pycache__", "*.pyc", ".pytest_cache", ".venv", "venv",
                         "gpu_bundle*", ".gpu_bundle*", "gpu_check", ".venv-gpu-check"]
-FORWARDED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "NLTK_DATA", "TORCH_HOME")  # and every VQBENCH_*
+FORWARDED_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "NLTK_DATA", "TORCH_HOME",
+                 "CUBLAS_WORKSPACE_CONFIG")  # and every VQBENCH_*; CUBLAS_...: --deterministic (bench/training/determinism.py)
 CANCEL_GRACE_S = 10.0  # after Ctrl-C, how long the driver waits for the stopped tasks to resolve
 
 
