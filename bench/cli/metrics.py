@@ -1,5 +1,5 @@
 """`python -m bench.metrics ORIG_DIR RECON_DIR`: the protocol's image metrics (every registered
-metric that reads images: PSNR, SSIM, LPIPS or ST-LPIPS, rFID, KID) for two folders of images with
+metric that reads images: PSNR, SSIM, LPIPS or ST-LPIPS, rFID, rFID-infinity, KID) for two folders of images with
 the same file names, without training. They are computed by the evaluator's own stream
 (bench.evaluation.stream), so they equal a run's numbers on the same images.
 
@@ -123,9 +123,10 @@ def intervals(result: Evaluation) -> dict[str, dict[str, Any]]:
     """95% bootstrap intervals over the images, by metric key, as the tables compute them
     (bench.reporting.intervals: the same fixed resamples): per-image metrics from result.per_image,
     rFID and KID from the Inception features of both sets (result.arrays, absent with --no-perceptual).
+    rFID-infinity from the first fid_infinity_interval.RESAMPLES of the same resamples, each refitted.
     A metric whose value is not finite (PSNR of identical images) or that cannot be resampled has none."""
     from bench.evaluation.metrics import fid_stream, keys
-    from bench.reporting import feature_bootstrap
+    from bench.reporting import feature_bootstrap, fid_infinity_interval
     from bench.reporting import intervals as ci
 
     found: dict[str, ci.Interval] = {}
@@ -146,6 +147,11 @@ def intervals(result: Evaluation) -> dict[str, dict[str, Any]]:
             if reps is not None and value is not None and math.isfinite(value):
                 if (got := ci.bootstrap_interval(float(value), reps[key], len(recons))) is not None:
                     found[key], resamples[key] = got, ci.FEATURE_RESAMPLES
+        value = result.metrics.get(keys.FID_INF)
+        if value is not None and math.isfinite(value):
+            inf_reps = fid_infinity_interval.paired_replicates(recons, originals)
+            if (got := fid_infinity_interval.interval(float(value), inf_reps, len(recons))) is not None:
+                found[keys.FID_INF], resamples[keys.FID_INF] = got, fid_infinity_interval.RESAMPLES
     return {k: {"low": iv.low, "high": iv.high, "level": ci.LEVEL, "kind": "bootstrap over images",
                 "n_images": iv.n, "resamples": resamples[k]} for k, iv in found.items()}
 
@@ -159,7 +165,7 @@ def interval_text(entry: dict[str, Any] | None) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from bench.evaluation.metrics import fid, fid_reference
+    from bench.evaluation.metrics import fid, fid_infinity, fid_reference
 
     if args.clear_cache is not None:
         n = fid_reference.clear_cache(args.clear_cache or None)
@@ -199,7 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"on these images")
     if protocol.get("fid", {}).get("rank_deficient"):
         print(f"note: FID from {len(names)} images (< {fid.MIN_FULL_RANK}): rank-deficient covariance, "
-              "not comparable with FIDs from more images")
+              "not comparable with FIDs from more images; fid_inf extrapolates FID to infinitely many images "
+              "(Chong & Forsyth 2020) and is the number to compare across image counts, though with fewer than "
+              f"{fid_infinity.images_for_smallest(fid.FEATURE_DIM):,} images it removes only part of the bias "
+              "(docs/metrics.md, FID-infinity)")
     out: dict[str, Any] = {"metrics": result.metrics, "protocol": protocol}
     out["intervals"] = found
     print(json.dumps(_json_safe(out), sort_keys=True, default=str))

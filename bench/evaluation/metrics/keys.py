@@ -5,6 +5,7 @@ SSIM = "ssim"
 LPIPS = "lpips"  # standard LPIPS (AlexNet, v0.1) only; None when its backbone was not available
 ST_LPIPS = "st_lpips"  # shift-tolerant LPIPS (stlpips-pytorch, AlexNet): NOT comparable with published LPIPS
 FID = "fid"  # rFID: Inception-v3 pool3, reconstructions vs their originals (see protocol["fid"]["n_images"])
+FID_INF = "fid_inf"  # rFID-infinity: FID extrapolated to infinitely many images (fid_infinity, Chong & Forsyth 2020)
 KID = "kid"  # KID from the same features (unbiased MMD^2, cubic kernel), mean over subsets
 KID_STD = "kid_std"  # its standard deviation over subsets
 UTILIZATION = "utilization"  # fraction of codes used at least once over the evaluation split, in [0, 1]
