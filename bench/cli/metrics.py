@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "not depend on it)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--no-perceptual", action="store_true", help="no metric that needs a network (LPIPS, rFID, KID)")
+    p.add_argument("--metric-weights", default=None, metavar="dinov2=PATH,clip=PATH",
+                   help="local Hugging Face folders of DINOv2 ViT-L/14 (FD-DINOv2) and CLIP ViT-L/14@336 (CMMD); "
+                        "without them those two metrics are unavailable")
     p.add_argument("--clear-cache", nargs="?", const="", default=None, metavar="DATASET",
                    help="remove cached FID reference statistics (of DATASET, or all) and exit")
     p.add_argument("--throughput", type=int, default=None, metavar="N",
@@ -165,7 +168,8 @@ def interval_text(entry: dict[str, Any] | None) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from bench.evaluation.metrics import fid, fid_infinity, fid_reference
+    from bench.core.errors import UserError
+    from bench.evaluation.metrics import fid, fid_infinity, fid_reference, metric_weights
 
     if args.clear_cache is not None:
         n = fid_reference.clear_cache(args.clear_cache or None)
@@ -177,6 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.orig_dir is None or args.recon_dir is None:
             raise InputError("give ORIG_DIR and RECON_DIR (or --clear-cache)")
+        try:
+            metric_weights.use(args.metric_weights)
+        except UserError as exc:
+            raise InputError(str(exc)) from None
         if args.batch_size < 1:
             raise InputError(f"--batch-size must be positive, got {args.batch_size}")
         names = paired_names(args.orig_dir, args.recon_dir)
@@ -203,6 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[low, high]: 95% bootstrap interval over the {len(names)} images, each original resampled with "
               f"its reconstruction (resamples: {counts}): how precisely these reconstructions were measured "
               f"on these images")
+    for key in ("fd_dinov2", "cmmd"):
+        if (why := (protocol.get(key) or {}).get("skipped")) and not args.no_perceptual:
+            print(f"note: {why}")
     if protocol.get("fid", {}).get("rank_deficient"):
         print(f"note: FID from {len(names)} images (< {fid.MIN_FULL_RANK}): rank-deficient covariance, "
               "not comparable with FIDs from more images; fid_inf extrapolates FID to infinitely many images "

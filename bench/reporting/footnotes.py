@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.evaluation.metrics import fid_infinity, keys
+from bench.evaluation.metrics import fid_infinity, keys, metric_weights
 from bench.evaluation.metrics.registry import spec
 from bench.reporting import fid_infinity_interval, intervals, paired
 from bench.reporting.frames import INDICES, RELEASED, REPORTED
@@ -137,10 +137,21 @@ def dagger_notes(df: pd.DataFrame) -> list[str]:
     return [line + (f" {fid_inf_note()}" if keys.FID_INF in df.columns else "")]
 
 
+def unavailable_notes(df: pd.DataFrame) -> list[str]:
+    """FD-DINOv2 / CMMD columns asked for but empty: their weights were not given to any run."""
+    notes = []
+    for key, name in ((keys.FD_DINOV2, "dinov2"), (keys.CMMD, "clip")):
+        if key in df.columns and not df[key].notna().any():
+            w = metric_weights.WEIGHTS[name]
+            notes.append(f"{spec(key).label} unavailable: no run had {w.network} weights; get {w.source} and "
+                         f"rerun with {metric_weights.FLAG} {name}=PATH.")
+    return notes
+
+
 def dataset_notes(df: pd.DataFrame, reported: pd.DataFrame | None = None,
                   failures: pd.DataFrame | None = None, comparisons: pd.DataFrame | None = None) -> list[str]:
     """The notes under the per-dataset tables."""
-    notes = interval_notes(df) + mark_notes(df, comparisons) + released_notes(df)
+    notes = interval_notes(df) + mark_notes(df, comparisons) + released_notes(df) + unavailable_notes(df)
     notes += dagger_notes(df)
     if "Source" in df.columns and (df["Source"] == REPORTED).any():
         notes.append("Rows in italics marked [Rn] are published numbers, not measured by vqbench; their protocols "
