@@ -16,12 +16,6 @@ from bench.evaluation.metrics.registry import HIGHER, LOWER, spec
 from bench.reporting.frames import GROUP_FIELDS, LAYOUT_COLUMNS, MEASURED, RELEASED, REPORTED, metrics_of
 
 FID_DAGGER_BELOW = 2048  # FIDs from fewer images are biased upwards and not comparable to papers'
-
-
-def fid_inf_dagger(n_images: Any) -> bool:
-    """Whether an FID-infinity from n images is daggered: its smallest subsample has fewer than
-    FID_DAGGER_BELOW images, below which FID_N leaves the 1/N line it extrapolates (fid_infinity)."""
-    return not is_na(n_images) and fid_infinity.smallest_size(int(n_images)) < FID_DAGGER_BELOW
 NA = "—"  # the text of a cell without a value
 ARROWS = {LOWER: "↓", HIGHER: "↑"}  # the LaTeX renderer translates them
 
@@ -69,6 +63,12 @@ class Document:
 def is_na(value: Any) -> bool:
     """None, NaN or pd.NA (nullable integer columns hold pd.NA where a row has no value)."""
     return value is None or bool(pd.isna(value))
+
+
+def fid_inf_dagger(n_images: Any) -> bool:
+    """Whether an FID-infinity from n images is daggered: its smallest subsample has fewer than
+    FID_DAGGER_BELOW images, below which FID_N leaves the 1/N line it extrapolates (fid_infinity)."""
+    return not is_na(n_images) and fid_infinity.smallest_size(int(n_images)) < FID_DAGGER_BELOW
 
 
 def _floats(col: pd.Series) -> list[float]:

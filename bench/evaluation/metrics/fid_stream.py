@@ -110,6 +110,7 @@ def _declare(key: str, label: str, better: str | None, decimals: int, descriptio
 
 _declare(keys.FID, "rFID", LOWER, 2, "Frechet distance of Inception-v3 pool3 features, reconstructions vs their originals")
 _declare(keys.FID_INF, "rFID∞", LOWER, 2, "FID-infinity (Chong & Forsyth 2020): rFID at 15 subsample sizes of the same "
-         "images, a line in 1/N, its intercept; comparable across image counts")
+         "images, a line in 1/N, its intercept; comparable across image counts once its smallest "
+         "subsample has 2048 images")
 _declare(keys.KID, "KID", LOWER, 4, "unbiased MMD^2 of the same features, cubic kernel, mean over subsets")
 _declare(keys.KID_STD, "KID std", None, 4, "std of KID over its subsets")
