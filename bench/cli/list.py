@@ -1,5 +1,6 @@
-"""`python run_bench.py list` (and `--list`): methods with their options, datasets, presets and the
-kinds of released checkpoint `eval` reads, one line each.
+"""`python run_bench.py list` (and `--list`): methods with their options, datasets, presets, the
+kinds of released checkpoint `eval` reads, and the metrics that need local weights (available, or
+where to get them), one line each.
 
 A method's options are the fields of its `Options` dataclass (methods/registry.py), so their names
 and defaults come from the dataclass itself. Their meaning is the comment the method's author wrote
@@ -139,7 +140,22 @@ def list_everything() -> str:
         lines.append(f"{'':<19}{preset_facts(p)}")
     lines.append("released checkpoint kinds:  (run_bench.py eval --checkpoint KIND:PATH; docs/checkpoints.md)")
     lines += [f"  {name:<16} {desc}" for name, desc in released_kinds().items()]
+    lines += metric_lines()
     return "\n".join(lines)
+
+
+def metric_lines() -> list[str]:
+    """The metrics that need weights given with --metric-weights: available, or why not (one line)."""
+    from bench.evaluation.metrics import metric_weights
+    from bench.evaluation.metrics.registry import spec
+
+    lines = [f"metrics with local weights:  ({metric_weights.FLAG} dinov2=PATH,clip=PATH; docs/metrics.md)"]
+    for name, w in metric_weights.WEIGHTS.items():
+        why = metric_weights.why_unavailable(name)
+        key = {"dinov2": "fd_dinov2", "clip": "cmmd"}[name]
+        state = f"available ({metric_weights.folder(name)})" if why is None else why
+        lines.append(f"  {key:<16} {spec(key).label}, {w.network}: {state}")
+    return lines
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,5 @@
 """`python -m bench.metrics ORIG_DIR RECON_DIR`: the protocol's image metrics (every registered
-metric that reads images: PSNR, SSIM, LPIPS or ST-LPIPS, rFID, KID) for two folders of images with
+metric that reads images: PSNR, SSIM, LPIPS or ST-LPIPS, rFID, rFID-infinity, KID) for two folders of images with
 the same file names, without training. They are computed by the evaluator's own stream
 (bench.evaluation.stream), so they equal a run's numbers on the same images.
 
@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "not depend on it)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--no-perceptual", action="store_true", help="no metric that needs a network (LPIPS, rFID, KID)")
+    p.add_argument("--metric-weights", default=None, metavar="dinov2=PATH,clip=PATH",
+                   help="local Hugging Face folders of DINOv2 ViT-L/14 (FD-DINOv2) and CLIP ViT-L/14@336 (CMMD); "
+                        "without them those two metrics are unavailable")
     p.add_argument("--clear-cache", nargs="?", const="", default=None, metavar="DATASET",
                    help="remove cached FID reference statistics (of DATASET, or all) and exit")
     p.add_argument("--throughput", type=int, default=None, metavar="N",
@@ -123,9 +126,10 @@ def intervals(result: Evaluation) -> dict[str, dict[str, Any]]:
     """95% bootstrap intervals over the images, by metric key, as the tables compute them
     (bench.reporting.intervals: the same fixed resamples): per-image metrics from result.per_image,
     rFID and KID from the Inception features of both sets (result.arrays, absent with --no-perceptual).
+    rFID-infinity from the first fid_infinity_interval.RESAMPLES of the same resamples, each refitted.
     A metric whose value is not finite (PSNR of identical images) or that cannot be resampled has none."""
     from bench.evaluation.metrics import fid_stream, keys
-    from bench.reporting import feature_bootstrap
+    from bench.reporting import feature_bootstrap, fid_infinity_interval
     from bench.reporting import intervals as ci
 
     found: dict[str, ci.Interval] = {}
@@ -146,6 +150,11 @@ def intervals(result: Evaluation) -> dict[str, dict[str, Any]]:
             if reps is not None and value is not None and math.isfinite(value):
                 if (got := ci.bootstrap_interval(float(value), reps[key], len(recons))) is not None:
                     found[key], resamples[key] = got, ci.FEATURE_RESAMPLES
+        value = result.metrics.get(keys.FID_INF)
+        if value is not None and math.isfinite(value):
+            inf_reps = fid_infinity_interval.paired_replicates(recons, originals)
+            if (got := fid_infinity_interval.interval(float(value), inf_reps, len(recons))) is not None:
+                found[keys.FID_INF], resamples[keys.FID_INF] = got, fid_infinity_interval.RESAMPLES
     return {k: {"low": iv.low, "high": iv.high, "level": ci.LEVEL, "kind": "bootstrap over images",
                 "n_images": iv.n, "resamples": resamples[k]} for k, iv in found.items()}
 
@@ -159,7 +168,8 @@ def interval_text(entry: dict[str, Any] | None) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from bench.evaluation.metrics import fid, fid_reference
+    from bench.core.errors import UserError
+    from bench.evaluation.metrics import fid, fid_infinity, fid_reference, metric_weights
 
     if args.clear_cache is not None:
         n = fid_reference.clear_cache(args.clear_cache or None)
@@ -171,6 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.orig_dir is None or args.recon_dir is None:
             raise InputError("give ORIG_DIR and RECON_DIR (or --clear-cache)")
+        try:
+            metric_weights.use(args.metric_weights)
+        except UserError as exc:
+            raise InputError(str(exc)) from None
         if args.batch_size < 1:
             raise InputError(f"--batch-size must be positive, got {args.batch_size}")
         names = paired_names(args.orig_dir, args.recon_dir)
@@ -197,9 +211,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[low, high]: 95% bootstrap interval over the {len(names)} images, each original resampled with "
               f"its reconstruction (resamples: {counts}): how precisely these reconstructions were measured "
               f"on these images")
+    for key in ("fd_dinov2", "cmmd"):
+        if (why := (protocol.get(key) or {}).get("skipped")) and not args.no_perceptual:
+            print(f"note: {why}")
     if protocol.get("fid", {}).get("rank_deficient"):
         print(f"note: FID from {len(names)} images (< {fid.MIN_FULL_RANK}): rank-deficient covariance, "
-              "not comparable with FIDs from more images")
+              "not comparable with FIDs from more images; fid_inf extrapolates FID to infinitely many images "
+              "(Chong & Forsyth 2020) and is the number to compare across image counts, though with fewer than "
+              f"{fid_infinity.images_for_smallest(fid.FEATURE_DIM):,} images it removes only part of the bias "
+              "(docs/metrics.md, FID-infinity)")
     out: dict[str, Any] = {"metrics": result.metrics, "protocol": protocol}
     out["intervals"] = found
     print(json.dumps(_json_safe(out), sort_keys=True, default=str))

@@ -11,6 +11,7 @@ from bench.cli import parsing
 from bench.cli.list import list_everything
 from bench.cli.table import print_and_write_tables
 from bench.core.errors import UserError
+from bench.evaluation.metrics import metric_weights
 from bench.generation import schedule as generation_schedule
 from bench.reporting import tables
 from bench.runs import config, presets
@@ -87,6 +88,9 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prior-preset", default=None, metavar="NAME",
                    help="the prior's preset with --generate: cpu-tiny, smoke, gpu or paper (default: the one "
                         "named like --preset)")
+    p.add_argument("--metric-weights", default=None, metavar="dinov2=PATH,clip=PATH",
+                   help="local Hugging Face folders of DINOv2 ViT-L/14 (FD-DINOv2) and CLIP ViT-L/14@336 (CMMD); "
+                        "without them those metrics are unavailable (docs/metrics.md); not part of the run id")
     _add_scheduling_args(p)
     _add_until_resolved_args(p)
 
@@ -257,6 +261,7 @@ def _until_resolved_design(opts: argparse.Namespace, seeds: list[int]) -> Any:
 
 
 def run(opts: argparse.Namespace) -> int:
+    metric_weights.use(opts.metric_weights)  # a bad folder stops here; the evaluating processes inherit it
     if opts.list:
         print(list_everything())
         return 0

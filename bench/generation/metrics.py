@@ -24,10 +24,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from bench.evaluation.metrics import fid, fid_weights
+from bench.evaluation.metrics import fid, fid_infinity, fid_weights
 from bench.evaluation.precision import evaluation_precision
 
 GFID, GKID, GKID_STD = "gfid", "gkid", "gkid_std"
+GFID_INF = "gfid_inf"  # gFID-infinity (bench.evaluation.metrics.fid_infinity): the generated side extrapolated
 IS, IS_STD = "inception_score", "inception_score_std"
 PRECISION, RECALL = "precision", "recall"
 GFID_RANDOM, GFID_TRAIN_TOKENS = "gfid_random_tokens", "gfid_train_tokens"
@@ -35,7 +36,7 @@ VAL_NLL = "val_nll"  # nats per token on the held-out split's tokens
 # 95% interval of gFID and KID: a bootstrap over the generated samples (bench.generation.bootstrap)
 GFID_LO, GFID_HI, GKID_LO, GKID_HI = "gfid_lo", "gfid_hi", "gkid_lo", "gkid_hi"
 TOKENIZER_RFID = "tokenizer_rfid"  # measured by the prior when the tokenizer's record has none (tokenizer_rfid.py)
-METRIC_KEYS = (GFID, GFID_LO, GFID_HI, GKID, GKID_LO, GKID_HI, GKID_STD, IS, IS_STD, PRECISION, RECALL, GFID_RANDOM,
+METRIC_KEYS = (GFID, GFID_INF, GFID_LO, GFID_HI, GKID, GKID_LO, GKID_HI, GKID_STD, IS, IS_STD, PRECISION, RECALL, GFID_RANDOM,
                GFID_TRAIN_TOKENS, VAL_NLL, TOKENIZER_RFID)
 IS_SPLITS = 10  # torch-fidelity's default
 IS_SHUFFLE_SEED = 2020  # torch-fidelity's default: the same rows fall in the same split
@@ -149,10 +150,13 @@ def distribution_metrics(reference: Any, features: np.ndarray, k: int = 3,
     """gFID, KID, precision and recall of generated features against the reference: (metrics, protocol)."""
     mu, sigma = fid.statistics(features)
     out = {GFID: fid.frechet_distance(reference.mu, reference.sigma, mu, sigma)}
+    inf = fid_infinity.against_reference(features, reference.mu, reference.sigma, reference.features)
+    out[GFID_INF] = inf.value
     kid_mean, kid_std, m = fid.kid(reference.features, features)
     out[GKID], out[GKID_STD] = kid_mean, kid_std
     out[PRECISION], out[RECALL] = precision_recall(reference.features, features, k, device)
     protocol = {"kid": {"subsets": fid.KID_SUBSETS, "subset_size": m, "seed": fid.KID_SEED},
+                "fid_inf": {**inf.describe(), "subsampled": "the generated samples; the training-split reference fixed"},
                 "precision_recall": {"k": k, "features": "Inception-v3 pool3 (the FID features), Euclidean",
                                      "real": len(reference.features), "generated": len(features),
                                      "reference": "Kynkaanniemi et al. 2019"}}

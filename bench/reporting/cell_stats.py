@@ -26,7 +26,7 @@ import pandas as pd
 
 from bench.evaluation.metrics import keys
 from bench.evaluation.metrics.registry import HIGHER, spec
-from bench.reporting import feature_bootstrap, intervals, paired, seeds_needed, sequential
+from bench.reporting import feature_bootstrap, fid_infinity_interval, intervals, paired, seeds_needed, sequential
 from bench.reporting.frames import GROUP_FIELDS, MEASURED, REPORTED
 from bench.reporting.intervals import MIN_SEEDS
 from bench.reporting.per_image import RunCache, RunFiles
@@ -83,6 +83,10 @@ def row_data(row: pd.Series, runs: pd.DataFrame, metrics: list[str], cache: RunC
         if all(r is not None for r in reps):
             for k in wanted:
                 data.replicates[k] = np.mean([r[k] for r in reps], axis=0) * spec(k).scale
+    if data.n_seeds < MIN_SEEDS and keys.FID_INF in metrics:
+        inf = [fid_infinity_interval.paired_replicates(f.features, f.reference) for f in data.files]
+        if all(r is not None for r in inf):
+            data.replicates[keys.FID_INF] = np.mean(inf, axis=0) * spec(keys.FID_INF).scale
     return data
 
 

@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.evaluation.metrics import keys
+from bench.evaluation.metrics import fid_infinity, keys, metric_weights
 from bench.evaluation.metrics.registry import spec
-from bench.reporting import intervals, paired, seeds_needed, sequential
+from bench.reporting import fid_infinity_interval, intervals, paired, seeds_needed, sequential
 from bench.reporting.frames import INDICES, RELEASED, REPORTED
 from bench.reporting.reported import TOKENS_AS_REPORTED
-from bench.reporting.table_model import FID_DAGGER_BELOW
+from bench.reporting.table_model import FID_DAGGER_BELOW, fid_inf_dagger
+
+
+def fid_inf_note() -> str:
+    """Which FID is comparable across image counts (the dagger's note, here and under the generation tables)."""
+    smallest = fid_infinity.images_for_smallest(FID_DAGGER_BELOW)
+    return (f"FID∞ (Chong & Forsyth 2020: FID at {fid_infinity.POINTS} subsample sizes from "
+            f"{fid_infinity.MIN_FRACTION:.0%} of the images to all, a line in 1/N, its intercept) is the number "
+            f"comparable across image counts, once its smallest subsample has {FID_DAGGER_BELOW} images (n ≥ "
+            f"{smallest:,.0f}); below that FID_N bends away from the 1/N line, FID∞ removes only part of the bias "
+            f"and carries the dagger too.")
 
 
 def reference_numbers(df: pd.DataFrame) -> dict[str, int]:
@@ -47,6 +57,15 @@ def interval_notes(df: pd.DataFrame) -> list[str]:
             notes.append("rFID without ±: its run folder has no Inception features, the FID reference entry is "
                          "not in this machine's cache, or more than 4096 images (the resampling needs n x n "
                          "matrices).")
+    if keys.FID_INF in df.columns and f"{keys.FID_INF}_lo" in df.columns:
+        few = df[(df["Interval"].astype(str).str.startswith("images")) & df[keys.FID_INF].notna()
+                 & df[f"{keys.FID_INF}_lo"].isna()]
+        if len(few):
+            notes.append(f"rFID∞ without ±: as rFID, or more than {fid_infinity_interval.MAX_IMAGES} images (each "
+                         f"resample refits {fid_infinity.POINTS} subsample FIDs).")
+        if (df["Interval"].astype(str).str.startswith("images") & df[f"{keys.FID_INF}_lo"].notna()).any():
+            notes.append(f"rFID∞'s ± comes from the first {fid_infinity_interval.RESAMPLES} of the same resamples, "
+                         f"each one refitted.")
     return notes
 
 
@@ -136,18 +155,43 @@ def released_notes(df: pd.DataFrame) -> list[str]:
             "other recipes; they take no part in best/second marks."]
 
 
+def dagger_notes(df: pd.DataFrame) -> list[str]:
+    """The dagger's note: rFIDs from fewer than FID_DAGGER_BELOW images, and which number compares
+    across image counts when the table has rFID∞."""
+    if "fid_n_images" not in df.columns:
+        return []
+    n_col = df["fid_n_images"]
+    small = df[(n_col < FID_DAGGER_BELOW) & df[keys.FID].notna()] if keys.FID in df.columns else df.iloc[0:0]
+    inf = (df[df[keys.FID_INF].notna() & n_col.map(fid_inf_dagger)] if keys.FID_INF in df.columns
+           else df.iloc[0:0])
+    if not len(small) and not len(inf):
+        return []
+    line = "†"
+    if len(small):
+        ns = ", ".join(str(int(n)) for n in sorted(set(small["fid_n_images"])))
+        line += (f" rFID from fewer than {FID_DAGGER_BELOW} images (n = {ns}): biased upwards, not comparable with "
+                 f"published rFIDs.")
+    return [line + (f" {fid_inf_note()}" if keys.FID_INF in df.columns else "")]
+
+
+def unavailable_notes(df: pd.DataFrame) -> list[str]:
+    """FD-DINOv2 / CMMD columns asked for but empty: their weights were not given to any run."""
+    notes = []
+    for key, name in ((keys.FD_DINOV2, "dinov2"), (keys.CMMD, "clip")):
+        if key in df.columns and not df[key].notna().any():
+            w = metric_weights.WEIGHTS[name]
+            notes.append(f"{spec(key).label} unavailable: no run had {w.network} weights; get {w.source} and "
+                         f"rerun with {metric_weights.FLAG} {name}=PATH.")
+    return notes
+
+
 def dataset_notes(df: pd.DataFrame, reported: pd.DataFrame | None = None,
                   failures: pd.DataFrame | None = None, comparisons: pd.DataFrame | None = None,
                   state: sequential.State | None = None) -> list[str]:
     """The notes under the per-dataset tables; `state`: the --until-resolved loop's, if it ran."""
     notes = (interval_notes(df) + mark_notes(df, comparisons) + sequential_notes(comparisons, state)
-             + seeds_needed_notes(comparisons) + released_notes(df))
-    if "fid_n_images" in df.columns and keys.FID in df.columns:
-        small = df[(df["fid_n_images"] < FID_DAGGER_BELOW) & df[keys.FID].notna()]
-        if len(small):
-            ns = ", ".join(str(int(n)) for n in sorted(set(small["fid_n_images"])))
-            notes.append(f"† rFID from fewer than {FID_DAGGER_BELOW} images (n = {ns}): biased upwards, not "
-                         f"comparable with published rFIDs.")
+             + seeds_needed_notes(comparisons) + released_notes(df) + unavailable_notes(df))
+    notes += dagger_notes(df)
     if "Source" in df.columns and (df["Source"] == REPORTED).any():
         notes.append("Rows in italics marked [Rn] are published numbers, not measured by vqbench; their protocols "
                      "differ and they take no part in best/second marks.")

@@ -20,12 +20,13 @@ from bench.runs import records
 
 # The seed paper's column order. Of LPIPS and ST-LPIPS (the evaluator sets one of them), a column no
 # record has a value for is dropped; with neither anywhere, the LPIPS column stays, empty.
-DEFAULT_METRICS = (keys.FID, keys.PSNR, keys.SSIM, keys.LPIPS, keys.ST_LPIPS, keys.UTILIZATION, keys.PERPLEXITY,
-                   keys.ENTROPY_BITS, keys.ENTROPY_RATIO)
+DEFAULT_METRICS = (keys.FID, keys.FID_INF, keys.FD_DINOV2, keys.CMMD, keys.PSNR, keys.SSIM, keys.LPIPS, keys.ST_LPIPS,
+                   keys.UTILIZATION, keys.PERPLEXITY, keys.ENTROPY_BITS, keys.ENTROPY_RATIO)
 OPTIONAL_METRICS = (keys.LPIPS, keys.ST_LPIPS)
-# Shown by default only when some record has a value: records written before the code entropy was
-# recorded (vqbench 0.1) keep the table layout they had rather than gaining two empty columns.
-WHEN_RECORDED = (keys.ENTROPY_BITS, keys.ENTROPY_RATIO)
+# Shown by default only when some record has a value: records written before the code entropy (vqbench
+# 0.1), rFID-infinity, FD-DINOv2 or CMMD (which need --metric-weights) was recorded keep the table
+# layout they had rather than gaining empty columns.
+WHEN_RECORDED = (keys.ENTROPY_BITS, keys.ENTROPY_RATIO, keys.FID_INF, keys.FD_DINOV2, keys.CMMD)
 
 # Config fields a row may be keyed by (--group-by). Dataset always splits tables; seeds are averaged
 # unless "seed" is one of the keys.

@@ -2,8 +2,9 @@
 size and prior preset (tokenizer preset too when it varies), from the prior records under
 OUT/priors/ (bench.generation.record) and their tokenizers' records under OUT/runs/.
 
-Columns: the tokenizer's rFID (read from its own record, so it is the number of the reconstruction
-table), then the prior's gFID with the number of generated images it used, KID, Inception Score,
+Columns: the tokenizer's rFID and rFID-infinity (read from its own record, so they are the numbers of
+the reconstruction table), then the prior's gFID with the number of generated images it used, its
+gFID-infinity (bench.evaluation.metrics.fid_infinity; interval: bench.reporting.fid_infinity_interval), KID, Inception Score,
 precision, recall and the held-out NLL. Seeds (tokenizer and prior) are averaged, and ± is half a
 95% interval as in the reconstruction tables (bench.reporting.intervals): with >= MIN_SEEDS finished
 priors a t-interval over them, for every metric; with fewer, a bootstrap: rFID over the tokenizer's
@@ -35,9 +36,10 @@ from bench.core.atomic import write_text_atomic
 from bench.evaluation.metrics.registry import HIGHER, LOWER
 from bench.generation import bootstrap, folder
 from bench.generation.record import FINISHED, SKIPPED, iter_prior_records
-from bench.reporting import feature_bootstrap, intervals, renderers, run_options
-from bench.reporting.per_image import load_run
-from bench.reporting.table_model import FID_DAGGER_BELOW, NA, Cell, Column, Document, Table, mean_text, ranks
+from bench.reporting import feature_bootstrap, fid_infinity_interval, footnotes, intervals, renderers, run_options
+from bench.reporting.per_image import load_run, reference_entry
+from bench.reporting.table_model import (FID_DAGGER_BELOW, NA, Cell, Column, Document, Table, fid_inf_dagger, mean_text,
+                                         ranks)
 from bench.runs import records
 
 STEM = "generation"  # OUT/tables/generation.{md,csv,tex}
@@ -53,31 +55,48 @@ class MetricColumn:
     better: str | None
     decimals: int
     n_images: str | None = None  # the frame column with the image count behind a FID (for the dagger)
+    extrapolated: bool = False  # FID-infinity: daggered by its smallest subsample (table_model.fid_inf_dagger)
 
 
 COLUMNS = (
     MetricColumn("rfid", "rFID", LOWER, 2, "rfid_n_images"),
+    MetricColumn("rfid_inf", "rFID∞", LOWER, 2, "rfid_n_images", extrapolated=True),
     MetricColumn("gfid", "gFID", LOWER, 2, "gfid_n_images"),
+    MetricColumn("gfid_inf", "gFID∞", LOWER, 2, "gfid_n_images", extrapolated=True),
     MetricColumn("gkid", "KID", LOWER, 4),
     MetricColumn("inception_score", "IS", HIGHER, 2),
     MetricColumn("precision", "Precision", HIGHER, 3),
     MetricColumn("recall", "Recall", HIGHER, 3),
     MetricColumn("val_nll", "NLL", None, 3),  # nats per token: not comparable across layouts, so no marks
 )
+TOKENIZER_KEYS = ("rfid", "rfid_inf")  # from the tokenizer's record: averaged over distinct tokenizer runs
+PRIOR_COLUMNS = tuple(c for c in COLUMNS if c.key not in TOKENIZER_KEYS)
 
 
 def _number(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
-def _rfid_replicates(out: Path | str, run_id: str) -> np.ndarray | None:
-    """rFID of each resample of a tokenizer run's validation images, as the reconstruction table's
-    interval (its stored features against the cached reference features), or None."""
+def _rfid_replicates(out: Path | str, run_id: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """rFID and rFID-infinity of each resample of a tokenizer run's validation images, as the
+    reconstruction table's intervals (its stored features against the cached reference features)."""
     files = load_run(out, run_id)
     if files.features is None or files.reference is None:
-        return None
+        return None, None
     reps = feature_bootstrap.replicates(files.features, files.reference)
-    return None if reps is None else reps["fid"]
+    return (None if reps is None else reps["fid"],
+            fid_infinity_interval.paired_replicates(files.features, files.reference))
+
+
+def _gfid_inf_replicates(prior_dir: Path, record: dict[str, Any]) -> np.ndarray | None:
+    """gFID-infinity of each resample of a prior's generated samples (reference fixed), or None."""
+    fid_proto = (record.get("protocol") or {}).get("fid") or {}
+    feats, _ = bootstrap.sample_features(prior_dir, fid_proto.get("generated"))
+    ref = fid_proto.get("reference") if isinstance(fid_proto.get("reference"), dict) else {}
+    entry, _ = reference_entry(ref.get("file"), ref.get("n_images"))
+    if feats is None or entry is None:
+        return None
+    return fid_infinity_interval.generated_replicates(feats, *entry)
 
 
 def prior_rows(recs: Iterable[dict[str, Any]], out: Path | str) -> pd.DataFrame:
@@ -99,19 +118,23 @@ def prior_rows(recs: Iterable[dict[str, Any]], out: Path | str) -> pd.DataFrame:
                "prior_id": r.get("prior_id"), "run_id": t.get("run_id"),
                "Sequence": (r.get("layout") or {}).get("sequence_length"),
                "rfid": _number(tok_m.get("fid") if tok else t.get("rfid")),
+               "rfid_inf": _number(tok_m.get("fid_inf")),
                "rfid_n_images": _number(tok_proto.get("n_images") if isinstance(tok_proto, dict) else None),
                "rfid_skipped": tok_proto.get("skipped") if isinstance(tok_proto, dict) else None,
                "gfid_n_images": _number(fid_proto.get("generated")),
                "gfid_skipped": fid_proto.get("skipped"),
                "is_unavailable": None if is_proto.get("available", True) else is_proto.get("why")}
-        for c in COLUMNS[1:]:
+        for c in PRIOR_COLUMNS:
             row[c.key] = _number(m.get(c.key))
         row["gkid_std_of_subsets"] = _number(m.get("gkid_std"))
         reps, why = (None, None)
         if r.get("status") == FINISHED and not pd.isna(row["gfid"]) and r.get("prior_id"):
             reps, why = bootstrap.load(folder.prior_dir(out, r["prior_id"]), r)
         row["gen_replicates"], row["gen_no_interval"] = reps, why
+        row["gfid_inf_replicates"] = (_gfid_inf_replicates(folder.prior_dir(out, r["prior_id"]), r)
+                                      if reps is not None and not pd.isna(row["gfid_inf"]) else None)
         rid, row["rfid_replicates"], row["rfid_by_prior"] = t.get("run_id"), None, False
+        row["rfid_inf_replicates"] = None
         measured = proto.get("tokenizer_rfid") if isinstance(proto.get("tokenizer_rfid"), dict) else {}
         if pd.isna(row["rfid"]) and not pd.isna(_number(m.get("tokenizer_rfid"))):
             # the tokenizer's record has none: the rFID the prior measured (bench.generation.tokenizer_rfid)
@@ -123,7 +146,7 @@ def prior_rows(recs: Iterable[dict[str, Any]], out: Path | str) -> pd.DataFrame:
         elif rid and tok and tok.get("status") == records.FINISHED and not pd.isna(row["rfid"]):
             if rid not in rfid_reps:
                 rfid_reps[rid] = _rfid_replicates(out, rid)
-            row["rfid_replicates"] = rfid_reps[rid]
+            row["rfid_replicates"], row["rfid_inf_replicates"] = rfid_reps[rid]
         rows.append(row)
     # tokenizers of one method trained with different options are different rows (frames.PROTOCOL_FIELDS)
     for row, options in zip(rows, run_options.options_labels(tokenizer_configs)):
@@ -148,15 +171,16 @@ def _intervals(done: pd.DataFrame, row: dict[str, Any]) -> dict[str, intervals.I
     """The 95% interval of every metric column of one row (module docstring), by key."""
     out: dict[str, intervals.Interval | None] = {c.key: None for c in COLUMNS}
     tokenizers = done.drop_duplicates("run_id")
-    if len(tokenizers) >= intervals.MIN_SEEDS:
-        out["rfid"] = intervals.t_interval(tokenizers["rfid"].dropna().tolist())
-    else:
-        reps = _pooled(tokenizers["rfid_replicates"].tolist())
+    for key in TOKENIZER_KEYS:
+        if len(tokenizers) >= intervals.MIN_SEEDS:
+            out[key] = intervals.t_interval(tokenizers[key].dropna().tolist())
+            continue
+        reps = _pooled(tokenizers[f"{key}_replicates"].tolist())
         n = tokenizers["rfid_n_images"].max()
-        if reps is not None and not pd.isna(row["rfid"]):
-            out["rfid"] = intervals.bootstrap_interval(float(row["rfid"]), reps, int(n) if not pd.isna(n) else 0)
+        if reps is not None and not pd.isna(row[key]):
+            out[key] = intervals.bootstrap_interval(float(row[key]), reps, int(n) if not pd.isna(n) else 0)
     if len(done) >= intervals.MIN_SEEDS:
-        for c in COLUMNS[1:]:
+        for c in PRIOR_COLUMNS:
             out[c.key] = intervals.t_interval(done[c.key].dropna().tolist())
         return out
     gen = done["gen_replicates"].tolist()
@@ -166,6 +190,10 @@ def _intervals(done: pd.DataFrame, row: dict[str, Any]) -> dict[str, intervals.I
             if reps is not None and not pd.isna(row[key]):
                 iv = intervals.bootstrap_interval(float(row[key]), reps, gen[0].n_samples)
                 out[key] = None if iv is None else intervals.Interval(iv.low, iv.high, bootstrap.KIND, iv.n)
+        reps = _pooled(done["gfid_inf_replicates"].tolist())
+        if reps is not None and not pd.isna(row["gfid_inf"]):
+            iv = intervals.bootstrap_interval(float(row["gfid_inf"]), reps, gen[0].n_samples)
+            out["gfid_inf"] = None if iv is None else intervals.Interval(iv.low, iv.high, bootstrap.KIND, iv.n)
     return out
 
 
@@ -198,7 +226,7 @@ def generation_frame(rows: pd.DataFrame) -> pd.DataFrame:
         done = g[g["Status"] == FINISHED]
         row: dict[str, Any] = dict(zip(keys, key))
         for c in COLUMNS:
-            vals = (done.drop_duplicates("run_id") if c.key == "rfid" else done)[c.key].dropna()
+            vals = (done.drop_duplicates("run_id") if c.key in TOKENIZER_KEYS else done)[c.key].dropna()
             row[c.key] = vals.mean() if len(vals) else math.nan
             row[f"{c.key}_std"] = vals.std(ddof=1) if len(vals) > 1 else math.nan
         for col in ("rfid_n_images", "gfid_n_images"):
@@ -227,14 +255,14 @@ def _runs_text(r: pd.Series) -> str:
     return text + (f" ({', '.join(extra)})" if extra else "")
 
 
-INCEPTION_KEYS = ("gfid", "gkid", "inception_score", "precision", "recall")  # all off without Inception
+INCEPTION_KEYS = ("gfid", "gfid_inf", "gkid", "inception_score", "precision", "recall")  # all off without Inception
 
 
 def _why_unavailable(r: pd.Series, key: str) -> str | None:
     """Why a finished prior has no value for this metric (the reason its record gives), or None."""
-    if not r["Finished"] or key not in (*INCEPTION_KEYS, "rfid"):
+    if not r["Finished"] or key not in (*INCEPTION_KEYS, *TOKENIZER_KEYS):
         return None
-    if key == "rfid":
+    if key in TOKENIZER_KEYS:
         return r["rfid_skipped"]
     return r["gfid_skipped"] or (r["is_unavailable"] if key == "inception_score" else None)
 
@@ -247,7 +275,8 @@ def _metric_cell(r: pd.Series, c: MetricColumn, rank: int) -> Cell:
     text = mean_text(value, r[f"{c.key}_lo"], r[f"{c.key}_hi"], c.decimals)
     if (c.key == "gfid" or (c.key == "rfid" and r["rfid_by_prior"])) and not pd.isna(n):
         text += f" (n={int(n)})"
-    return Cell(text, rank, dagger=not pd.isna(n) and n < FID_DAGGER_BELOW)
+    dagger = fid_inf_dagger(n) if c.extrapolated else not pd.isna(n) and n < FID_DAGGER_BELOW
+    return Cell(text, rank, dagger=dagger)
 
 
 def dataset_table(sub: pd.DataFrame, dataset: str) -> Table:
@@ -256,7 +285,9 @@ def dataset_table(sub: pd.DataFrame, dataset: str) -> Table:
     ids.append("Sequence")
     cells = [[Cell(NA if pd.isna(r[c]) else str(r[c])) for c in ids] for _, r in sub.iterrows()]
     eligible = [bool(f) for f in sub["Finished"]]
-    for c in COLUMNS:
+    # FID-infinity columns only where a record has one: priors from before it keep their layout
+    shown = [c for c in COLUMNS if not c.extrapolated or sub[c.key].notna().any()]
+    for c in shown:
         rk = ranks(sub[c.key].astype(float).tolist(), c.better, c.decimals, eligible)
         for i, r in sub.iterrows():
             cells[i].append(_metric_cell(r, c, rk[i]))
@@ -265,7 +296,7 @@ def dataset_table(sub: pd.DataFrame, dataset: str) -> Table:
         cells[i].append(Cell(str(r["Interval"] or NA)))
     columns = ([Column(SEQUENCE_LABEL if c == "Sequence" else c, numeric=c in ("Codebook size", "Sequence"))
                 for c in ids]
-               + [Column(c.label, c.better, True) for c in COLUMNS] + [Column("Runs"), Column("95% interval")])
+               + [Column(c.label, c.better, True) for c in shown] + [Column("Runs"), Column("95% interval")])
     return Table(f"Generation on {dataset}", columns, cells)
 
 
@@ -275,7 +306,9 @@ def notes(frame: pd.DataFrame, rows: pd.DataFrame) -> list[str]:
     lines = [("Prior tokens: the length of the sequence the prior models (positions x indices per position); "
               "rFID: the tokenizer's reconstruction FID (its record); gFID, KID, IS, precision, recall: the "
               "prior's samples against the training split (n = generated images); NLL: held-out nats per token "
-              "(not comparable across different Prior tokens or codebook sizes).")]
+              "(not comparable across different Prior tokens or codebook sizes). rFID∞, gFID∞: FID-infinity "
+              "(Chong & Forsyth 2020) of the same features, FID extrapolated to infinitely many images (gFID∞: "
+              "the generated side only, the training-split reference fixed).")]
     if (frame["Interval"].astype(str) != "").any():
         lines.append(
             f"± is half the width of a 95% interval; the 95% interval column says which kind. \"t, n seeds\": a "
@@ -293,11 +326,15 @@ def notes(frame: pd.DataFrame, rows: pd.DataFrame) -> list[str]:
         missing.setdefault(str(r["gfid_no_interval"] or "no interval"), []).append(str(r["Method"]))
     for why, methods in missing.items():
         lines.append(f"gFID and KID without ± ({', '.join(dict.fromkeys(methods))}): {why}.")
-    small = [int(n) for c in COLUMNS if c.n_images for n, v in zip(frame[c.n_images], frame[c.key])
-             if not pd.isna(n) and not pd.isna(v) and n < FID_DAGGER_BELOW]
-    if small:
-        lines.append(f"† FID from fewer than {FID_DAGGER_BELOW} images (n = {', '.join(map(str, sorted(set(small))))}): "
-                     "biased upwards, not comparable with published numbers.")
+    small = [int(n) for c in COLUMNS if c.n_images and not c.extrapolated
+             for n, v in zip(frame[c.n_images], frame[c.key]) if not pd.isna(n) and not pd.isna(v) and n < FID_DAGGER_BELOW]
+    small_inf = [n for c in COLUMNS if c.extrapolated for n, v in zip(frame[c.n_images], frame[c.key])
+                 if not pd.isna(v) and fid_inf_dagger(n)]
+    has_inf = any(frame[c.key].notna().any() for c in COLUMNS if c.extrapolated)
+    if small or small_inf:
+        line = "†" + (f" FID from fewer than {FID_DAGGER_BELOW} images (n = {', '.join(map(str, sorted(set(small))))}): "
+                      "biased upwards, not comparable with published numbers." if small else "")
+        lines.append(line + (f" {footnotes.fid_inf_note()}" if has_inf else ""))
     by_prior = frame[frame["rfid_by_prior"]]
     if len(by_prior):
         methods = ", ".join(dict.fromkeys(str(m) for m in by_prior["Method"]))

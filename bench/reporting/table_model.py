@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.evaluation.metrics import keys
+from bench.evaluation.metrics import fid_infinity, keys
 from bench.evaluation.metrics.registry import HIGHER, LOWER, spec
 from bench.reporting.frames import GROUP_FIELDS, LAYOUT_COLUMNS, MEASURED, RELEASED, REPORTED, metrics_of
 
@@ -63,6 +63,12 @@ class Document:
 def is_na(value: Any) -> bool:
     """None, NaN or pd.NA (nullable integer columns hold pd.NA where a row has no value)."""
     return value is None or bool(pd.isna(value))
+
+
+def fid_inf_dagger(n_images: Any) -> bool:
+    """Whether an FID-infinity from n images is daggered: its smallest subsample has fewer than
+    FID_DAGGER_BELOW images, below which FID_N leaves the 1/N line it extrapolates (fid_infinity)."""
+    return not is_na(n_images) and fid_infinity.smallest_size(int(n_images)) < FID_DAGGER_BELOW
 
 
 def _floats(col: pd.Series) -> list[float]:
@@ -140,7 +146,8 @@ def dataset_table(sub: pd.DataFrame, title: str, refs: dict[str, int]) -> Table:
               else ranks(_floats(sub[k]), m.better, m.decimals, eligible))
         for i, r in sub.iterrows():
             n = r.get("fid_n_images")
-            dagger = k == keys.FID and not is_na(r[k]) and not is_na(n) and n < FID_DAGGER_BELOW
+            dagger = not is_na(r[k]) and ((k == keys.FID and not is_na(n) and n < FID_DAGGER_BELOW)
+                                          or (k == keys.FID_INF and fid_inf_dagger(n)))
             cells[i].append(Cell(mean_text(r[k], *_interval(r, k), m.decimals), rk[i], dagger, italic[i]))
     extra = [c for c in ("Images", "Interval") if c in sub.columns]
     for i, r in sub.iterrows():

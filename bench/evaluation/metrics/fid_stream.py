@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from bench.core import run_folder
-from bench.evaluation.metrics import fid, fid_reference, keys
+from bench.evaluation.metrics import fid, fid_infinity, fid_reference, keys
 from bench.evaluation.metrics.registry import LOWER, Batch, EvalContext, Metric, register_metric
 
 
@@ -64,6 +64,11 @@ class FidAccumulator:
             "features_s": self.features_s,
             "images_per_s": n / self.features_s if self.features_s > 0 else None,
         }
+        if n > fid_infinity.MIN_SUBSAMPLE:
+            t2 = time.perf_counter()
+            est = fid_infinity.paired(feats, ref.features)
+            metrics[keys.FID_INF] = est.value
+            entry["fid_inf"] = {**est.describe(), "seconds": time.perf_counter() - t2}
         mean, std, m = fid.kid(ref.features, feats)
         metrics[keys.KID] = mean
         metrics[keys.KID_STD] = std
@@ -105,5 +110,8 @@ def _declare(key: str, label: str, better: str | None, decimals: int, descriptio
 
 
 _declare(keys.FID, "rFID", LOWER, 2, "Frechet distance of Inception-v3 pool3 features, reconstructions vs their originals")
+_declare(keys.FID_INF, "rFID∞", LOWER, 2, "FID-infinity (Chong & Forsyth 2020): rFID at 15 subsample sizes of the same "
+         "images, a line in 1/N, its intercept; comparable across image counts once its smallest "
+         "subsample has 2048 images")
 _declare(keys.KID, "KID", LOWER, 4, "unbiased MMD^2 of the same features, cubic kernel, mean over subsets")
 _declare(keys.KID_STD, "KID std", None, 4, "std of KID over its subsets")

@@ -138,7 +138,7 @@ def _check(key: str, metric: Metric) -> None:
 
 METRICS: Registry[Metric] = Registry("metric", _check)
 # Each module declares its metrics beside its code; importing them fills the registry.
-DECLARING_MODULES = ("image_quality", "lpips", "fid_stream", "usage")
+DECLARING_MODULES = ("image_quality", "lpips", "fid_stream", "usage", "embedding_metrics")
 
 
 def register_metric(metric: Metric) -> Metric:

@@ -9,7 +9,8 @@ from bench.reporting.table_model import NA, Table
 # Characters LaTeX treats specially, then the symbols the table model uses, in math mode.
 _ESCAPES = (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"), ("_", r"\_"),
             ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\^{}"))
-_SYMBOLS = (("±", r"$\pm$"), (NA, "--"), ("†", r"$^\dagger$"), ("↓", r"$\downarrow$"), ("↑", r"$\uparrow$"))
+_SYMBOLS = (("±", r"$\pm$"), (NA, "--"), ("†", r"$^\dagger$"), ("↓", r"$\downarrow$"), ("↑", r"$\uparrow$"),
+            ("∞", r"$_\infty$"))
 
 
 def escape(text: str) -> str:

@@ -11,6 +11,7 @@ from skimage.metrics import peak_signal_noise_ratio
 
 from bench.cli.metrics import main
 from bench.evaluation.metrics import keys
+from bench.reporting import fid_infinity_interval
 from bench.reporting import intervals as ci
 from tests.bench.evaluation.metric_images import blur, tiles, write_folder
 
@@ -58,6 +59,11 @@ def test_all_metrics_for_two_folders(folders):
     for key in (keys.SSIM, keys.FID, keys.KID, p["lpips"]["key"]):  # rFID/KID from the Inception features
         assert got[key]["low"] < m[key] < got[key]["high"] and got[key]["n_images"] == 5
     assert got[keys.FID]["resamples"] == ci.FEATURE_RESAMPLES and got[keys.PSNR]["resamples"] == ci.IMAGE_RESAMPLES
+    # rFID-infinity (Chong & Forsyth) from the same features, with its interval (fewer resamples, each refitted)
+    assert p["fid"]["fid_inf"]["sizes"] == [3, 4, 5] and m[keys.FID_INF] is not None
+    assert got[keys.FID_INF]["low"] < m[keys.FID_INF] < got[keys.FID_INF]["high"]
+    assert got[keys.FID_INF]["resamples"] == fid_infinity_interval.RESAMPLES
+    assert next(line for line in out.stdout.splitlines() if line.strip().startswith("fid_inf:")).endswith("]")
     psnr_line = next(line for line in out.stdout.splitlines() if line.strip().startswith("psnr:"))
     assert psnr_line.endswith(f"[{got[keys.PSNR]['low']:.6g}, {got[keys.PSNR]['high']:.6g}]")
     assert "95% bootstrap interval over the 5 images" in out.stdout
