@@ -70,6 +70,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                         "recorded, not part of the run id)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: results/)")
     p.add_argument("--force", action="store_true", help="rerun finished runs instead of skipping them")
+    p.add_argument("--no-wait", action="store_true", help="leave the runs that another driver on --out is training "
+                   "(they are never trained twice) instead of waiting for them at the end (docs/scheduling.md)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--list", action="store_true", help="list methods, datasets and presets, then exit")
     p.add_argument("--generate", action="store_true",
@@ -244,7 +246,9 @@ def run(opts: argparse.Namespace) -> int:
     def report(record: dict[str, Any]) -> None:
         c = record["config"]
         what = f"{c['method']} on {c['dataset']} K={c['codebook_size']} seed={c['seed']}"
-        if record.get("skipped"):
+        if record.get("claimed_by"):
+            print(f"{record['status']} {what}: trained by {record['claimed_by']}", flush=True)
+        elif record.get("skipped"):
             print(f"skipped {what}: finished before ({record['run_id']}; --force reruns)", flush=True)
         elif record["status"] == "finished":
             m = record["metrics"]
@@ -255,7 +259,7 @@ def run(opts: argparse.Namespace) -> int:
 
     recs = generation_schedule.run_grid_with_priors(
         configs, opts.out, generation_schedule.prior_for_flags(opts.generate, opts.prior_preset, opts.preset),
-        force=opts.force, progress=not opts.no_progress, on_record=report, **_scheduling(opts))
+        force=opts.force, progress=not opts.no_progress, on_record=report, wait=not opts.no_wait, **_scheduling(opts))
     built = tables.build(opts.out, methods=chosen, datasets=opts.datasets)
     print_and_write_tables(built, opts.out, "terminal")
     try:  # figures and report take seconds; a plotting problem must not hide the benchmark's outcome
