@@ -229,3 +229,17 @@ def test_a_backend_that_refuses_to_start_leaves_no_run_folder(tmp_path):
     finally:
         backends.registry.remove("test-refusing")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_cli_no_wait_flag_leaves_a_claimed_run_and_says_so(tmp_path, capsys):
+    from bench.cli.main import main
+
+    held = _run_dir(tmp_path, 1)
+    assert lease.try_claim(held, "otherdriver")
+    code = main(["--methods", "vqgan", "--datasets", tiny.DATASET, "--codebook-sizes", "8", "--seeds", "0,1",
+                 "--preset", tiny.PRESET, "--no-ray", "--no-progress", "--no-wait", "--out", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert code == 0 and f"finished vqgan on {tiny.DATASET} K=8 seed=0 in " in out
+    assert f"vqgan on {tiny.DATASET} K=8 seed=1 ({held.name}): claimed by driver otherdriver" in err
+    assert "--no-wait: left 1 run(s) that other drivers are training" in err
+    assert lease.read(held)["driver"] == "otherdriver" and records.read_record(held) is None
