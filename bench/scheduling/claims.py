@@ -85,7 +85,12 @@ class Claims:
                         continue
                 if self._claim_one(cell) == "mine":
                     left.remove(cell)
-                    to_run.append(cell)
+                    done = None if self.force else finished_record(cell.run, self.out)
+                    if done is not None:  # a third driver finished it meanwhile
+                        self.release(cell)
+                        report(cell, {**done, "claimed_by": self.holders[cell.run_id]})
+                    else:
+                        to_run.append(cell)
             if to_run:
                 return to_run  # train these now; the driver calls wait again for the rest
             if left:
@@ -143,16 +148,22 @@ class Claims:
     def _heartbeat(self) -> None:
         while not self.stop.wait(lease.STALE_S * lease.REFRESH_FRACTION):
             with self.lock:
-                held = dict(self.held)
-            for run_id, run_dir in held.items():
-                try:
-                    kept = lease.refresh(run_dir, self.driver)
-                except OSError as exc:  # a filesystem hiccup: the next beat tries again, well before stale
-                    print(f"warning: lease of {run_id} not refreshed: {exc}", file=sys.stderr, flush=True)
-                    continue
-                if not kept:
-                    with self.lock:
+                run_ids = list(self.held)
+            for run_id in run_ids:
+                # Under the lock, so that a release never runs between a refresh's read and its write:
+                # the write would bring back the lease of a run that has ended.
+                with self.lock:
+                    run_dir = self.held.get(run_id)
+                    if run_dir is None:
+                        continue
+                    try:
+                        kept = lease.refresh(run_dir, self.driver)
+                    except OSError as exc:  # a filesystem hiccup: the next beat tries again, well before stale
+                        print(f"warning: lease of {run_id} not refreshed: {exc}", file=sys.stderr, flush=True)
+                        continue
+                    if not kept:
                         self.held.pop(run_id, None)
+                if not kept:
                     print(f"warning: the lease of {run_id} was taken over by another driver (this one was not "
                           f"heard for {lease.STALE_S:g} s); two drivers may now train it", file=sys.stderr, flush=True)
 
