@@ -93,7 +93,8 @@ def test_a_lease_of_a_process_gone_from_this_host_is_stale_at_once(tmp_path):
     import subprocess
     import sys
 
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
     run_dir = tmp_path / "r"
     lease.try_claim(run_dir, "dead")
     held = {**lease.read(run_dir), "pid": int(gone.stdout)}
