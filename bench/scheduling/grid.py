@@ -64,8 +64,12 @@ def run_grid(configs: Sequence[RunConfig], out: Path | str = DEFAULT_OUT, force:
     claims = Claims(out, force)
 
     def ended(cell: Cell, record: Record, show: bool = True) -> None:
-        claims.release(cell)  # before on_record: a Ctrl-C there leaves no lease behind
-        report(cell, record, show)
+        # Released after on_record, which may still work in the run's folder (an in-process prior
+        # trained on the tokenizer, bench/generation/schedule.py), and whatever it raises.
+        try:
+            report(cell, record, show)
+        finally:
+            claims.release(cell)
 
     try:
         mine, theirs = claims.claim(todo, ended)
