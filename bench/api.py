@@ -39,7 +39,8 @@ def run_grid(configs: list[RunConfig], out: Path | str = DEFAULT_OUT, force: boo
     checked before the first run starts, so a typo in the last one does not waste the others' time.
     `backend_options` go to the backend; "ray" takes address, num_cpus, num_gpus, resources,
     max_retries, on_checkpoint, worker_imports; "local" takes on_checkpoint. An option the backend
-    does not take is a TypeError naming it."""
+    does not take is a TypeError naming it. `wait=False` leaves the runs that another driver on `out`
+    is training (docs/scheduling.md, leases) instead of waiting for their records."""
     from bench.scheduling import grid
 
     return grid.run_grid(configs, out, force=force, progress=progress, on_record=on_record, backend=backend,

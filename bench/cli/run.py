@@ -80,6 +80,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                         "not part of the run id; docs/scheduling.md: What is bit-exact, per device)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: results/)")
     p.add_argument("--force", action="store_true", help="rerun finished runs instead of skipping them")
+    p.add_argument("--no-wait", action="store_true", help="leave the runs that another driver on --out is training "
+                   "(they are never trained twice) instead of waiting for them at the end (docs/scheduling.md)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--list", action="store_true", help="list methods, datasets and presets, then exit")
     p.add_argument("--generate", action="store_true",
@@ -287,7 +289,9 @@ def run(opts: argparse.Namespace) -> int:
     def report(record: dict[str, Any]) -> None:
         c = record["config"]
         what = f"{c['method']} on {c['dataset']} K={c['codebook_size']} seed={c['seed']}"
-        if record.get("skipped"):
+        if record.get("claimed_by"):
+            print(f"{record['status']} {what}: trained by {record['claimed_by']}", flush=True)
+        elif record.get("skipped"):
             print(f"skipped {what}: finished before ({record['run_id']}; --force reruns)", flush=True)
         elif record["status"] == "finished":
             m = record["metrics"]
@@ -299,7 +303,8 @@ def run(opts: argparse.Namespace) -> int:
     def run_configs(batch: list[config.RunConfig], force: bool = opts.force) -> list[dict[str, Any]]:
         return generation_schedule.run_grid_with_priors(
             batch, opts.out, generation_schedule.prior_for_flags(opts.generate, opts.prior_preset, opts.preset),
-            force=force, progress=not opts.no_progress, on_record=report, **_scheduling(opts))
+            force=force, progress=not opts.no_progress, on_record=report, wait=not opts.no_wait,
+            **_scheduling(opts))
 
     recs = run_configs(configs)
     if sequential_design is not None:

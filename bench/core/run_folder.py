@@ -14,6 +14,7 @@ PER_IMAGE = "per_image.npz"  # per-image metric values (one array per metric key
 FEATURES = "inception_features.npy"  # float16 (N, 2048) Inception pool3 features of the reconstructions, same order
 TENSORBOARD = "tensorboard"  # TensorBoard event files of the training curves (bench.training.curves)
 CODE_WORDS = "code_words.json"  # names of the codes where they have names (Quantizer.code_labels), index-aligned
+LEASE = "lease.json"  # which driver trains the run now (bench.runs.lease); absent once the run has ended
 
 
 def runs_dir(out: Path | str) -> Path:

@@ -11,7 +11,6 @@ anything the evaluation raises becomes a failed record, an interruption leaves n
 """
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from bench.core.atomic import write_json_atomic
 from bench.evaluation.evaluator import evaluate
 from bench.released.job import ReleasedEval, ResolvedEval
 from bench.released.load import load_released
-from bench.runs import records
+from bench.runs import lease, records
 from bench.runs.records import RunRecord
 from bench.runs.runner import _code_layout, finished_record
 from bench.training.loop import pick_device
@@ -37,7 +36,7 @@ def evaluate_released(job: ReleasedEval, out: Path | str, force: bool = False, p
     if not force and (done := finished_record(run, out)) is not None:
         return done
     if run_dir.exists():
-        shutil.rmtree(run_dir)  # forced, a failure, or an interrupted evaluation: evaluation has nothing to resume
+        lease.clear_run_folder(run_dir)  # forced, failed or interrupted: nothing to resume; the driver's lease stays
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     device = pick_device(job.device)

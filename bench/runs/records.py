@@ -25,8 +25,9 @@ from bench.evaluation.metrics import keys
 
 FINISHED, FAILED = "finished", "failed"
 VERSION = "0.1.0"
-# Written by the driver only, never stored: a record read back from a folder it skipped, and where it ran.
-DRIVER_KEYS = ("skipped", "placement", "persisted")
+# Written by the driver only, never stored: a record read back from a folder it skipped, where it ran,
+# and the other driver that trained it while this one waited (bench.scheduling.claims).
+DRIVER_KEYS = ("skipped", "placement", "persisted", "claimed_by")
 
 
 @dataclass
@@ -57,6 +58,7 @@ class RunRecord(JsonRecord):
     checkpoint_discarded: str | None = None  # a damaged checkpoint set aside (training restarted from 0), and why
     # The errors of earlier attempts that failed (oldest first): this attempt resumed their checkpoint
     resumed_after_failure: list[str] | None = None
+    lease_taken_over: dict[str, Any] | None = None  # the stale lease of a driver that this attempt took over
     train_s: float | None = None
     perceptual: str | None = None  # the perceptual network of the training loss, by name
     final_train_logs: dict[str, Any] = field(default_factory=dict)

@@ -23,7 +23,6 @@ ray-train backend does (bench/scheduling/backends/ray_train.py). One worker beha
 """
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -37,7 +36,7 @@ from bench.core.errors import UserError
 from bench.core.images import to_float
 from bench.core.paths import REPO_ROOT
 from bench.evaluation.evaluator import evaluate
-from bench.runs import records
+from bench.runs import lease, records
 from bench.runs.config import ResolvedRun, RunConfig, resolve
 from bench.runs.cuda_memory import (OutOfMemoryError, is_out_of_memory, limit_to_share, out_of_memory_message,
                                     ray_gpu_share)
@@ -88,12 +87,12 @@ def run_one(config: RunConfig, out: Path | str = DEFAULT_OUT, force: bool = Fals
     share = limit_to_share(device, ray_gpu_share())  # before the run allocates or its folder changes; None on CPUs
     if replicas.is_main:  # the others leave the folder alone: train() waits for rank 0 before reading it
         if run_dir.exists() and force:
-            shutil.rmtree(run_dir)  # start over, checkpoint and all
+            lease.clear_run_folder(run_dir)  # start over, checkpoint and all; the driver's lease stays
         run_dir.mkdir(parents=True, exist_ok=True)
     context = dict(versions=records.versions(), device=str(device), torch_threads=torch.get_num_threads(),
                    compiled=config.compile, data_root=config.data_root, optimization=run.optimization(),
                    preset_source=run.preset_source, resumed_after_failure=earlier,
-                   deterministic=config.deterministic)
+                   deterministic=config.deterministic, lease_taken_over=lease.taken_over(run_dir))
     splits: dict[str, Any] = {}
     trained: list[bool] = []  # set once training has ended: the group is past its last collective of training
     try:

@@ -49,7 +49,7 @@ def test_all_finished_needs_no_ray(tmp_path):
 
 def _backend(captured: dict) -> object:
     """The backend the captured arguments make (its defaults fill what the CLI left out)."""
-    options = {k: v for k, v in captured.items() if k not in ("configs", "force", "progress", "on_record", "backend")}
+    options = {k: v for k, v in captured.items() if k not in ("configs", "force", "progress", "on_record", "backend", "wait")}
     return backends.create(captured["backend"], **options)
 
 

@@ -242,3 +242,25 @@ def _alive(pid: int) -> bool:
         return False
     status = Path(f"/proc/{pid}/status")
     return not (status.exists() and "zombie" in status.read_text())
+
+
+def test_ray_tasks_run_only_the_runs_this_driver_claims(ray_session, tmp_path, capsys):
+    """Leases (docs/scheduling.md): the driver claims before Ray sees a run, so a run another driver
+    holds is never submitted, and a stale lease is taken over, the record written in the Ray worker
+    noting it."""
+    import json
+
+    from bench.runs import lease
+
+    live, stale = (run_folder.run_dir(tmp_path, resolve(_cfg(seed)).run_id) for seed in (0, 1))
+    assert lease.try_claim(live, "otherdriver") and lease.try_claim(stale, "silent")
+    old = {**json.loads(lease.path(stale).read_text()), "host": "another-node", "heartbeat": time.time() - 3600}
+    lease.path(stale).write_text(json.dumps(old))
+    recs = api.run_grid([_cfg(0), _cfg(1)], tmp_path, progress=False, worker_imports=WORKERS, wait=False)
+    err = capsys.readouterr().err
+    assert [r["config"]["seed"] for r in recs] == [1] and recs[0]["status"] == "finished"
+    assert recs[0]["placement"]["pid"] != os.getpid()  # trained in a Ray worker
+    assert recs[0]["lease_taken_over"]["driver"] == "silent" and "not refreshed" in recs[0]["lease_taken_over"]["why"]
+    assert "claimed by driver otherdriver" in err and "--no-wait: left 1 run(s)" in err
+    assert lease.read(live)["driver"] == "otherdriver" and records.read_record(live) is None
+    assert not lease.path(stale).exists()
