@@ -3,8 +3,8 @@
 taming's VQLPIPSWithDiscriminator multiplies both GAN terms by `adopt_weight(1, global_step, disc_start)`,
 which is 0 while `global_step < disc_start`. What `global_step` counts is the training loop's: one per
 batch in vqbench ("batches", and in Lightning before 1.6); every optimizer step of every optimizer from
-Lightning 1.6.0 on ("optimizer_steps"; its change log: `trainer.global_step` "now accounts for multiple
-optimizers", pull request #11805), incremented right after each `optimizer.step()`. With taming's two
+Lightning 1.6.0 on ("optimizer_steps"; its change log notes that `trainer.global_step` now accounts for
+multiple optimizers: pull request #11805), incremented right after each `optimizer.step()`. With taming's two
 optimizers (autoencoder, then discriminator), batch b's autoencoder pass sees global_step 2b and its
 discriminator pass 2b + 1, so VQCT's official run (pytorch-lightning 1.6.1, disc_start 10000) turned its
 GAN on after 5,000 batches.
