@@ -58,12 +58,14 @@ def adapt(cfg: Any, p: Preset, dataset: str) -> Adapted:
     corpus, encoder = corpus_spec(cfg.vqct_captions), encoder_spec(cfg.vqct_clip)
     method_options = dict(cfg.method_options)
     if takes_prior(cfg.method):
+        official = {"corpus": corpus, "encoder": encoder}
         for key in PRIOR_OPTIONS:
-            if key in method_options:
+            # the value the folders give is accepted: the commands the tables print repeat a record's options
+            if key in method_options and method_options[key] != official[key]:
                 raise UserError(f"--option {cfg.method}.{key}: the vqct-official preset builds the prior from "
-                                f"{CAPTIONS_FLAG} and {CLIP_FLAG}; drop the option (or choose the prior by hand "
-                                f"under --preset paper)")
-        method_options.update(corpus=corpus, encoder=encoder)
+                                f"{CAPTIONS_FLAG} and {CLIP_FLAG} ({key} {official[key]}); drop the option (or "
+                                f"choose the prior by hand under --preset paper)")
+        method_options.update(official)
     dataset_options = dict(cfg.dataset_options)
     if RECIPE in dataset_recipes(dataset):
         dataset_options.setdefault("recipe", RECIPE)

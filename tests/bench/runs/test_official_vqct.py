@@ -169,6 +169,10 @@ def test_the_folders_and_prior_options_are_refused_where_they_would_be_ignored(e
                           vqct_clip=str(folders.clip)))
     with pytest.raises(UserError, match=r"--option vqct.encoder: the vqct-official preset builds the prior"):
         resolve(_cfg(env, method_options={"encoder": "minilm"}))
+    # the folders' own values are accepted: the tables' commands repeat a record's options as --option flags
+    run = resolve(_cfg(env))
+    again = resolve(_cfg(env, method_options={k: getattr(run.method_options, k) for k in ("corpus", "encoder")}))
+    assert again.run_id == run.run_id
 
 
 def test_list_shows_the_preset_in_one_line(capsys):
