@@ -66,10 +66,16 @@ class TrainPreset:
     epochs: int | None = None
     steps_per_epoch: int | None = None
 
+    def __post_init__(self) -> None:
+        for name, allowed in (("precision", PRECISIONS), ("disc_start_counts", DISC_START_COUNTS),
+                              ("disc_inputs", DISC_INPUTS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"TrainPreset.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+
 
 PRECISIONS = ("auto", "fp32")
-DISC_START_COUNTS = ("batches", "optimizer_steps")
-DISC_INPUTS = ("generator_pass", "after_update")
+DISC_START_COUNTS = ("batches", "optimizer_steps")  # bench/training/gan_schedule.py
+DISC_INPUTS = ("generator_pass", "after_update")  # bench/training/disc_inputs.py
 # TrainPreset fields a record carries only where they differ from their defaults: without them a run's
 # config is the one it had before they existed, so its run id (a hash of it) stays the same.
 ADDED_FIELDS = ("precision", "disc_start_counts", "disc_inputs", "disc_steps_before_start", "epochs",

@@ -105,6 +105,14 @@ def test_the_discriminators_adam_steps_on_zero_gradients_before_the_gan_starts()
             assert all(not s["exp_avg"].any() and not s["exp_avg_sq"].any() for s in learner.opt_d.state.values())
 
 
+def test_the_presets_name_only_what_the_trainer_knows():
+    from bench.runs import presets
+
+    assert set(presets.DISC_START_COUNTS) == {gan_schedule.BATCHES, gan_schedule.OPTIMIZER_STEPS}
+    with pytest.raises(ValueError, match="disc_inputs"):
+        presets.TrainPreset(batch_size=8, base_lr=1e-4, steps=1, disc_start=0, disc_inputs="before_update")
+
+
 def test_fp32_turns_bf16_autocast_off_on_cuda():
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     assert uses_bf16(cuda, "auto") and not uses_bf16(cuda, "fp32")
