@@ -117,8 +117,9 @@ def preset_facts(p: presets.Preset) -> str:
     """The numbers of a preset that decide cost and comparability, from its dataclasses."""
     m, t = p.model, p.train
     f = 2 ** (len(m.ch_mult) - 1)
+    length = f"{t.epochs} epochs (steps from the training split's size)" if t.epochs is not None else f"{t.steps} steps"
     return (f"{m.resolution} px, f={f} ({m.resolution // f}x{m.resolution // f} tokens), ch {m.ch}, embed_dim "
-            f"{m.embed_dim}; {t.steps} steps, global batch {t.batch_size}, perceptual metrics "
+            f"{m.embed_dim}; {length}, global batch {t.batch_size}, perceptual metrics "
             f"{'on' if t.perceptual_metrics else 'off'}")
 
 

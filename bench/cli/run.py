@@ -20,7 +20,6 @@ from bench.training import determinism
 
 DEFAULT_METHODS = ("vqct", "vqgan")  # the seed paper against its base; every registered method if vqct is absent
 DEFAULT_DATASETS = ("photos",)
-DEFAULT_CODEBOOK_SIZES = (256,)
 
 
 def _dataset_settings(opts: argparse.Namespace) -> dict[str, Any]:
@@ -47,16 +46,21 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", type=parsing.comma_list(str), default=None,
                    help="comma-separated methods (default: vqct,vqgan)")
     p.add_argument("--datasets", type=parsing.comma_list(str), default=list(DEFAULT_DATASETS), help="comma-separated datasets (default: photos)")
-    p.add_argument("--codebook-sizes", type=parsing.comma_list(parsing.codebook_size),
-                   default=list(DEFAULT_CODEBOOK_SIZES),
+    p.add_argument("--codebook-sizes", type=parsing.comma_list(parsing.codebook_size), default=None,
                    help="comma-separated codebook sizes K, or full: the whole vocabulary of a method that has one "
-                        "(vqct; default: 256)")
+                        "(vqct; default: 256, and full under --preset vqct-official)")
     p.add_argument("--seeds", type=parsing.comma_list(parsing.non_negative_int), default=None,
                    help="comma-separated seeds (default: the preset's: 0,1,2 for gpu-tiny, the default on a CUDA "
                         "machine; 0 for the others)")
     p.add_argument("--preset", default=None, help=f"one of {', '.join(presets.PRESETS)} (default: gpu on a machine "
                    "with a CUDA GPU, else cpu-tiny; the choice is printed and recorded)")
     p.add_argument("--steps", type=parsing.positive_int, default=None, help="training steps (default: the preset's)")
+    p.add_argument("--vqct-captions", default=None, metavar="DIR",
+                   help="--preset vqct-official only: the official caption corpus of VQCT's prior, a folder with "
+                        "cub/text_c10, flowers/text_c10 and coco/ caption JSON (docs/vqct.md)")
+    p.add_argument("--vqct-clip", default=None, metavar="DIR",
+                   help="--preset vqct-official only: a folder holding CLIP ViT-B/32's text encoder saved by "
+                        "transformers (docs/vqct.md, \"Using CLIP\")")
     p.add_argument("--option", type=parsing.option, action="append", default=[], metavar="METHOD.KEY=VALUE",
                    help="a method option, e.g. vqgan.beta=0.5 (repeatable)")
     p.add_argument("--data-root", default=None,
@@ -272,13 +276,16 @@ def run(opts: argparse.Namespace) -> int:
     data = _dataset_settings(opts)
     preset_name, why = presets.choose(opts.preset)  # an unknown name stops here, before any work
     _check_device(opts)
-    seeds = opts.seeds if opts.seeds is not None else list(presets.preset(preset_name).default_seeds)
+    chosen_preset = presets.preset(preset_name)
+    seeds = opts.seeds if opts.seeds is not None else list(chosen_preset.default_seeds)
+    sizes = opts.codebook_sizes or list(chosen_preset.codebook_sizes)
     configs = [
         config.RunConfig(method=m, dataset=d, codebook_size=k, seed=s, preset=opts.preset, steps=opts.steps,
                          method_options=per_method.get(m, {}), device=opts.device, compile=opts.compile,
                          tensorboard=not opts.no_tensorboard, deterministic=opts.deterministic,
-                         workers=opts.workers_per_run or 1, **data)
-        for d in opts.datasets for k in opts.codebook_sizes for m in chosen for s in seeds
+                         workers=opts.workers_per_run or 1, vqct_captions=opts.vqct_captions,
+                         vqct_clip=opts.vqct_clip, **data)
+        for d in opts.datasets for k in sizes for m in chosen for s in seeds
     ]
     sequential_design = _until_resolved_design(opts, seeds)  # so does a budget with nothing to add
     if opts.deterministic:

@@ -204,6 +204,8 @@ PRIOR_PRESETS: dict[str, PriorConfig] = {
                 GenerationEvalConfig(n_samples=50_000, reference_images=50_000)),
     ]
 }
+# The tokenizers of vqct-official (VQCT's own run, bench/runs/presets.py) get the paper-scale prior.
+PRIOR_PRESETS["vqct-official"] = dataclasses.replace(PRIOR_PRESETS["paper"], preset="vqct-official")
 
 
 def prior_preset(name: str) -> PriorConfig:

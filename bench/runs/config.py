@@ -14,10 +14,11 @@ import json
 import numbers
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from bench.core.errors import UserError
-from bench.runs.presets import ModelPreset, TrainPreset, default_preset, preset, why_default
+from bench.runs import official_vqct
+from bench.runs.presets import ModelPreset, TrainPreset, default_preset, preset, recorded_train, why_default
 
 
 FULL = "full"
@@ -68,6 +69,11 @@ class RunConfig:
     # preset's global batch is kept, so N workers with fewer accumulation steps give the same result
     # as one worker with more, to float tolerance.
     workers: int = 1
+    # Folders of VQCT's official prior, read by the vqct-official preset only (--vqct-captions, --vqct-clip):
+    # the caption corpus and CLIP's text encoder. Not in the run id themselves: they reach it as the corpus
+    # and encoder options of the methods that build the prior, and as K.
+    vqct_captions: str | None = None
+    vqct_clip: str | None = None
 
 
 @dataclass(frozen=True)
@@ -134,7 +140,7 @@ class ResolvedRun:
             "method_options": dataclasses.asdict(self.method_options),
             "dataset_options": dict(self.dataset_options),
             "model": dataclasses.asdict(self.model),
-            "train": dataclasses.asdict(self.train),
+            "train": recorded_train(self.train),
         }
 
     @property
@@ -181,22 +187,33 @@ def resolve(cfg: RunConfig) -> ResolvedRun:
     p = preset(cfg.preset if cfg.preset is not None else default_preset())
     _check_batch(p.name, p.train, int(cfg.workers))
     dataset = datasets.canonical_name(cfg.dataset)  # aliases (adeg20k) are recorded as the canonical name
-    datasets.check_options(dataset, cfg.dataset_options)
+    given = official_vqct.adapt(cfg, p, dataset)  # the options a preset completes (vqct-official's prior, recipe)
+    datasets.check_options(dataset, given.dataset_options)
     datasets.locate(dataset, cfg.data_root, dataset_path(cfg))  # a missing folder fails before any work
-    options = methods.build_options(cfg.method, **cfg.method_options)
-    k = full_codebook_size(cfg.method, p.model.embed_dim, options) if full else int(cfg.codebook_size)
+    options = methods.build_options(cfg.method, **given.method_options)
+    k = (full_codebook_size(cfg.method, p.model.embed_dim, options, given.shared_vocabulary) if full
+         else int(cfg.codebook_size))
     methods.validate(cfg.method, k, p.model.embed_dim, options)
-    train = p.train if cfg.steps is None else dataclasses.replace(p.train, steps=int(cfg.steps))
+    if p.train.epochs is not None:  # the length in epochs of this dataset's training split, as steps
+        n = official_vqct.train_images(dataset, p.model.resolution, cfg.data_root,
+                                       dict(given.dataset_options, path=dataset_path(cfg),
+                                            skip_bad_images=cfg.skip_bad_images))
+        train = official_vqct.length(p.train, n, cfg.steps)
+    else:
+        train = p.train if cfg.steps is None else dataclasses.replace(p.train, steps=int(cfg.steps))
     return ResolvedRun(method=cfg.method, dataset=dataset, codebook_size=k, seed=int(cfg.seed),
-                       preset=p.name, method_options=options, dataset_options=dict(cfg.dataset_options),
+                       preset=p.name, method_options=options, dataset_options=given.dataset_options,
                        model=p.model, train=train, config=cfg)
 
 
-def full_codebook_size(method: str, dim: int, options: Any) -> int:
-    """K of `--codebook-sizes full`: the method's whole vocabulary; an error for methods without one."""
+def full_codebook_size(method: str, dim: int, options: Any, shared: Callable[[], int] | None = None) -> int:
+    """K of `--codebook-sizes full`: the method's whole vocabulary; for a method without one, the preset's
+    `shared` vocabulary size where it has one (vqct-official), else an error."""
     import methods
 
     k = methods.entry(method).cls.full_codebook_size(dim, options)
+    if k is None and shared is not None:
+        return int(shared())
     if k is None:
         raise UserError(f"method {method!r} has no vocabulary, so codebook size 'full' means nothing for it; "
                         "give a number (--codebook-sizes 1024), or use 'full' with a method whose codes are words "

@@ -3,6 +3,7 @@ preset; `--steps` is the only field the command line overrides. Without `--prese
 a CUDA GPU gets `gpu-tiny` and a CPU-only machine `cpu-tiny` (`default_preset`)."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from bench.core.errors import UserError
@@ -25,8 +26,8 @@ class ModelPreset:
 class TrainPreset:
     batch_size: int  # images per optimizer step, over every device and accumulation step (the global batch)
     base_lr: float  # learning rate = base_lr * batch_size, as in taming-transformers / the VQCT configs
-    steps: int
-    disc_start: int  # step from which the PatchGAN term is on; >= steps means never
+    steps: int  # 0 where `epochs` sets the length (converted at resolve time)
+    disc_start: int  # step from which the PatchGAN term is on (see disc_start_counts); >= steps means never
     disc_weight: float = 0.8  # VQGAN's adaptive weight is multiplied by this
     disc_layers: int = 3
     perceptual_weight: float = 1.0  # 0 switches the perceptual network off (recorded)
@@ -43,6 +44,51 @@ class TrainPreset:
     # global batch of 16 runs as 2 x 8 on one GPU. Part of the result (the discriminator's batch
     # norm and the adaptive GAN weight see one micro-batch at a time), hence part of the preset.
     micro_batch: int | None = None
+    # --- how the official VQCT run trained (bench/runs/official_vqct.py, docs/vqct.md); added after
+    # records existed, so a record holds them only where they differ from these defaults (ADDED_FIELDS) ---
+    # auto: bf16 autocast on CUDA, fp32 elsewhere; fp32: no autocast on any device (the official use_amp=False).
+    precision: str = "auto"
+    # What disc_start counts. batches: the GAN is on from batch disc_start. optimizer_steps: Lightning
+    # >= 1.6's global_step, which counts both optimizers' steps (two per batch): the generator's GAN term is
+    # on from batch ceil(disc_start / 2), the discriminator's loss from batch ceil((disc_start - 1) / 2).
+    disc_start_counts: str = "batches"
+    # What the discriminator is trained on. generator_pass: the reconstructions of the generator's
+    # forward pass, made before the autoencoder's update. after_update: recomputed after that update,
+    # as Lightning's training_step runs the model again for the second optimizer.
+    disc_inputs: str = "generator_pass"
+    # Whether the discriminator's Adam steps on zero gradients before its loss is on (Lightning steps
+    # every optimizer every batch and taming multiplies the loss by 0), so its step count, hence its bias
+    # correction, runs from batch 0.
+    disc_steps_before_start: bool = False
+    # Training length in epochs of the training split; None: `steps` is the length. Converted at resolve
+    # time (steps_per_epoch from the split's size, as the official loop counted batches); then `steps` is
+    # epochs x steps_per_epoch, or --steps when given (both kept, so a record shows the override).
+    epochs: int | None = None
+    steps_per_epoch: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("precision", PRECISIONS), ("disc_start_counts", DISC_START_COUNTS),
+                              ("disc_inputs", DISC_INPUTS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"TrainPreset.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+
+
+PRECISIONS = ("auto", "fp32")
+DISC_START_COUNTS = ("batches", "optimizer_steps")  # bench/training/gan_schedule.py
+DISC_INPUTS = ("generator_pass", "after_update")  # bench/training/disc_inputs.py
+# TrainPreset fields a record carries only where they differ from their defaults: without them a run's
+# config is the one it had before they existed, so its run id (a hash of it) stays the same.
+ADDED_FIELDS = ("precision", "disc_start_counts", "disc_inputs", "disc_steps_before_start", "epochs",
+                "steps_per_epoch")
+
+
+def recorded_train(train: TrainPreset) -> dict:
+    """The `train` of a record: every field, less the ADDED_FIELDS at their defaults."""
+    out = dataclasses.asdict(train)
+    for f in dataclasses.fields(TrainPreset):
+        if f.name in ADDED_FIELDS and out[f.name] == f.default:
+            del out[f.name]
+    return out
 
 
 @dataclass(frozen=True)
@@ -55,7 +101,17 @@ class Preset:
     # time is short (the CPU); three where a default benchmark can afford the paired test across
     # seeds that a verdict between methods needs (docs/results.md).
     default_seeds: tuple[int, ...] = (0,)
+    # K of a grid without --codebook-sizes; "full": a method's whole vocabulary (under vqct-official, the
+    # official prior's vocabulary size for every method: bench/runs/official_vqct.py).
+    codebook_sizes: tuple[int | str, ...] = (256,)
+    # Runs take VQCT's official prior (union caption corpus + CLIP ViT-B/32 from the folders given as
+    # --vqct-captions and --vqct-clip) and each dataset's `vqct` preprocessing recipe where it has one.
+    official_vqct: bool = False
 
+
+# VQCT's configs (configs/{ade20k,coco,cub}_vqct.yaml): shared by `paper` and `vqct-official`.
+VQCT_MODEL = ModelPreset(resolution=256, ch=128, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=2, attn_resolutions=(16,),
+                         z_channels=256, embed_dim=256)
 
 PRESETS: dict[str, Preset] = {
     p.name: p
@@ -100,14 +156,28 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "paper",
-            "VQCT's official configuration: 256 px, f=16 (ch 128, mult 1,1,2,2,4, 2 res blocks, attention at "
-            "16), embed_dim 256, global batch 16 (8 per forward: 2 GPUs, or 2 accumulation steps on one), "
-            "lr 7.2e-5, L1+LPIPS+hinge PatchGAN from step 10000",
-            ModelPreset(resolution=256, ch=128, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=2, attn_resolutions=(16,),
-                        z_channels=256, embed_dim=256),
+            "the VQGAN recipe of VQCT's configs for every method: 256 px, f=16 (ch 128, mult 1,1,2,2,4, 2 res "
+            "blocks, attention at 16), embed_dim 256, global batch 16 (8 per forward: 2 GPUs, or 2 accumulation "
+            "steps on one), lr 7.2e-5, L1+LPIPS+hinge PatchGAN from batch 10000; not the authors' run "
+            "(vqct-official is)",
+            VQCT_MODEL,
             TrainPreset(batch_size=16, micro_batch=8, base_lr=4.5e-6, steps=100_000, disc_start=10_000,
                         disc_weight=0.8, perceptual_weight=1.0, log_every=100, ckpt_every=2000, eval_batch_size=16,
                         num_workers=4),
+        ),
+        Preset(
+            "vqct-official",
+            "VQCT as its authors ran it: paper's model, K = the official prior's whole vocabulary (CUB + Flowers + "
+            "COCO captions, CLIP ViT-B/32: --vqct-captions, --vqct-clip), fp32, GAN from Lightning 1.6's "
+            "global_step 10000 (batch 5000), discriminator on post-update reconstructions, 500 epochs, the "
+            "configs' preprocessing; other methods run the same recipe",
+            VQCT_MODEL,
+            TrainPreset(batch_size=16, micro_batch=8, base_lr=4.5e-6, steps=0, disc_start=10_000, disc_weight=0.8,
+                        perceptual_weight=1.0, log_every=100, ckpt_every=2000, eval_batch_size=16, num_workers=4,
+                        precision="fp32", disc_start_counts="optimizer_steps", disc_inputs="after_update",
+                        disc_steps_before_start=True, epochs=500),
+            codebook_sizes=("full",),
+            official_vqct=True,
         ),
     ]
 }

@@ -10,6 +10,8 @@ from bench.models.discriminator import PatchDiscriminator, adaptive_gan_weight, 
 from bench.models.perceptual import load_perceptual
 from bench.runs.config import ResolvedRun
 from bench.training import optimizers
+from bench.training.disc_inputs import reconstructions_after_update
+from bench.training.gan_schedule import gan_terms_on
 from bench.training.replicas import SINGLE, Replicas
 
 
@@ -21,6 +23,14 @@ def micro_batch_seed(seed: int, step: int, micro_batch: int) -> int:
 # The "micro-batch" index of the quantizer's once-per-step update (its random dead-code choices): a
 # function of the seed and the step only, the same on one worker accumulating and on N workers.
 STEP_UPDATE = -1
+# Micro-batch a's pass after the update (disc_inputs="after_update") is seeded as "micro-batch" -2 - a.
+AFTER_UPDATE = -2
+
+
+def uses_bf16(device: torch.device, precision: str) -> bool:
+    """Whether the trainer autocasts to bf16: on CUDA unless the preset trains in fp32 (TrainPreset.precision;
+    the official VQCT run's use_amp=False)."""
+    return device.type == "cuda" and precision != "fp32"
 
 
 def gradient_norm(parameters) -> Tensor:  # noqa: ANN001 - an iterable of parameters
@@ -82,7 +92,7 @@ class TrainStep:
             self.perceptual, self.perceptual_name = None, "off"
         else:
             self.perceptual, self.perceptual_name = load_perceptual(device)
-        self.use_bf16 = on_gpu if bf16 is None else bf16
+        self.use_bf16 = uses_bf16(device, t.precision) if bf16 is None else bf16
         self.modules = {"model": self.model, "disc": self.disc}
         self.optimizers = {"opt_g": self.opt_g, "opt_d": self.opt_d}
 
@@ -94,7 +104,7 @@ class TrainStep:
         over the micro-batches, and the code indices of the whole batch). `grad_norm`: also the L2
         norm of the generator's (averaged) gradient, as the term `grad_norm`; asked for on logged
         steps only, since on a GPU reading it back synchronises."""
-        gan_on = step >= self.t.disc_start
+        gan_on, disc_on = gan_terms_on(step, self.t.disc_start, self.t.disc_start_counts)
         micro = x.chunk(self.accumulation) if self.accumulation > 1 else (x,)
         self.opt_g.zero_grad(set_to_none=True)
         results = []
@@ -116,10 +126,17 @@ class TrainStep:
         terms = {k: torch.stack([r[0][k] for r in results]).mean() for k in results[0][0]}
         if norm is not None:
             terms["grad_norm"] = norm
-        if gan_on:
+        if disc_on:
             self.opt_d.zero_grad(set_to_none=True)  # the generator pass left gradients in the discriminator
             d_losses = []
-            for m, (_, xrec, _) in zip(micro, results):
+            fakes = [r[1] for r in results]
+            if self.t.disc_inputs == "after_update":
+                first = self.replicas.rank * self.accumulation
+                fakes = reconstructions_after_update(
+                    self.model, [m.contiguous(memory_format=self.memory_format) for m in micro],
+                    [micro_batch_seed(self.seed, step, AFTER_UPDATE - first - a) for a in range(len(micro))],
+                    self._autocast)
+            for m, xrec in zip(micro, fakes):
                 with self._autocast():
                     d_loss = hinge_d_loss(self.disc(m.contiguous(memory_format=self.memory_format)).float(),
                                           self.disc(xrec).float())
@@ -128,7 +145,17 @@ class TrainStep:
             self.replicas.mean_grads_(self.disc.parameters())
             self.opt_d.step()
             terms["d_loss"] = torch.stack(d_losses).mean()
+        elif self.t.disc_steps_before_start:
+            self._zero_disc_step()
         return terms, torch.cat([r[2] for r in results])
+
+    def _zero_disc_step(self) -> None:
+        """The discriminator's optimizer step before its loss is on, as Lightning's loop takes it: zero
+        gradients (taming's loss times adopt_weight's 0), so Adam's moments stay zero and no weight moves;
+        only its step count, hence the bias correction of its first real steps, advances."""
+        for p in self.disc.parameters():
+            p.grad = torch.zeros_like(p)
+        self.opt_d.step()
 
     def _generator_pass(self, x: Tensor, step: int, gan_on: bool) -> tuple[dict[str, Tensor], Tensor, Tensor]:
         """Forward and backward of the generator loss on one micro-batch: (detached terms, the

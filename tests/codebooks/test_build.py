@@ -1,6 +1,5 @@
 """Building priors offline (MiniLM, GloVe, a tiny random CLIP, any HF model), the cache, the CLI."""
 import json
-import string
 
 import pytest
 import torch
@@ -10,6 +9,7 @@ from codebooks import BuildConfig, PosRules, Prior, build, build_prior
 from codebooks.encoders import make_encoder
 
 from . import corpus_fixture as fx
+from .tiny_clip import save_tiny_clip as _tiny_clip
 
 
 @pytest.fixture
@@ -88,28 +88,6 @@ def test_glove_hyphenated_and_unknown_words():
     v = enc.encode(["close-up", "black-and-white", "qqqzzxq"])
     assert v[0].abs().sum() > 0 and v[1].abs().sum() > 0
     assert v[2].abs().sum() == 0 and enc.oov == ["qqqzzxq"]
-
-
-def _tiny_clip(folder):
-    """A small randomly initialised CLIP text tower and a letter-level BPE tokenizer, saved like a hub model."""
-    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer
-
-    folder.mkdir()
-    vocab = {}
-    for t in ["!", '"'] + list(string.ascii_lowercase) + [c + "</w>" for c in string.ascii_lowercase] + \
-             ["<|startoftext|>", "<|endoftext|>"]:
-        vocab.setdefault(t, len(vocab))
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt")).save_pretrained(folder)
-    cfg = CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=77, projection_dim=24,
-                         bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
-                         pad_token_id=vocab["<|endoftext|>"])
-    torch.manual_seed(0)
-    model = CLIPTextModelWithProjection(cfg).eval()
-    model.save_pretrained(folder)
-    return model
 
 
 def test_clip_text_encoder_from_a_local_folder(tmp_cache, corpus, tmp_path):
