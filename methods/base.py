@@ -1,6 +1,7 @@
 """The quantizer interface every method implements, and the nearest-code search they share."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -57,6 +58,14 @@ class Quantizer(nn.Module):
         """Build whatever this method caches on disk (VQCT: its language-model prior) before runs start,
         once per machine, so that parallel runs never race to build it. Default: nothing to do."""
 
+    def index_level_sizes(self) -> tuple[int, ...]:
+        """How many codes each index of one position is drawn from, one entry per index level (the
+        last axis of `indices`; one entry for (B, H, W) indices), in that axis's order. The bit budget
+        of a position is the sum of their log2 (`bits_per_position`), so a method emitting several
+        indices per position (VQCT, RVQ, product codes) is compared with single-index ones by what
+        its codes can say, not by K. Default: one index into the whole codebook."""
+        return (int(self.codebook_size),)
+
     def code_labels(self) -> dict | None:
         """Names of the codes, where codes have names (VQCT: words), as {"groups": code_groups,
         "words": [one per index]}, for the figures; None when codes are just vectors."""
@@ -68,6 +77,11 @@ class Quantizer(nn.Module):
     def decode_indices(self, indices: Tensor) -> Tensor:  # pragma: no cover - interface
         """Return exactly the `z_q` that `forward` gives in eval mode for these indices, (B, C, H, W)."""
         raise NotImplementedError
+
+
+def bits_per_position(quantizer: Quantizer) -> float:
+    """sum over index levels of log2(that level's codebook size): the bits one code position carries."""
+    return float(sum(math.log2(size) for size in quantizer.index_level_sizes()))
 
 
 def flatten_latent(z: Tensor) -> Tensor:

@@ -124,6 +124,9 @@ class OptVQQuantizer(Quantizer):
         indices = idx.view(b, h, w, self.options.heads)
         return QuantOut(z_q, indices[..., 0] if self.options.heads == 1 else indices, loss, logs)
 
+    def index_level_sizes(self) -> tuple[int, ...]:
+        return (self.codebook_size,) * self.options.heads  # every head indexes the one shared codebook
+
     def decode_indices(self, indices: Tensor) -> Tensor:
         idx = indices.unsqueeze(-1) if self.options.heads == 1 else indices  # (B, H, W, heads)
         b, h, w, _ = idx.shape

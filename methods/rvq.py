@@ -113,6 +113,9 @@ class RVQQuantizer(Quantizer):
         # This step's (codebook, rows, codes) per micro-batch between begin_step and end_step; None outside.
         self._pending: list[tuple[int, Tensor, Tensor]] | None = None
 
+    def index_level_sizes(self) -> tuple[int, ...]:
+        return (self.level_size,) * self.levels  # each level draws from one codebook of K, shared or not
+
     def _book(self, level: int) -> int:
         return 0 if self.options.shared_codebook else level
 

@@ -341,6 +341,12 @@ class VQCTQuantizer(Quantizer):
         self.register_buffer("adjacency", normalized_adjacency(sel.edge_index, codebook_size, weight), persistent=False)
         self.transfer = TransferNet(options.transfer, x.shape[1], options.hidden_dim or dim, dim, options.dropout)
 
+    def index_level_sizes(self) -> tuple[int, ...]:
+        """top_k adjective indices, each into the adjective codes, then one noun index into the nouns
+        (without the POS split both ranges are the whole codebook)."""
+        (a0, a1), (n0, n1) = self.adj_range, self.noun_range
+        return (a1 - a0,) * self.options.top_k + (n1 - n0,)
+
     def code_labels(self) -> dict | None:
         return None if self.words is None else {"groups": self.code_groups, "words": list(self.words)}
 

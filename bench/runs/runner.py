@@ -44,6 +44,7 @@ from bench.runs.cuda_memory import (OutOfMemoryError, is_out_of_memory, limit_to
 from bench.runs.records import RunRecord
 from bench.training.loop import pick_device, train
 from bench.training.replicas import Replicas, current
+from methods.base import bits_per_position
 
 DEFAULT_OUT = REPO_ROOT / "results"
 
@@ -144,7 +145,15 @@ def _train_and_evaluate(run: ResolvedRun, run_dir: Path, device: torch.device, s
                      steps_done=result.steps, resumed_from=result.resumed_from,
                      checkpoint_discarded=result.discarded_checkpoint, train_s=result.train_s,
                      perceptual=result.perceptual, final_train_logs=result.last_logs,
-                     tokens=positions, indices_per_image=positions * per_position, **context)
+                     tokens=positions, indices_per_image=positions * per_position,
+                     **code_bits(result.model.quantizer, positions, resolution), **context)
+
+
+def code_bits(quantizer: Any, positions: int, resolution: int) -> dict[str, float]:
+    """The record's bit budget of one image: positions x the bits of one position (the sum of log2 of
+    each index level's codebook size, `Quantizer.index_level_sizes`), and that over the image's pixels."""
+    bits = positions * bits_per_position(quantizer)
+    return {"bits_per_image": bits, "bits_per_pixel": bits / (resolution * resolution)}
 
 
 @torch.no_grad()
