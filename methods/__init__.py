@@ -16,6 +16,7 @@ from . import (
     ibq,  # noqa: E402,F401
     leech,  # noqa: E402,F401
     lfq,  # noqa: E402,F401
+    msrq,  # noqa: E402,F401
     optvq,  # noqa: E402,F401
     pq,  # noqa: E402,F401
     rvq,  # noqa: E402,F401

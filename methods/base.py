@@ -61,10 +61,16 @@ class Quantizer(nn.Module):
     def index_level_sizes(self) -> tuple[int, ...]:
         """How many codes each index of one position is drawn from, one entry per index level (the
         last axis of `indices`; one entry for (B, H, W) indices), in that axis's order. The bit budget
-        of a position is the sum of their log2 (`bits_per_position`), so a method emitting several
+        of a position is the sum of their log2 (`bits_per_image`), so a method emitting several
         indices per position (VQCT, RVQ, product codes) is compared with single-index ones by what
         its codes can say, not by K. Default: one index into the whole codebook."""
         return (int(self.codebook_size),)
+
+    def bits_per_image(self, height: int, width: int) -> float:
+        """The bit budget of one image whose latent grid is height x width: positions x the sum over
+        index levels of log2 of each level's codebook size. Methods whose indices are not one set per
+        position (a multi-scale pyramid) override it with what their codes say."""
+        return height * width * sum(math.log2(size) for size in self.index_level_sizes())
 
     def code_labels(self) -> dict | None:
         """Names of the codes, where codes have names (VQCT: words), as {"groups": code_groups,
@@ -77,11 +83,6 @@ class Quantizer(nn.Module):
     def decode_indices(self, indices: Tensor) -> Tensor:  # pragma: no cover - interface
         """Return exactly the `z_q` that `forward` gives in eval mode for these indices, (B, C, H, W)."""
         raise NotImplementedError
-
-
-def bits_per_position(quantizer: Quantizer) -> float:
-    """sum over index levels of log2(that level's codebook size): the bits one code position carries."""
-    return float(sum(math.log2(size) for size in quantizer.index_level_sizes()))
 
 
 def flatten_latent(z: Tensor) -> Tensor:

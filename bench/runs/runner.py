@@ -23,6 +23,7 @@ ray-train backend does (bench/scheduling/backends/ray_train.py). One worker beha
 """
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from pathlib import Path
@@ -44,7 +45,6 @@ from bench.runs.cuda_memory import (OutOfMemoryError, is_out_of_memory, limit_to
 from bench.runs.records import RunRecord
 from bench.training.loop import pick_device, train
 from bench.training.replicas import Replicas, current
-from methods.base import bits_per_position
 
 DEFAULT_OUT = REPO_ROOT / "results"
 
@@ -150,9 +150,11 @@ def _train_and_evaluate(run: ResolvedRun, run_dir: Path, device: torch.device, s
 
 
 def code_bits(quantizer: Any, positions: int, resolution: int) -> dict[str, float]:
-    """The record's bit budget of one image: positions x the bits of one position (the sum of log2 of
-    each index level's codebook size, `Quantizer.index_level_sizes`), and that over the image's pixels."""
-    bits = positions * bits_per_position(quantizer)
+    """The record's bit budget of one image (`Quantizer.bits_per_image`: positions x the sum of log2 of
+    each index level's codebook size, unless a method says otherwise), and that over its pixels. Images
+    are square (datasets give (3, R, R)), so the latent grid is too."""
+    side = math.isqrt(positions)
+    bits = quantizer.bits_per_image(side, positions // side)
     return {"bits_per_image": bits, "bits_per_pixel": bits / (resolution * resolution)}
 
 

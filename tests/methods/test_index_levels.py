@@ -1,12 +1,11 @@
 """`Quantizer.index_level_sizes`: one codebook size per index a position emits, for every registered
-method, and the bits per position they give (`bits_per_position`)."""
+method, and the bits per image they give (`Quantizer.bits_per_image`)."""
 import math
 
 import pytest
 import torch
 
 import methods
-from methods.base import bits_per_position
 
 K, DIM = 64, 8
 
@@ -33,8 +32,8 @@ def test_declared_levels_of_the_multi_index_methods():
     assert vqct.index_level_sizes() == (a1 - a0, a1 - a0, n1 - n0) and a1 - a0 + n1 - n0 == K
 
 
-def test_bits_per_position_sums_log2_of_each_level():
-    assert bits_per_position(methods.create("rvq", K, DIM, levels=3)) == pytest.approx(18.0)
+def test_bits_per_image_sums_log2_of_each_level_over_the_positions():
+    assert methods.create("rvq", K, DIM, levels=3).bits_per_image(4, 5) == pytest.approx(20 * 18.0)
     vqct = methods.create("vqct", K, DIM, top_k=2)
     n_adj, n_noun = vqct.adj_range[1] - vqct.adj_range[0], vqct.noun_range[1] - vqct.noun_range[0]
-    assert bits_per_position(vqct) == pytest.approx(2 * math.log2(n_adj) + math.log2(n_noun))
+    assert vqct.bits_per_image(2, 2) == pytest.approx(4 * (2 * math.log2(n_adj) + math.log2(n_noun)))
