@@ -72,6 +72,14 @@ class Quantizer(nn.Module):
         position (a multi-scale pyramid) override it with what their codes say."""
         return height * width * sum(math.log2(size) for size in self.index_level_sizes())
 
+    @classmethod
+    def budget_bits(cls, codebook_size: int, dim: int, options: object, side: int) -> float:
+        """Bits per image at K for a side x side latent, known before anything is built: what
+        `--bits-per-image` compares with its budget. The rule: the method's options (levels, groups,
+        top_k, ...) stay as given and only K varies. Must agree with `bits_per_image` of the built
+        quantizer. Default: one index of K per position."""
+        return side * side * math.log2(codebook_size)
+
     def code_labels(self) -> dict | None:
         """Names of the codes, where codes have names (VQCT: words), as {"groups": code_groups,
         "words": [one per index]}, for the figures; None when codes are just vectors."""

@@ -124,6 +124,10 @@ class LeechQuantizer(Quantizer):
         codes = leech_minimal_vectors().float() * (options.radius / math.sqrt(32.0))
         self.register_buffer("codes", codes, persistent=False)  # rebuilt exactly at every construction
 
+    @classmethod
+    def budget_bits(cls, codebook_size: int, dim: int, options: LeechOptions, side: int) -> float:
+        return side * side * options.blocks * math.log2(KISSING_NUMBER)  # whatever K: the codebook is fixed
+
     def index_level_sizes(self) -> tuple[int, ...]:
         return (KISSING_NUMBER,) * self.blocks
 

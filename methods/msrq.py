@@ -173,6 +173,10 @@ class MSRQQuantizer(Quantizer):
         scales = schedule(side, self.options.scales)
         return (self.codebook_size,) * self._levels(sum(s * s for s in scales), side)
 
+    @classmethod
+    def budget_bits(cls, codebook_size: int, dim: int, options: MSRQOptions, side: int) -> float:
+        return sum(s * s for s in schedule(side, options.scales)) * math.log2(codebook_size)
+
     def bits_per_image(self, height: int, width: int) -> float:
         """The pyramid's T = sum_k s_k^2 tokens, each log2 K bits (the packing's repeated slots carry none)."""
         return sum(s * s for s in schedule(height, self.options.scales)) * math.log2(self.codebook_size)

@@ -16,6 +16,7 @@ and concatenates them, which is exactly forward's z_q in eval mode.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -66,6 +67,10 @@ class PQQuantizer(Quantizer):
         # vqgan's initialisation, uniform in +-1/K, per codebook
         codes = torch.empty(options.groups, codebook_size, self.sub_dim).uniform_(-1.0 / codebook_size, 1.0 / codebook_size)
         self.codebooks = nn.Parameter(codes)
+
+    @classmethod
+    def budget_bits(cls, codebook_size: int, dim: int, options: PQOptions, side: int) -> float:
+        return side * side * options.groups * math.log2(codebook_size)  # groups as given, K varies
 
     def index_level_sizes(self) -> tuple[int, ...]:
         return (self.level_size,) * self.groups

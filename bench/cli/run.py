@@ -19,6 +19,8 @@ from bench.runs.runner import DEFAULT_OUT
 DEFAULT_METHODS = ("vqct", "vqgan")  # the seed paper against its base; every registered method if vqct is absent
 DEFAULT_DATASETS = ("photos",)
 DEFAULT_CODEBOOK_SIZES = (256,)
+# The parser's default, one object, so that `--bits-per-image` can tell it from sizes given explicitly.
+_DEFAULT_SIZES_ARG = list(DEFAULT_CODEBOOK_SIZES)
 
 
 def _dataset_settings(opts: argparse.Namespace) -> dict[str, Any]:
@@ -45,10 +47,13 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", type=parsing.comma_list(str), default=None,
                    help="comma-separated methods (default: vqct,vqgan)")
     p.add_argument("--datasets", type=parsing.comma_list(str), default=list(DEFAULT_DATASETS), help="comma-separated datasets (default: photos)")
-    p.add_argument("--codebook-sizes", type=parsing.comma_list(parsing.codebook_size),
-                   default=list(DEFAULT_CODEBOOK_SIZES),
+    p.add_argument("--codebook-sizes", type=parsing.comma_list(parsing.codebook_size), default=_DEFAULT_SIZES_ARG,
                    help="comma-separated codebook sizes K, or full: the whole vocabulary of a method that has one "
                         "(vqct; default: 256)")
+    p.add_argument("--bits-per-image", type=parsing.positive_float, action="append", default=None, metavar="B",
+                   help="instead of --codebook-sizes: for each method the K whose bits per image (positions x "
+                        "log2 of each index's codebook size) are closest to B at the preset's grid, printed before "
+                        "the grid starts; a method that cannot come within 5%% is refused (repeatable)")
     p.add_argument("--seeds", type=parsing.comma_list(parsing.non_negative_int), default=None,
                    help="comma-separated seeds (default: the preset's: 0,1,2 for gpu-tiny, the default on a CUDA "
                         "machine; 0 for the others)")
@@ -222,6 +227,25 @@ def _check_device(opts: argparse.Namespace) -> None:
               flush=True)
 
 
+def _method_sizes(opts: argparse.Namespace, chosen: list[str], per_method: dict[str, dict[str, Any]],
+                  preset_name: str) -> list[tuple[int | str, str]]:
+    """(K, method) cells of the grid: every --codebook-sizes K for every method, or with --bits-per-image
+    each method's K for each budget (bench.runs.bit_budget), printed; a budget a method cannot reach
+    stops here, before any run."""
+    if not opts.bits_per_image:
+        return [(k, m) for k in opts.codebook_sizes for m in chosen]
+    if opts.codebook_sizes is not _DEFAULT_SIZES_ARG:
+        raise UserError("--bits-per-image chooses each method's codebook size; drop --codebook-sizes")
+    from bench.runs import bit_budget
+
+    choices = bit_budget.choose_all(chosen, per_method, opts.bits_per_image, preset_name)
+    side = bit_budget.latent_side(preset_name)
+    for budget in dict.fromkeys(opts.bits_per_image):
+        picked = [c.describe() for c in choices if c.budget == budget]
+        print(f"bits per image {budget:g} at {side}x{side} positions: {'; '.join(picked)}", flush=True)
+    return list(dict.fromkeys((c.codebook_size, c.method) for c in choices))
+
+
 def run(opts: argparse.Namespace) -> int:
     if opts.list:
         print(list_everything())
@@ -232,11 +256,12 @@ def run(opts: argparse.Namespace) -> int:
     preset_name, why = presets.choose(opts.preset)  # an unknown name stops here, before any work
     _check_device(opts)
     seeds = opts.seeds if opts.seeds is not None else list(presets.preset(preset_name).default_seeds)
+    cells = _method_sizes(opts, chosen, per_method, preset_name)
     configs = [
         config.RunConfig(method=m, dataset=d, codebook_size=k, seed=s, preset=opts.preset, steps=opts.steps,
                          method_options=per_method.get(m, {}), device=opts.device, compile=opts.compile,
                          workers=opts.workers_per_run or 1, **data)
-        for d in opts.datasets for k in opts.codebook_sizes for m in chosen for s in seeds
+        for d in opts.datasets for k, m in cells for s in seeds
     ]
     seeds_note = "" if opts.seeds is not None else f"; seeds {','.join(map(str, seeds))} (the preset's default)"
     print(f"preset {preset_name}: {why}{seeds_note}", flush=True)
