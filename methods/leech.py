@@ -142,7 +142,7 @@ class LeechQuantizer(Quantizer):
         return QuantOut(z_q, idx.view(b, h, w, self.blocks), z.new_zeros(()), {})
 
     def decode_indices(self, indices: Tensor) -> Tensor:
-        b, h, w, blocks = indices.shape
+        b, h, w, _ = indices.shape
         return self.codes[indices].reshape(b, h, w, -1).permute(0, 3, 1, 2).contiguous()
 
 

@@ -127,7 +127,7 @@ class MSRQQuantizer(Quantizer):
         return self._phi(h.contiguous(), k, n_scales)
 
     def forward(self, z: Tensor) -> QuantOut:
-        b, c, h, w = z.shape
+        b, _, h, w = z.shape
         if h != w:
             raise UserError(f"msrq: the latent must be square, got {h} x {w}")
         scales = schedule(h, self.options.scales)
@@ -194,4 +194,4 @@ class MSRQQuantizer(Quantizer):
         return f_hat
 
 
-__all__ = ["MSRQOptions", "MSRQQuantizer", "VAR_SCALES", "phi_index", "schedule"]
+__all__ = ["VAR_SCALES", "MSRQOptions", "MSRQQuantizer", "phi_index", "schedule"]

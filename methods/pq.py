@@ -25,8 +25,15 @@ from torch import Tensor, nn
 from bench.core.errors import UserError
 from bench.core.option_ranges import AT_LEAST_ONE, NON_NEGATIVE, option
 
-from .base import (Quantizer, QuantOut, codebook_commitment_loss, flatten_latent, nearest_codes, straight_through,
-                   unflatten_latent)
+from .base import (
+    Quantizer,
+    QuantOut,
+    codebook_commitment_loss,
+    flatten_latent,
+    nearest_codes,
+    straight_through,
+    unflatten_latent,
+)
 from .registry import register_method
 
 

@@ -27,8 +27,8 @@ Ablations (registered variants, or options on `vqct`):
 """
 from __future__ import annotations
 
-import warnings
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch

@@ -36,8 +36,8 @@ from bench.evaluation.metrics.registry import HIGHER, LOWER
 from bench.generation import bootstrap, folder
 from bench.generation.record import FINISHED, SKIPPED, iter_prior_records
 from bench.reporting import feature_bootstrap, intervals, renderers, run_options
-from bench.reporting.per_image import load_run
 from bench.reporting.frames import BITS
+from bench.reporting.per_image import load_run
 from bench.reporting.table_model import (FID_DAGGER_BELOW, NA, Cell, Column, Document, Table, bits_text, mean_text,
                                          ranks)
 from bench.runs import records

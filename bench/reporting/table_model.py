@@ -13,8 +13,16 @@ import pandas as pd
 
 from bench.evaluation.metrics import keys
 from bench.evaluation.metrics.registry import HIGHER, LOWER, spec
-from bench.reporting.frames import (BIT_COLUMNS, BITS_PER_PIXEL, GROUP_FIELDS, LAYOUT_COLUMNS, MEASURED, RELEASED,
-                                    REPORTED, metrics_of)
+from bench.reporting.frames import (
+    BIT_COLUMNS,
+    BITS_PER_PIXEL,
+    GROUP_FIELDS,
+    LAYOUT_COLUMNS,
+    MEASURED,
+    RELEASED,
+    REPORTED,
+    metrics_of,
+)
 
 FID_DAGGER_BELOW = 2048  # FIDs from fewer images are biased upwards and not comparable to papers'
 NA = "—"  # the text of a cell without a value
