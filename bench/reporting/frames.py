@@ -54,6 +54,8 @@ LAYOUT_COLUMNS = (POSITIONS, INDICES)
 # written before they were recorded keep their layout; never inferred from the method.
 BITS, BITS_PER_PIXEL = "Bits per image", "Bits per pixel"
 BIT_COLUMNS = (BITS, BITS_PER_PIXEL)
+# Budgets this close count as equal (bench.runs.bit_budget.TOLERANCE: what --bits-per-image accepts).
+EQUAL_BITS = 0.05
 
 ID_COLUMNS = {"Dataset", "Method", "Options", "Codebook size", "Seed", "Preset", "Steps", POSITIONS, INDICES, BITS,
               BITS_PER_PIXEL, "Status",
@@ -120,10 +122,24 @@ def _grid_keys(ddf: pd.DataFrame, cols: list[str], groups: dict[tuple, Any], met
     others = {tuple(v for i, v in enumerate(k) if i not in (mi, ki)) for k in groups}
     sizes = sorted(set(ddf["Codebook size"]))
     for m, k, rest in itertools.product(all_methods, sizes, sorted(others, key=str)):
+        if _has_equal_budget_run(ddf, m, k):
+            continue
         key = list(rest)
         for i, v in sorted(((mi, m), (ki, k))):
             key.insert(i, v)
         groups.setdefault(tuple(key), None)
+
+
+def _has_equal_budget_run(ddf: pd.DataFrame, method: str, k: Any) -> bool:
+    """Whether `method` has a run whose recorded bits per image equal (within EQUAL_BITS) those of another
+    method's run at codebook size k: in an equal-bit grid (--bits-per-image) every method has its own K,
+    and its other cells are not missing. False where budgets were not recorded."""
+    if BITS not in ddf or ddf[BITS].isna().all():
+        return False
+    bits = pd.to_numeric(ddf[BITS], errors="coerce")
+    at_k = bits[(ddf["Codebook size"] == k) & (ddf["Method"] != method)].dropna()
+    mine = bits[ddf["Method"] == method].dropna()
+    return any(abs(m / b - 1) <= EQUAL_BITS for b in at_k for m in mine)
 
 
 def _layout_value(col: pd.Series) -> int | None:

@@ -54,3 +54,19 @@ def test_records_without_bits_keep_the_old_layout(tmp_path):
     built = build(tmp_path)
     assert "Bits per image" not in built.per_dataset.columns
     assert "Bits per image" not in tables.render(built, "md")
+
+
+def test_an_equal_bit_grid_has_no_missing_cells_at_other_methods_sizes(tmp_path):
+    """--bits-per-image: vqgan at K=256 and rvq (2 levels) at K=16 both spend 8 bits per position, so
+    (rvq, 256) and (vqgan, 16) are not missing; with a conventional grid (vqgan at 256 and 1024) the
+    cell of rvq at K=1024 (10 bits per position: no rvq run spends that) still is."""
+    for method, k, bits in (("vqgan", 256, 128.0), ("rvq", 16, 128.0), ("vqgan", 1024, 160.0)):
+        rec = make_record("photos", method, k, 0, {"fid": 10.0, "psnr": 20.0, "ssim": 0.5, "lpips": 0.3,
+                                                   "utilization": 0.5, "perplexity": 6.0})
+        rec.update(bits_per_image=bits, bits_per_pixel=bits / 1024)
+        run_dir = run_folder.runs_dir(tmp_path) / rec["run_id"]
+        run_dir.mkdir(parents=True)
+        write_json_atomic(run_dir / run_folder.RECORD, rec)
+    frame = build(tmp_path).per_dataset.set_index(["Method", "Codebook size"])
+    assert sorted(frame.index) == [("rvq", 16), ("rvq", 1024), ("vqgan", 256), ("vqgan", 1024)]
+    assert frame.loc[("rvq", 1024), "Status"] == "missing"
