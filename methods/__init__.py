@@ -14,8 +14,11 @@ from . import (
     fsq,  # noqa: E402,F401
     gumbel,  # noqa: E402,F401
     ibq,  # noqa: E402,F401
+    leech,  # noqa: E402,F401
     lfq,  # noqa: E402,F401
+    msrq,  # noqa: E402,F401
     optvq,  # noqa: E402,F401
+    pq,  # noqa: E402,F401
     rvq,  # noqa: E402,F401
     simvq,  # noqa: E402,F401
     vqct,  # noqa: E402,F401

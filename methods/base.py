@@ -1,6 +1,7 @@
 """The quantizer interface every method implements, and the nearest-code search they share."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -56,6 +57,28 @@ class Quantizer(nn.Module):
     def prepare(cls, codebook_size: int, dim: int, options: object) -> None:
         """Build whatever this method caches on disk (VQCT: its language-model prior) before runs start,
         once per machine, so that parallel runs never race to build it. Default: nothing to do."""
+
+    def index_level_sizes(self) -> tuple[int, ...]:
+        """How many codes each index of one position is drawn from, one entry per index level (the
+        last axis of `indices`; one entry for (B, H, W) indices), in that axis's order. The bit budget
+        of a position is the sum of their log2 (`bits_per_image`), so a method emitting several
+        indices per position (VQCT, RVQ, product codes) is compared with single-index ones by what
+        its codes can say, not by K. Default: one index into the whole codebook."""
+        return (int(self.codebook_size),)
+
+    def bits_per_image(self, height: int, width: int) -> float:
+        """The bit budget of one image whose latent grid is height x width: positions x the sum over
+        index levels of log2 of each level's codebook size. Methods whose indices are not one set per
+        position (a multi-scale pyramid) override it with what their codes say."""
+        return height * width * sum(math.log2(size) for size in self.index_level_sizes())
+
+    @classmethod
+    def budget_bits(cls, codebook_size: int, dim: int, options: object, side: int) -> float:
+        """Bits per image at K for a side x side latent, known before anything is built: what
+        `--bits-per-image` compares with its budget. The rule: the method's options (levels, groups,
+        top_k, ...) stay as given and only K varies. Must agree with `bits_per_image` of the built
+        quantizer. Default: one index of K per position."""
+        return side * side * math.log2(codebook_size)
 
     def code_labels(self) -> dict | None:
         """Names of the codes, where codes have names (VQCT: words), as {"groups": code_groups,

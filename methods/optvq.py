@@ -32,6 +32,7 @@ the code from the plan (`use_prob`, off in its configurations).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -123,6 +124,13 @@ class OptVQQuantizer(Quantizer):
         z_q = straight_through(rows, q_rows).view(b, h, w, c).permute(0, 3, 1, 2).contiguous()
         indices = idx.view(b, h, w, self.options.heads)
         return QuantOut(z_q, indices[..., 0] if self.options.heads == 1 else indices, loss, logs)
+
+    @classmethod
+    def budget_bits(cls, codebook_size: int, dim: int, options: OptVQOptions, side: int) -> float:
+        return side * side * options.heads * math.log2(codebook_size)  # heads as given, K varies
+
+    def index_level_sizes(self) -> tuple[int, ...]:
+        return (self.codebook_size,) * self.options.heads  # every head indexes the one shared codebook
 
     def decode_indices(self, indices: Tensor) -> Tensor:
         idx = indices.unsqueeze(-1) if self.options.heads == 1 else indices  # (B, H, W, heads)

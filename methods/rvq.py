@@ -36,6 +36,7 @@ Differences from vector-quantize-pytorch's ResidualVQ (its defaults, checked in 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -112,6 +113,13 @@ class RVQQuantizer(Quantizer):
             self.register_buffer("initted", torch.tensor(False))
         # This step's (codebook, rows, codes) per micro-batch between begin_step and end_step; None outside.
         self._pending: list[tuple[int, Tensor, Tensor]] | None = None
+
+    @classmethod
+    def budget_bits(cls, codebook_size: int, dim: int, options: RVQOptions, side: int) -> float:
+        return side * side * options.levels * math.log2(codebook_size)  # levels as given, K varies
+
+    def index_level_sizes(self) -> tuple[int, ...]:
+        return (self.level_size,) * self.levels  # each level draws from one codebook of K, shared or not
 
     def _book(self, level: int) -> int:
         return 0 if self.options.shared_codebook else level

@@ -27,6 +27,7 @@ Ablations (registered variants, or options on `vqct`):
 """
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -340,6 +341,21 @@ class VQCTQuantizer(Quantizer):
         # Derived from the edges; sparse, so not saved (safetensors holds dense tensors only).
         self.register_buffer("adjacency", normalized_adjacency(sel.edge_index, codebook_size, weight), persistent=False)
         self.transfer = TransferNet(options.transfer, x.shape[1], options.hidden_dim or dim, dim, options.dropout)
+
+    @classmethod
+    def budget_bits(cls, codebook_size: int, dim: int, options: VQCTOptions, side: int) -> float:
+        """top_k adjective indices and one noun index at K's adjective:noun split (top_k as given)."""
+        if options.pos_split:
+            n_adj, n_noun = load_prior(options).split(codebook_size)
+        else:
+            n_adj = n_noun = codebook_size
+        return side * side * (options.top_k * math.log2(n_adj) + math.log2(n_noun))
+
+    def index_level_sizes(self) -> tuple[int, ...]:
+        """top_k adjective indices, each into the adjective codes, then one noun index into the nouns
+        (without the POS split both ranges are the whole codebook)."""
+        (a0, a1), (n0, n1) = self.adj_range, self.noun_range
+        return (a1 - a0,) * self.options.top_k + (n1 - n0,)
 
     def code_labels(self) -> dict | None:
         return None if self.words is None else {"groups": self.code_groups, "words": list(self.words)}

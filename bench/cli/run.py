@@ -49,6 +49,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codebook-sizes", type=parsing.comma_list(parsing.codebook_size), default=None,
                    help="comma-separated codebook sizes K, or full: the whole vocabulary of a method that has one "
                         "(vqct; default: 256, and full under --preset vqct-official)")
+    p.add_argument("--bits-per-image", type=parsing.positive_float, action="append", default=None, metavar="B",
+                   help="instead of --codebook-sizes: for each method the K whose bits per image (positions x "
+                        "log2 of each index's codebook size) are closest to B at the preset's grid, printed before "
+                        "the grid starts; a method that cannot come within 5%% is refused (repeatable)")
     p.add_argument("--seeds", type=parsing.comma_list(parsing.non_negative_int), default=None,
                    help="comma-separated seeds (default: the preset's: 0,1,2 for gpu-tiny, the default on a CUDA "
                         "machine; 0 for the others)")
@@ -266,6 +270,25 @@ def _until_resolved_design(opts: argparse.Namespace, seeds: list[int]) -> Any:
     return until_resolved.plan(seeds, opts.max_seeds)
 
 
+def _method_sizes(opts: argparse.Namespace, chosen: list[str], per_method: dict[str, dict[str, Any]],
+                  preset: presets.Preset) -> list[tuple[int | str, str]]:
+    """(K, method) cells of the grid: every --codebook-sizes K (default: the preset's) for every method,
+    or with --bits-per-image each method's K for each budget (bench.runs.bit_budget), printed; a budget
+    a method cannot reach stops here, before any run."""
+    if not opts.bits_per_image:
+        return [(k, m) for k in (opts.codebook_sizes or preset.codebook_sizes) for m in chosen]
+    if opts.codebook_sizes is not None:
+        raise UserError("--bits-per-image chooses each method's codebook size; drop --codebook-sizes")
+    from bench.runs import bit_budget
+
+    choices = bit_budget.choose_all(chosen, per_method, opts.bits_per_image, preset.name)
+    side = bit_budget.latent_side(preset.name)
+    for budget in dict.fromkeys(opts.bits_per_image):
+        picked = [c.describe() for c in choices if c.budget == budget]
+        print(f"bits per image {budget:g} at {side}x{side} positions: {'; '.join(picked)}", flush=True)
+    return list(dict.fromkeys((c.codebook_size, c.method) for c in choices))
+
+
 def run(opts: argparse.Namespace) -> int:
     metric_weights.use(opts.metric_weights)  # a bad folder stops here; the evaluating processes inherit it
     if opts.list:
@@ -278,14 +301,14 @@ def run(opts: argparse.Namespace) -> int:
     _check_device(opts)
     chosen_preset = presets.preset(preset_name)
     seeds = opts.seeds if opts.seeds is not None else list(chosen_preset.default_seeds)
-    sizes = opts.codebook_sizes or list(chosen_preset.codebook_sizes)
+    cells = _method_sizes(opts, chosen, per_method, chosen_preset)
     configs = [
         config.RunConfig(method=m, dataset=d, codebook_size=k, seed=s, preset=opts.preset, steps=opts.steps,
                          method_options=per_method.get(m, {}), device=opts.device, compile=opts.compile,
                          tensorboard=not opts.no_tensorboard, deterministic=opts.deterministic,
                          workers=opts.workers_per_run or 1, vqct_captions=opts.vqct_captions,
                          vqct_clip=opts.vqct_clip, **data)
-        for d in opts.datasets for k in sizes for m in chosen for s in seeds
+        for d in opts.datasets for k, m in cells for s in seeds
     ]
     sequential_design = _until_resolved_design(opts, seeds)  # so does a budget with nothing to add
     if opts.deterministic:

@@ -49,8 +49,17 @@ MEASURED, RELEASED, REPORTED = "measured", "released", "reported"
 # second was recorded leave it empty: it is never inferred from the method.
 POSITIONS, INDICES = "Positions", "Indices per image"
 LAYOUT_COLUMNS = (POSITIONS, INDICES)
+# The bit budget of one image (record["bits_per_image"]: positions x the sum over index levels of log2
+# of that level's codebook size) and per pixel, beside the indices: a 3-index VQCT and a 1-index VQGAN
+# at one K spend different budgets. Shown only when some record has a value, so tables of records
+# written before they were recorded keep their layout; never inferred from the method.
+BITS, BITS_PER_PIXEL = "Bits per image", "Bits per pixel"
+BIT_COLUMNS = (BITS, BITS_PER_PIXEL)
+# Budgets this close count as equal (bench.runs.bit_budget.TOLERANCE: what --bits-per-image accepts).
+EQUAL_BITS = 0.05
 
-ID_COLUMNS = {"Dataset", "Method", "Options", "Codebook size", "Seed", "Preset", "Steps", POSITIONS, INDICES, "Status",
+ID_COLUMNS = {"Dataset", "Method", "Options", "Codebook size", "Seed", "Preset", "Steps", POSITIONS, INDICES, BITS,
+              BITS_PER_PIXEL, "Status",
               "Error", "run_id", "wall_s", "train_s", "fid_n_images", "n_images", "Source", "Checkpoint",
               "option_flags"}
 
@@ -77,7 +86,8 @@ def runs_frame(recs: Iterable[dict[str, Any]], metrics: Sequence[str] | None = N
         row = {"Dataset": c.get("dataset"), "Method": c.get("method"), "Options": options,
                "option_flags": option_flags(c), "Codebook size": c.get("codebook_size"), "Seed": c.get("seed"),
                "Preset": c.get("preset"), "Steps": c.get("steps"), POSITIONS: r.get("tokens"),
-               INDICES: r.get("indices_per_image"), "Status": r.get("status"), "Error": r.get("error"),
+               INDICES: r.get("indices_per_image"), BITS: r.get("bits_per_image"),
+               BITS_PER_PIXEL: r.get("bits_per_pixel"), "Status": r.get("status"), "Error": r.get("error"),
                "run_id": r.get("run_id"), "wall_s": r.get("wall_s"), "train_s": r.get("train_s"),
                "fid_n_images": _fid_images(r), "n_images": (r.get("protocol") or {}).get("n_images"),
                "Source": RELEASED if r.get("source") == RELEASED else MEASURED,
@@ -113,10 +123,24 @@ def _grid_keys(ddf: pd.DataFrame, cols: list[str], groups: dict[tuple, Any], met
     others = {tuple(v for i, v in enumerate(k) if i not in (mi, ki)) for k in groups}
     sizes = sorted(set(ddf["Codebook size"]))
     for m, k, rest in itertools.product(all_methods, sizes, sorted(others, key=str)):
+        if _has_equal_budget_run(ddf, m, k):
+            continue
         key = list(rest)
         for i, v in sorted(((mi, m), (ki, k))):
             key.insert(i, v)
         groups.setdefault(tuple(key), None)
+
+
+def _has_equal_budget_run(ddf: pd.DataFrame, method: str, k: Any) -> bool:
+    """Whether `method` has a run whose recorded bits per image equal (within EQUAL_BITS) those of another
+    method's run at codebook size k: in an equal-bit grid (--bits-per-image) every method has its own K,
+    and its other cells are not missing. False where budgets were not recorded."""
+    if BITS not in ddf or ddf[BITS].isna().all():
+        return False
+    bits = pd.to_numeric(ddf[BITS], errors="coerce")
+    at_k = bits[(ddf["Codebook size"] == k) & (ddf["Method"] != method)].dropna()
+    mine = bits[ddf["Method"] == method].dropna()
+    return any(abs(m / b - 1) <= EQUAL_BITS for b in at_k for m in mine)
 
 
 def _layout_value(col: pd.Series) -> int | None:
@@ -126,17 +150,25 @@ def _layout_value(col: pd.Series) -> int | None:
     return values.pop() if len(values) == 1 else None
 
 
+def _bits_value(col: pd.Series) -> float | None:
+    """The group's bits per image (or pixel): as `_layout_value`, for a float that runs of one
+    configuration record identically."""
+    values = set(pd.to_numeric(col, errors="coerce").dropna().astype(float))
+    return values.pop() if len(values) == 1 else None
+
+
 def _group_row(g: pd.DataFrame | None, expected_n: int, metric_cols: list[str]) -> dict[str, Any]:
     """Counts, status, means and stds of one group of runs (None: a grid cell with no record)."""
     if g is None:
-        row: dict[str, Any] = {POSITIONS: None, INDICES: None, "Finished": 0, "Failed": 0, "Expected": expected_n,
+        row: dict[str, Any] = {POSITIONS: None, INDICES: None, BITS: None, BITS_PER_PIXEL: None, "Finished": 0, "Failed": 0, "Expected": expected_n,
                                "Status": "missing", "run_ids": ""}
         row.update({k: math.nan for k in metric_cols}, **{f"{k}_std": math.nan for k in metric_cols})
         row["fid_n_images"] = row["n_images"] = math.nan
         return row
     done = g[g["Status"] == records.FINISHED]
     n_ok, n_failed = len(done), int((g["Status"] == records.FAILED).sum())
-    row = {**{c: _layout_value(g[c]) for c in LAYOUT_COLUMNS}, "Finished": n_ok, "Failed": n_failed,
+    row = {**{c: _layout_value(g[c]) for c in LAYOUT_COLUMNS}, **{c: _bits_value(g[c]) for c in BIT_COLUMNS if c in g},
+           "Finished": n_ok, "Failed": n_failed,
            "Expected": max(expected_n, len(g)), "run_ids": " ".join(g["run_id"].astype(str))}
     row["Status"] = ("ok" if n_ok >= row["Expected"] else "failed" if n_ok == 0 and n_failed
                      else "partial" if n_ok else "unfinished")
@@ -224,7 +256,13 @@ def _ordered(out: pd.DataFrame, metric_cols: list[str], group_by: Sequence[str])
     for f in GROUP_FIELDS.values():
         if f in out.columns and out[f].isna().all() and f not in [GROUP_FIELDS[g] for g in group_by]:
             out = out.drop(columns=f)
-    lead = ["Dataset"] + [c for c in GROUP_FIELDS.values() if c in out.columns] + [*LAYOUT_COLUMNS, "Source", "Ref"]
+    for c in BIT_COLUMNS:
+        if c in out.columns and pd.to_numeric(out[c], errors="coerce").isna().all():
+            out = out.drop(columns=c)  # no record has one: the layout of older records' tables stays
+        elif c in out.columns:
+            out[c] = pd.to_numeric(out[c], errors="coerce")
+    lead = (["Dataset"] + [c for c in GROUP_FIELDS.values() if c in out.columns]
+            + [*LAYOUT_COLUMNS, *BIT_COLUMNS, "Source", "Ref"])
     counts = ["Finished", "Failed", "Expected", "Status"]
     tail = [c for c in ["fid_n_images", "n_images", "run_ids"] if c in out.columns]
     metric_part = [c for k in metric_cols for c in (k, f"{k}_std")]

@@ -37,8 +37,10 @@ from bench.evaluation.metrics.registry import HIGHER, LOWER
 from bench.generation import bootstrap, folder
 from bench.generation.record import FINISHED, SKIPPED, iter_prior_records
 from bench.reporting import feature_bootstrap, fid_infinity_interval, footnotes, intervals, renderers, run_options
+from bench.reporting.frames import BITS
 from bench.reporting.per_image import load_run, reference_entry
-from bench.reporting.table_model import (FID_DAGGER_BELOW, NA, Cell, Column, Document, Table, fid_inf_dagger, mean_text,
+from bench.reporting.table_model import (FID_DAGGER_BELOW, NA, Cell, Column, Document, Table, bits_text,
+                                         fid_inf_dagger, mean_text,
                                          ranks)
 from bench.runs import records
 
@@ -117,6 +119,7 @@ def prior_rows(recs: Iterable[dict[str, Any]], out: Path | str) -> pd.DataFrame:
                "Prior seed": (r.get("config") or {}).get("seed"), "Status": r.get("status"), "Error": r.get("error"),
                "prior_id": r.get("prior_id"), "run_id": t.get("run_id"),
                "Sequence": (r.get("layout") or {}).get("sequence_length"),
+               "Bits": _number((tok or {}).get("bits_per_image")),  # the tokenizer's budget (frames.BITS)
                "rfid": _number(tok_m.get("fid") if tok else t.get("rfid")),
                "rfid_inf": _number(tok_m.get("fid_inf")),
                "rfid_n_images": _number(tok_proto.get("n_images") if isinstance(tok_proto, dict) else None),
@@ -237,6 +240,7 @@ def generation_frame(rows: pd.DataFrame) -> pd.DataFrame:
             row[f"{c.key}_hi"] = ivs[c.key].high if ivs[c.key] else math.nan
         row["Interval"] = _interval_text(ivs, done["run_id"].nunique(), len(done)) if len(done) else ""
         row["Sequence"] = next((int(v) for v in g["Sequence"] if not pd.isna(v)), None)
+        row["Bits"] = next((float(v) for v in g.get("Bits", ()) if not pd.isna(v)), math.nan)
         row["Finished"], row["Expected"] = len(done), len(g)
         row["Skipped"], row["Failed"] = int((g["Status"] == SKIPPED).sum()), int((~g["Status"].isin(
             [FINISHED, SKIPPED])).sum())
@@ -283,7 +287,10 @@ def dataset_table(sub: pd.DataFrame, dataset: str) -> Table:
     sub = sub.reset_index(drop=True)
     ids = [c for c in ID_COLUMNS if c in ("Method", "Codebook size", "Prior") or sub[c].nunique(dropna=False) > 1]
     ids.append("Sequence")
-    cells = [[Cell(NA if pd.isna(r[c]) else str(r[c])) for c in ids] for _, r in sub.iterrows()]
+    if "Bits" in sub and sub["Bits"].notna().any():  # tokenizers recorded before their budget was: no column
+        ids.append("Bits")
+    cells = [[Cell(NA if pd.isna(r[c]) else bits_text(r[c], BITS) if c == "Bits" else str(r[c])) for c in ids]
+             for _, r in sub.iterrows()]
     eligible = [bool(f) for f in sub["Finished"]]
     # FID-infinity columns only where a record has one: priors from before it keep their layout
     shown = [c for c in COLUMNS if not c.extrapolated or sub[c.key].notna().any()]
@@ -294,8 +301,8 @@ def dataset_table(sub: pd.DataFrame, dataset: str) -> Table:
     for i, r in sub.iterrows():
         cells[i].append(Cell(_runs_text(r)))
         cells[i].append(Cell(str(r["Interval"] or NA)))
-    columns = ([Column(SEQUENCE_LABEL if c == "Sequence" else c, numeric=c in ("Codebook size", "Sequence"))
-                for c in ids]
+    columns = ([Column({"Sequence": SEQUENCE_LABEL, "Bits": BITS}.get(c, c),
+                       numeric=c in ("Codebook size", "Sequence", "Bits")) for c in ids]
                + [Column(c.label, c.better, True) for c in shown] + [Column("Runs"), Column("95% interval")])
     return Table(f"Generation on {dataset}", columns, cells)
 

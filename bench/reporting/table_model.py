@@ -13,7 +13,16 @@ import pandas as pd
 
 from bench.evaluation.metrics import fid_infinity, keys
 from bench.evaluation.metrics.registry import HIGHER, LOWER, spec
-from bench.reporting.frames import GROUP_FIELDS, LAYOUT_COLUMNS, MEASURED, RELEASED, REPORTED, metrics_of
+from bench.reporting.frames import (
+    BIT_COLUMNS,
+    BITS_PER_PIXEL,
+    GROUP_FIELDS,
+    LAYOUT_COLUMNS,
+    MEASURED,
+    RELEASED,
+    REPORTED,
+    metrics_of,
+)
 
 FID_DAGGER_BELOW = 2048  # FIDs from fewer images are biased upwards and not comparable to papers'
 NA = "—"  # the text of a cell without a value
@@ -117,12 +126,22 @@ def _id_text(r: pd.Series, col: str, refs: dict[str, int]) -> str:
     v = r[col]
     if is_na(v):
         return NA
+    if col in BIT_COLUMNS:
+        return bits_text(float(v), col)
     text = str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
     if col == "Method" and r.get("Source") == REPORTED:
         text += f" [R{refs[r['Ref']]}]"
     if col == "Method" and r.get("Source") == RELEASED:
         text += " (released)"
     return text
+
+
+def bits_text(v: float, col: str) -> str:
+    """Bits per image as an integer where whole (power-of-two codebooks), else to one decimal; bits per
+    pixel to four decimals (a 16x16 grid of 10-bit codes over 256x256 pixels is 0.0391)."""
+    if col == BITS_PER_PIXEL:
+        return f"{v:.4f}"
+    return str(int(v)) if float(v).is_integer() else f"{v:.1f}"
 
 
 def _count_text(v: Any) -> str:
@@ -135,8 +154,8 @@ def dataset_table(sub: pd.DataFrame, title: str, refs: dict[str, int]) -> Table:
     kind of interval."""
     sub = sub.reset_index(drop=True)
     metrics = metrics_of(sub)
-    id_cols = [c for c in ("Method", "Options", "Codebook size", "Preset", "Steps", "Seed", *LAYOUT_COLUMNS)
-               if c in sub.columns]
+    id_cols = [c for c in ("Method", "Options", "Codebook size", "Preset", "Steps", "Seed", *LAYOUT_COLUMNS,
+                           *BIT_COLUMNS) if c in sub.columns]
     eligible = [(s == MEASURED) for s in sub["Source"]]
     italic = [s == REPORTED for s in sub["Source"]]
     cells = [[Cell(_id_text(r, c, refs), italic=italic[i]) for c in id_cols] for i, r in sub.iterrows()]
@@ -156,7 +175,8 @@ def dataset_table(sub: pd.DataFrame, title: str, refs: dict[str, int]) -> Table:
             cells[i].append(Cell(_count_text(r["Images"]), italic=italic[i]))
         if "Interval" in extra:
             cells[i].append(Cell(str(r["Interval"] or NA), italic=italic[i]))
-    columns = ([Column(c, numeric=c in ("Codebook size", "Steps", "Seed", *LAYOUT_COLUMNS)) for c in id_cols]
+    columns = ([Column(c, numeric=c in ("Codebook size", "Steps", "Seed", *LAYOUT_COLUMNS, *BIT_COLUMNS))
+                for c in id_cols]
                + [Column(spec(k).label, spec(k).better, True) for k in metrics] + [Column("Runs")]
                + [Column("Images", numeric=True)] * ("Images" in extra) + [Column("95% interval")] * ("Interval" in extra))
     return Table(title, columns, cells)

@@ -51,6 +51,9 @@ class RunRecord(JsonRecord):
     wall_s: float | None = None
     tokens: int | None = None  # code positions per image (the latent grid's H x W)
     indices_per_image: int | None = None  # codes per image: positions x indices per position (VQCT: top_k + 1)
+    # The image's bit budget: positions x sum over index levels of log2(that level's codebook size)
+    bits_per_image: float | None = None
+    bits_per_pixel: float | None = None  # bits_per_image / (resolution x resolution)
     optimization: dict[str, Any] = field(default_factory=dict)  # global batch, micro-batch, workers, accumulation, lr
     preset_source: str | None = None  # "given", or why this machine's default preset was taken
     steps_done: int | None = None

@@ -23,6 +23,7 @@ ray-train backend does (bench/scheduling/backends/ray_train.py). One worker beha
 """
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -148,7 +149,17 @@ def _train_and_evaluate(run: ResolvedRun, run_dir: Path, device: torch.device, s
                      steps_done=result.steps, resumed_from=result.resumed_from,
                      checkpoint_discarded=result.discarded_checkpoint, train_s=result.train_s,
                      perceptual=result.perceptual, final_train_logs=result.last_logs,
-                     tokens=positions, indices_per_image=positions * per_position, **context)
+                     tokens=positions, indices_per_image=positions * per_position,
+                     **code_bits(result.model.quantizer, positions, resolution), **context)
+
+
+def code_bits(quantizer: Any, positions: int, resolution: int) -> dict[str, float]:
+    """The record's bit budget of one image (`Quantizer.bits_per_image`: positions x the sum of log2 of
+    each index level's codebook size, unless a method says otherwise), and that over its pixels. Images
+    are square (datasets give (3, R, R)), so the latent grid is too."""
+    side = math.isqrt(positions)
+    bits = quantizer.bits_per_image(side, positions // side)
+    return {"bits_per_image": bits, "bits_per_pixel": bits / (resolution * resolution)}
 
 
 @torch.no_grad()

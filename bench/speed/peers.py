@@ -1,8 +1,8 @@
 """The speed benchmark's peer and comparison table: the only place in bench.speed that names methods.
 
 - PEERS: vector-quantize-pytorch's implementation of the same method, timed beside ours (every
-  method it implements: vqgan, vqgan-ema, simvq, lfq, fsq, rvq, bsq, vqgan-lc; not optvq, cvq, ibq,
-  gumbel or vqct, which it does not have).
+  method it implements: vqgan, vqgan-ema, simvq, lfq, fsq, rvq, bsq, vqgan-lc, pq; not optvq, cvq, ibq,
+  gumbel, vqct or leech, which it does not have).
 - REFERENCE: the method every row's `ratio_to_<reference>` is taken against (plain VQ, the cost a
   user swapping quantizers starts from).
 - PAIRED_WITH_REFERENCE: methods whose target is stated against the reference (VQCT: at most 1.5x
@@ -83,6 +83,11 @@ def peers() -> dict[str, Peer]:
             dim=q.latent_channels, codebook_size=s.K, spherical=True, channel_first=True, entropy_loss_weight=0.1,
             diversity_gamma=1.0, commitment_loss_weight=0.0), with_loss),
         "vqgan-lc": Peer("SimVQ(frozen_codebook_dim)", _simvq_over_frozen_features, with_loss),
+        # product quantisation: one head per group of channels, each with its own codebook
+        "pq": Peer("VectorQuantize(heads=G, separate_codebook_per_head=True)", lambda s, q: vqp.VectorQuantize(
+            dim=q.latent_channels, codebook_dim=q.sub_dim, heads=q.groups, separate_codebook_per_head=True,
+            codebook_size=q.level_size, accept_image_fmap=True, ema_update=False, learnable_codebook=True,
+            commitment_weight=0.25), with_loss),
         # optvq: vector-quantize-pytorch has no optimal-transport assignment, so no peer
     }
 
