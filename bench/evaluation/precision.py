@@ -91,3 +91,32 @@ def evaluation_precision(device_type: str | None = None) -> Iterator[None]:
 def cache_tag(device_type: str) -> str:
     """The part of a cache key that says where and how features were computed, e.g. "cuda-fp32"."""
     return f"{device_type}-{TAG}"
+
+
+def tf32_enabled(kind: str) -> bool:
+    """Whether float32 `kind` ("matmul": cuBLAS, "conv": cuDNN) runs in TF32 now, read through the API
+    this torch answers without raising (see the module docstring)."""
+    b = torch.backends
+    if _precision_leaves():
+        value = (b.cuda.matmul if kind == "matmul" else b.cudnn.conv).fp32_precision
+        if value == "none":  # inherits its backend's, then the global setting
+            value = (b.cuda.matmul if kind == "matmul" else b.cudnn).fp32_precision
+            value = getattr(b, "fp32_precision", "ieee") if value == "none" else value
+        return value == "tf32"
+    return bool(b.cuda.matmul.allow_tf32 if kind == "matmul" else b.cudnn.allow_tf32)
+
+
+@contextmanager
+def matmul_tf32(on: bool | None) -> Iterator[None]:
+    """cuBLAS float32 matmuls in TF32 (True), in full float32 (False) or as they are (None) within the
+    block, through the API this torch takes; the caller's flags come back afterwards."""
+    saved = current_flags()
+    if on is not None:
+        if _precision_leaves():
+            torch.backends.cuda.matmul.fp32_precision = "tf32" if on else "ieee"
+        else:
+            torch.backends.cuda.matmul.allow_tf32 = on
+    try:
+        yield
+    finally:
+        restore_flags(saved)

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from bench.evaluation.precision import evaluation_precision
 from bench.speed.gpu import stand_ins
 from bench.speed.gpu.section import NOTE, Context, one_line, release_memory
 from bench.speed.timing import median_ms
@@ -25,14 +26,12 @@ COLUMNS = ["network", "weights", "precision", "batch", "images", "ms", "images/s
 @contextlib.contextmanager
 def precision(device: torch.device, name: str) -> Iterator[None]:
     """fp32 with TF32 off (convolutions and matmuls), or bf16 autocast; TF32 settings restored after."""
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    if name == FP32:
-        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=name == BF16):
+    if name == FP32:  # the evaluator's own precision (bench/evaluation/precision.py)
+        with evaluation_precision(device.type):
             yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+    else:
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+            yield
 
 
 def images(n: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,10 +4,8 @@ TF32; each rate goes into `peak.json` beside the summary as soon as it is measur
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ from typing import Any
 import torch
 
 from bench.core.atomic import write_json_atomic
+from bench.evaluation import precision
 from bench.speed.gpu.section import NOTE, Context, one_line, release_memory
 from bench.speed.timing import median_ms
 
@@ -31,7 +30,7 @@ COLUMNS = ["precision", "n", "ms/product", "TFLOP/s", NOTE]
 class Variant:
     label: str
     dtype: torch.dtype
-    tf32: bool | None  # torch.backends.cuda.matmul.allow_tf32 while timed; None: left as it is
+    tf32: bool | None  # cuBLAS float32 matmuls in TF32 while timed; None: left as they are
 
 
 def variants(ctx: Context) -> list[Variant]:
@@ -44,27 +43,16 @@ def variants(ctx: Context) -> list[Variant]:
 def reference(ctx: Context, bf16: bool) -> str:
     """The rate a training step's MFU is taken against: the peak of the precision it runs in. An fp32
     step on CUDA is mostly convolutions, which run in TF32 where cuDNN's TF32 switch is on (torch's
-    default); its matmuls follow torch.backends.cuda.matmul.allow_tf32 (off by default)."""
+    default); its matmuls follow cuBLAS's TF32 flag (off by default)."""
     if bf16:
         return BF16
     if ctx.cuda:
-        return TF32_ON if torch.backends.cudnn.allow_tf32 else TF32_OFF
+        return TF32_ON if precision.tf32_enabled("conv") else TF32_OFF
     return FP32
 
 
 def peak_path(summary: Path) -> Path:
     return summary.parent / PEAK_FILE
-
-
-@contextlib.contextmanager
-def tf32_matmul(on: bool | None) -> Iterator[None]:
-    before = torch.backends.cuda.matmul.allow_tf32
-    if on is not None:
-        torch.backends.cuda.matmul.allow_tf32 = on
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = before
 
 
 def matmul_rate(n: int, variant: Variant, device: torch.device, reps: int) -> tuple[float, float]:
@@ -77,7 +65,7 @@ def matmul_rate(n: int, variant: Variant, device: torch.device, reps: int) -> tu
         for _ in range(REPEAT):
             torch.mm(a, b, out=out)
 
-    with tf32_matmul(variant.tf32):
+    with precision.matmul_tf32(variant.tf32):
         ms = median_ms(products, device, warmup=2, reps=reps) / REPEAT
     return ms, 2 * n**3 / (ms * 1e-3) / 1e12
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from bench.evaluation import precision
 from bench.runs.presets import PRESETS
 from bench.speed.gpu import peak as peak_section
 from bench.speed.gpu.section import NOTE, Context, Section, one_line, release_memory
@@ -192,8 +193,8 @@ def run(ctx: Context) -> None:
     peaks, where = peak_section.read_peaks(ctx.summary), f"{peak_section.PEAK_FILE} (the peak section)"
     if not peaks:
         peaks, where = peak_section.measure_all(ctx), "matmuls measured here (no peak.json)"
-    tf32 = (f" fp32 rows: no autocast, TF32 convolutions {torch.backends.cudnn.allow_tf32}, TF32 matmul "
-            f"{torch.backends.cuda.matmul.allow_tf32}." if ctx.cuda else "")
+    tf32 = (f" fp32 rows: no autocast, TF32 convolutions {precision.tf32_enabled('conv')}, TF32 matmul "
+            f"{precision.tf32_enabled('matmul')}." if ctx.cuda else "")
     smaller = "".join(f" {p} at batch {b}." for p, b in batches.items())
     section = ctx.section(
         "steps: training step",

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.evaluation import precision
 from bench.speed.gpu import evaluation, peak, resume, search, steps
 from bench.speed.gpu.__main__ import main
 from bench.speed.gpu.section import NOTE, Context, Section
@@ -271,22 +272,42 @@ def test_cuda_variants_start_with_the_trainers_own_choice():
     assert [v.label for v in peak.variants(ctx)] == ["bf16", "fp32, TF32 on", "fp32, TF32 off"]
     assert [v.tf32 for v in peak.variants(ctx)] == [None, True, False]
     assert peak.reference(ctx, bf16=True) == "bf16" and peak.reference(ctx, bf16=False) == (
-        "fp32, TF32 on" if torch.backends.cudnn.allow_tf32 else "fp32, TF32 off")
+        "fp32, TF32 on" if precision.tf32_enabled("conv") else "fp32, TF32 off")
     assert peak.reference(Context(Path("summary.md"), CPU, quick=True), bf16=False) == "fp32"
 
 
 def test_eval_precision_turns_tf32_off_and_restores_it():
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    saved = precision.current_flags()
     try:
-        with evaluation.precision(CPU, evaluation.FP32):
-            assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
-            assert not torch.is_autocast_enabled("cpu")
-        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
-        with evaluation.precision(CPU, evaluation.BF16):
-            assert torch.is_autocast_enabled("cpu") and torch.backends.cudnn.allow_tf32
+        with precision.matmul_tf32(True):
+            conv = precision.tf32_enabled("conv")
+            assert precision.tf32_enabled("matmul")
+            with evaluation.precision(CPU, evaluation.FP32):
+                assert not precision.tf32_enabled("conv") and not precision.tf32_enabled("matmul")
+                assert not torch.is_autocast_enabled("cpu")
+            assert precision.tf32_enabled("matmul") and precision.tf32_enabled("conv") == conv
+            with evaluation.precision(CPU, evaluation.BF16):
+                assert torch.is_autocast_enabled("cpu") and precision.tf32_enabled("matmul")
     finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+        precision.restore_flags(saved)
+
+
+def test_tf32_flags_are_read_without_mixing_the_two_apis():
+    """torch >= 2.9 raises on reading the legacy `allow_tf32` after the legacy and the new API both set
+    it (seen under torch 2.11, the GPU image's: the peak, steps and eval sections failed). The sections
+    read and set TF32 only through bench.evaluation.precision, which keeps to one API."""
+    saved = precision.current_flags()
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = True  # a caller's legacy setting, then the new API inside
+        with precision.matmul_tf32(True):
+            with precision.evaluation_precision("cpu"):
+                assert not precision.tf32_enabled("matmul")
+            with precision.matmul_tf32(False):
+                assert not precision.tf32_enabled("matmul")
+            assert precision.tf32_enabled("matmul")
+            assert peak.reference(Context(Path("summary.md"), torch.device("cuda"), quick=False), bf16=False)
+    finally:
+        precision.restore_flags(saved)
 
 
 @pytest.mark.gpu  # the sections' CUDA paths (allocator peaks, bf16 rows, TF32 rows), quick sizes
