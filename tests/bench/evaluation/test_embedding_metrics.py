@@ -35,7 +35,7 @@ def weights(tmp_path_factory):
 
 @pytest.fixture
 def configured(weights, monkeypatch):
-    monkeypatch.delenv(metric_weights.METRIC_WEIGHTS_ENV, raising=False)
+    monkeypatch.setenv(metric_weights.METRIC_WEIGHTS_ENV, "")  # so the weights set below are undone after
     metric_weights.use(f"dinov2={weights / 'dinov2'},clip={weights / 'clip'}")
     yield weights
     em._NETWORKS.clear()
@@ -103,7 +103,7 @@ def test_dinov2_preprocessing_is_dgm_evals():
 
 
 def test_without_weights_the_metric_is_none_with_where_to_get_them(monkeypatch):
-    monkeypatch.delenv(metric_weights.METRIC_WEIGHTS_ENV, raising=False)
+    monkeypatch.setenv(metric_weights.METRIC_WEIGHTS_ENV, "")  # so the weights set below are undone after
     x, y = _images()
     for cls, key, source in ((em.FdDinov2, em.FD_DINOV2, "facebook/dinov2-large"),
                              (em.Cmmd, em.CMMD, "openai/clip-vit-large-patch14-336")):

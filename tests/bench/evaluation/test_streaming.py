@@ -124,7 +124,7 @@ def test_batch_size_does_not_change_the_results(offline, data):
         for key, value in ref_metrics.items():
             if value is None:
                 assert metrics[key] is None
-            elif key in (keys.FID, keys.KID, keys.KID_STD, keys.LPIPS, keys.ST_LPIPS):
+            elif key in (keys.FID, keys.KID, keys.KID_STD, keys.LPIPS, keys.ST_LPIPS, keys.FD_DINOV2, keys.CMMD):
                 # networks: as exact as their own batched convolutions (Inception's are tested in test_fid)
                 assert metrics[key] == pytest.approx(value, rel=1e-6, abs=1e-9), (batch_size, key)
             else:

@@ -216,7 +216,8 @@ def test_cancel_and_drain_kills_a_running_tasks_worker_so_no_later_task_reuses_i
     started = tmp_path / "pid.txt"
     ref = ray.remote(_pid_then_sleep).remote(str(started))
     deadline = time.monotonic() + 60
-    while not started.exists() and time.monotonic() < deadline:
+    # the file exists before its pid is in it (write_text opens, then writes): wait for the text
+    while not (started.exists() and started.read_text().strip()) and time.monotonic() < deadline:
         time.sleep(0.1)
     pid = int(started.read_text())
     ended = []
