@@ -92,3 +92,15 @@ def test_same_as_vector_quantize_pytorch_cosine_codebook_per_head_with_masking_o
     ((out.z_q * weights).sum() + out.loss).backward()
     assert z_peer.grad.abs().sum() > 0
     torch.testing.assert_close(z_ours.grad, z_peer.grad, rtol=0, atol=1e-6)
+
+
+def test_the_speed_benchmark_times_gsq_and_mgvq_beside_their_peers():
+    pytest.importorskip("vector_quantize_pytorch")
+    from bench.speed.quantizers import quantizer_rows
+    from bench.speed.shapes import Shape
+
+    rows = quantizer_rows(["gsq", "mgvq"], [Shape(B=2, H=4, W=4, D=16, K=64)], torch.device("cpu"), reps=1)
+    by_method = {r["method"]: r for r in rows}
+    assert by_method["gsq"]["peer"] == "VectorQuantize(heads=G, use_cosine_sim=True)"
+    assert by_method["mgvq"]["peer"] == "VectorQuantize(heads=G, separate_codebook_per_head=True, use_cosine_sim=True)"
+    assert all(by_method[m]["ms"] > 0 and by_method[m]["peer_ms"] > 0 for m in ("gsq", "mgvq"))
