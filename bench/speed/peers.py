@@ -89,7 +89,26 @@ def peers() -> dict[str, Peer]:
             codebook_size=q.level_size, accept_image_fmap=True, ema_update=False, learnable_codebook=True,
             commitment_weight=0.25), with_loss),
         # optvq: vector-quantize-pytorch has no optimal-transport assignment, so no peer
+        # gsq: one head per group, every head searching the ONE cosine-similarity codebook
+        "gsq": Peer("VectorQuantize(heads=G, use_cosine_sim=True)", lambda s, q: _spherical_heads(q, separate=False),
+                    with_loss),
+        # mgvq: one cosine-similarity codebook per head (its nested group masking has no peer)
+        "mgvq": Peer("VectorQuantize(heads=G, separate_codebook_per_head=True, use_cosine_sim=True)",
+                     lambda s, q: _spherical_heads(q, separate=True), with_loss),
     }
+
+
+def _spherical_heads(q: methods.Quantizer, separate: bool) -> torch.nn.Module:
+    """gsq's and mgvq's peer: G heads of dim / G channels on the unit sphere, straight-through (the
+    rotation trick off), the commitment term weighted by our beta. Its cosine codebook is a buffer
+    (vector-quantize-pytorch refuses a learnable one with cosine similarity), so it is held fixed
+    (`ema_update=False`): the peer has no codebook term (tests/methods/test_gsq.py, test_mgvq.py)."""
+    import vector_quantize_pytorch as vqp
+
+    return vqp.VectorQuantize(dim=q.latent_channels, codebook_dim=q.sub_dim, heads=q.groups,
+                              separate_codebook_per_head=separate, codebook_size=q.level_size, use_cosine_sim=True,
+                              accept_image_fmap=True, ema_update=False, rotation_trick=False,
+                              threshold_ema_dead_code=0, commitment_weight=q.options.beta)
 
 
 def rows_with_losses(m: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
