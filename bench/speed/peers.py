@@ -89,6 +89,11 @@ def peers() -> dict[str, Peer]:
             codebook_size=q.level_size, accept_image_fmap=True, ema_update=False, learnable_codebook=True,
             commitment_weight=0.25), with_loss),
         # optvq: vector-quantize-pytorch has no optimal-transport assignment, so no peer
+        # fsp: the same levels, activation and moment preset (tests/methods/test_fsp.py: same outputs)
+        "fsp": Peer("FSP", lambda s, q: vqp.FSP(
+            levels=list(q.levels), channel_first=True, act_name=q.options.act, quantize_rate=q.options.quantize_rate,
+            need_inv_act=q.options.inverse_act, vector_norm=q.options.vector_norm), fsp_output_and_loss),
+        # ifsq: vector-quantize-pytorch's FSQ has no distribution-matching activation, so no peer
     }
 
 
@@ -115,3 +120,10 @@ def _simvq_over_frozen_features(s: Shape, q: methods.Quantizer) -> torch.nn.Modu
         peer.frozen_codebook.copy_(q.frozen_codebook)
     return peer
 
+
+def fsp_output_and_loss(m: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """FSP returns (output, indices, moment loss, info)."""
+    def f(z: torch.Tensor) -> torch.Tensor:
+        quantized, _, loss, _ = m(z)
+        return quantized.sum() + loss
+    return f
