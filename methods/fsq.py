@@ -133,11 +133,10 @@ class FSQQuantizer(Quantizer):
         self.register_buffer("_levels", levels, persistent=False)
         self.register_buffer("_basis", basis, persistent=False)
 
-    def _bound(self, z: Tensor, eps: float = _BOUND_EPS) -> Tensor:
-        """tanh-bound each channel so that rounding gives exactly L_i integer values (ifsq passes its
-        own eps)."""
+    def _bound(self, z: Tensor) -> Tensor:
+        """tanh-bound each channel so that rounding gives exactly L_i integer values."""
         levels = self._levels.to(z.dtype)
-        half_l = (levels - 1) * (1 + eps) / 2
+        half_l = (levels - 1) * (1 + _BOUND_EPS) / 2
         offset = torch.where(self._levels % 2 == 0, 0.5, 0.0).to(z.dtype)
         shift = torch.atanh(offset / half_l)
         return torch.tanh(z + shift) * half_l - offset

@@ -2,41 +2,41 @@
 
 iFSQ: Improving FSQ for Image Generation with 1 Line of Code (Lin, Li, Niu et al., 2026),
 https://arxiv.org/abs/2601.17124; official code github.com/Tencent-Hunyuan/iFSQ (read at e78bd70:
-ifsq/src/model/modules/fsq.py, `GroupFSQ.simple_bound` with `act_fun="scale_sigmoid_16"`).
+ifsq/src/model/modules/fsq.py, `GroupFSQ.simple_bound` with `act_fun="scale_sigmoid_16"`, and the
+released configuration ifsq/configs/ifsq_f16_d4_4bit/run.json: 17 levels per channel).
 
-FSQ bounds channel i with tanh(z) * (L_i - 1) / 2 before rounding. The bins of that grid are equally
-wide, but tanh of a roughly Gaussian latent is not uniform: it piles up at the outer levels and
-starves the middle ones (the paper's "activation collapse"). iFSQ replaces tanh by
-f(x) = 2 sigmoid(1.6 x) - 1, whose output is close to uniform on (-1, 1) for x ~ N(0, 1) (sigmoid(1.6 x)
-is a close approximation of the normal CDF), so equally wide bins are used about equally.
+FSQ bounds channel i with tanh(z) before rounding to L_i equally spaced values. Those bins are
+equally wide, but tanh of a roughly Gaussian latent is not uniform: it piles up at the outer levels
+and starves the middle ones (the paper's "activation collapse"). iFSQ replaces tanh by
+f(z) = 2 sigmoid(1.6 z) - 1, close to uniform on (-1, 1) for z ~ N(0, 1) (sigmoid(1.6 z) approximates
+the normal CDF), so equally wide bins are used about equally. Since 2 sigmoid(2u) - 1 = tanh(u)
+exactly, f(z) is computed as tanh(0.8 z), the better conditioned form of the same number (2 sigmoid - 1
+cancels near 0; the two differ by float rounding, tests/methods/test_ifsq.py).
 
-Since 2 sigmoid(2u) - 1 = tanh(u) exactly, f(x) = tanh(0.8 x): iFSQ is FSQ's bound applied to
-(`sigmoid_scale` / 2) z, which is how it is computed here, by FSQQuantizer's own bound, rounding, index
-and decoding (this class only changes the bound's input and its eps). tanh(0.8 x) is the better
-conditioned form of the same number (2 sigmoid(.) - 1 cancels near 0); the two differ by float
-rounding only (tests/methods/test_ifsq.py).
-
-Where this follows the official code, and where it extends it:
-- Odd levels: the official bound is f(z) (L - 1) / 2 with no eps and no shift (it asserts every
-  level odd: its configuration is 17 levels per channel, "4 bits"). With the default
-  `bound_eps` = 0 this is exactly that.
-- Even levels: refused by the official code; here they take FSQ's shift (Appendix A.1 of the FSQ
-  paper) inside the activation, tanh(0.8 z + atanh(0.5 / half_l)), so that the K mapping of `fsq`
-  (and K = 64 or 256, which have no odd factorisation) works. Bin usage is then less even than with
-  odd levels (docs/methods.md gives the measured numbers).
-- Level 2 is refused (`levels` >= 3): with eps 0 its shift is atanh(1), infinite.
-- `sigmoid_scale` = 2 with `bound_eps` = 1e-3 is `fsq` exactly (tanh, FSQ's eps): the ablation.
-
-K mapping, latent channels, indices and bits per position (log2 K = sum_i log2 L_i) are fsq's; the
+The bound, per level count:
+- odd L (the paper's case): f(z) (L - 1) / 2, as the official `simple_bound` (no eps, no shift;
+  the official code asserts every level odd). Rounding gives the L integers of [-(L-1)/2, (L-1)/2];
+  the two outer ones get half a bin each of f's range.
+- even L, refused by the official code: f(z) L / 2 - 1/2, so that rounding cuts (-1, 1) into L equal
+  bins onto fsq's grid [-L/2, L/2 - 1]. This is vqbench's extension, so that fsq's K mapping (and
+  K = 64 or 256, which have no odd factorisation) works; it keeps the method's property (measured
+  in docs/methods.md). FSQ's own even-level shift, tanh(0.8 z + atanh(1 / (L - 1))), would not: with
+  it a Gaussian latent used 8 levels 0.3x-1.5x evenly.
+- f is held inside [-1 + eps, 1 - eps] (float eps), so that a saturated channel (tanh = +-1.0 in
+  float) stays in the outer bin of an even L (L/2 - 1/2 and, for L/2 odd, -L/2 - 1/2 round off the
+  grid: round half to even).
+Rounding (straight-through), scaling to [-1, 1], the index, the K mapping and `decode_indices` are
+fsq's (this class only replaces its `_bound`). Bits per position log2 K = sum_i log2 L_i; the
 `--bits-per-image` rule is the base one (one index of K per position), K being the product of levels.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
-from bench.core.option_ranges import POSITIVE, at_least, interval, option
+from bench.core.option_ranges import POSITIVE, at_least, option
 
 from .fsq import FSQQuantizer
 from .registry import register_method
@@ -45,14 +45,11 @@ from .registry import register_method
 @dataclass
 class IFSQOptions:
     # Levels per latent channel; None derives them from K as fsq does. The paper uses odd levels
-    # (17 per channel); even levels work with FSQ's shift (module docstring). At least 3: level 2
-    # has no finite shift without FSQ's eps.
-    levels: tuple[int, ...] | None = option(None, at_least(3))
-    # a in f(x) = 2 sigmoid(a x) - 1: the paper's 1.6 maps N(0, 1) close to uniform on (-1, 1);
-    # 2.0 is tanh, FSQ's activation.
+    # (17 per channel, "4 bits"); even levels are cut into L equal bins (module docstring).
+    levels: tuple[int, ...] | None = option(None, at_least(2))
+    # a in f(z) = 2 sigmoid(a z) - 1: the paper's 1.6 maps N(0, 1) close to uniform on (-1, 1);
+    # 2.0 is tanh, FSQ's activation (the ablation).
     sigmoid_scale: float = option(1.6, POSITIVE)
-    # FSQ's eps on the half width (L - 1)(1 + eps) / 2: 0 in the official iFSQ bound, 1e-3 in FSQ.
-    bound_eps: float = option(0.0, interval(0, 0.1, "[)"))
 
 
 @register_method("ifsq", "iFSQ: FSQ whose tanh bound is replaced by 2 sigmoid(1.6 z) - 1, uniform bins for a Gaussian latent")
@@ -62,6 +59,11 @@ class IFSQQuantizer(FSQQuantizer):
     Options = IFSQOptions
     method = "ifsq"
 
-    def _bound(self, z: Tensor, eps: float = 0.0) -> Tensor:  # noqa: ARG002 - eps is the option's
-        # 2 sigmoid(a z) - 1 = tanh(a z / 2): FSQ's bound of (a / 2) z, with iFSQ's eps.
-        return super()._bound(z * (self.options.sigmoid_scale / 2), self.options.bound_eps)
+    def _bound(self, z: Tensor) -> Tensor:
+        activated = torch.tanh(z * (self.options.sigmoid_scale / 2))  # = 2 sigmoid(a z) - 1
+        eps = torch.finfo(z.dtype).eps
+        activated = activated.clamp(-1.0 + eps, 1.0 - eps)
+        levels = self._levels.to(z.dtype)
+        odd = self._levels % 2 == 1
+        half_range = torch.where(odd, (levels - 1) / 2, levels / 2)
+        return activated * half_range - torch.where(odd, 0.0, 0.5).to(z.dtype)
