@@ -27,6 +27,8 @@ from . import (
     vqgan_lc,  # noqa: E402,F401
     gsq,  # noqa: E402,F401
     mgvq,  # noqa: E402,F401
+    fsp,  # noqa: E402,F401
+    ifsq,  # noqa: E402,F401
 )
 from .base import Quantizer, QuantOut
 from .registry import available, build_options, create, describe, entry, instantiate, register_method, validate

@@ -1,8 +1,8 @@
 """The speed benchmark's peer and comparison table: the only place in bench.speed that names methods.
 
 - PEERS: vector-quantize-pytorch's implementation of the same method, timed beside ours (every
-  method it implements: vqgan, vqgan-ema, simvq, lfq, fsq, rvq, bsq, vqgan-lc, pq; not optvq, cvq, ibq,
-  gumbel, vqct or leech, which it does not have).
+  method it implements: vqgan, vqgan-ema, simvq, lfq, fsq, rvq, bsq, vqgan-lc, pq, gsq, mgvq, fsp; not
+  optvq, cvq, ibq, gumbel, vqct, leech or ifsq, which it does not have).
 - REFERENCE: the method every row's `ratio_to_<reference>` is taken against (plain VQ, the cost a
   user swapping quantizers starts from).
 - PAIRED_WITH_REFERENCE: methods whose target is stated against the reference (VQCT: at most 1.5x
@@ -95,6 +95,11 @@ def peers() -> dict[str, Peer]:
         # mgvq: one cosine-similarity codebook per head (its nested group masking has no peer)
         "mgvq": Peer("VectorQuantize(heads=G, separate_codebook_per_head=True, use_cosine_sim=True)",
                      lambda s, q: _spherical_heads(q, separate=True), with_loss),
+        # fsp: the same levels, activation and moment preset (tests/methods/test_fsp.py: same outputs)
+        "fsp": Peer("FSP", lambda s, q: vqp.FSP(
+            levels=list(q.levels), channel_first=True, act_name=q.options.act, quantize_rate=q.options.quantize_rate,
+            need_inv_act=q.options.inverse_act, vector_norm=q.options.vector_norm), fsp_output_and_loss),
+        # ifsq: vector-quantize-pytorch's FSQ has no distribution-matching activation, so no peer
     }
 
 
@@ -134,3 +139,10 @@ def _simvq_over_frozen_features(s: Shape, q: methods.Quantizer) -> torch.nn.Modu
         peer.frozen_codebook.copy_(q.frozen_codebook)
     return peer
 
+
+def fsp_output_and_loss(m: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """FSP returns (output, indices, moment loss, info)."""
+    def f(z: torch.Tensor) -> torch.Tensor:
+        quantized, _, loss, _ = m(z)
+        return quantized.sum() + loss
+    return f
