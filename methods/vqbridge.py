@@ -68,13 +68,13 @@ class VQBridgeOptions:
     # of 16 channels, 2 blocks, MLP ratio 2. Its recon scripts use QBridge-L/4 (heads of 64 channels).
     codes_per_token: int = option(16, AT_LEAST_ONE)  # the compress step's group; must divide K
     width: int = option(64, AT_LEAST_ONE)  # token channels (head_hidden_size x num_heads)
-    heads: int = option(4, AT_LEAST_ONE)
+    heads: int = option(4, AT_LEAST_ONE)  # attention heads; must divide width
     depth: int = option(2, at_least(0))  # transformer blocks; 0 leaves compress -> recover only
-    mlp_ratio: float = option(2.0, POSITIVE)
-    # vector-quantize-pytorch's loss form (one term, gradient to codes and encoder alike); off: the paper's.
-    joint_loss: bool = False
-    # Which parameters follow the annealing schedule: "quantizer" (codebook and bridge), "bridge", "off".
-    anneal: str = "quantizer"
+    mlp_ratio: float = option(2.0, POSITIVE)  # MLP hidden channels / width
+    # The loss as vector-quantize-pytorch writes it, beta ||z - q||^2 moving codes and encoder alike
+    # (for the parity test); off: the paper's ||sg[z] - q||^2 + beta ||z - sg[q]||^2.
+    joint_loss: bool = False  # peer's one-term loss instead of the paper's two terms
+    anneal: str = "quantizer"  # quantizer (codes and bridge) | bridge | off: what follows the schedule
     warmup: float = option(0.1, interval(0, 1, "[)"))  # fraction of the steps (official scripts: 4 of 40 epochs)
     warmup_start: float = option(0.005, interval(0, 1, "(]"))  # rate factor at step 0 (official wp0)
     hold: float = option(0.3, interval(0, 1, "[)"))  # fraction after warm-up at the full rate (official lrT)

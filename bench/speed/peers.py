@@ -1,7 +1,7 @@
 """The speed benchmark's peer and comparison table: the only place in bench.speed that names methods.
 
 - PEERS: vector-quantize-pytorch's implementation of the same method, timed beside ours (every
-  method it implements: vqgan, vqgan-ema, simvq, lfq, fsq, rvq, bsq, vqgan-lc, pq; not optvq, cvq, ibq,
+  method it implements: vqgan, vqgan-ema, simvq, lfq, fsq, rvq, bsq, vqgan-lc, pq, vqbridge; not optvq, cvq, ibq,
   gumbel, vqct or leech, which it does not have).
 - REFERENCE: the method every row's `ratio_to_<reference>` is taken against (plain VQ, the cost a
   user swapping quantizers starts from).
@@ -89,6 +89,9 @@ def peers() -> dict[str, Peer]:
             codebook_size=q.level_size, accept_image_fmap=True, ema_update=False, learnable_codebook=True,
             commitment_weight=0.25), with_loss),
         # optvq: vector-quantize-pytorch has no optimal-transport assignment, so no peer
+        # vqbridge: a copy of our bridge as the peer's vq_bridge (it takes the (1, K, dim) codebook as it is);
+        # straight-through and no dead-code replacement, as tests/methods/test_vqbridge.py checks them equal
+        "vqbridge": Peer("VectorQuantize(vq_bridge=...)", _vector_quantize_with_our_bridge, with_loss),
     }
 
 
@@ -115,3 +118,18 @@ def _simvq_over_frozen_features(s: Shape, q: methods.Quantizer) -> torch.nn.Modu
         peer.frozen_codebook.copy_(q.frozen_codebook)
     return peer
 
+
+
+def _vector_quantize_with_our_bridge(s: Shape, q: methods.Quantizer) -> torch.nn.Module:
+    """VectorQuantize over a copy of our bridge (same weights) and our codes, in the joint-loss form the
+    parity test compares at beta 0.25."""
+    import copy
+
+    import vector_quantize_pytorch as vqp
+
+    peer = vqp.VectorQuantize(dim=q.latent_channels, codebook_size=s.K, accept_image_fmap=True,
+                              vq_bridge=copy.deepcopy(q.bridge), learnable_codebook=True, ema_update=False,
+                              rotation_trick=False, threshold_ema_dead_code=0, commitment_weight=0.25)
+    with torch.no_grad():
+        peer._codebook.embed.copy_(q.codes[None])
+    return peer

@@ -1,7 +1,5 @@
 """vqbridge: the official bridge's architecture, parity with vector-quantize-pytorch's `vq_bridge`,
 exact decoding from the bridged codebook, the annealing schedule, and its option checks."""
-import copy
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -26,17 +24,18 @@ def _spread(q: methods.Quantizer) -> None:
 
 
 def _pair(beta: float, commitment_weight: float, joint: bool, k: int = 64, dim: int = 8):
+    """Ours, and the speed benchmark's peer (bench.speed.peers: VectorQuantize over a copy of our bridge
+    and our codes, straight-through, no dead-code replacement) at the given commitment weight."""
     pytest.importorskip("vector_quantize_pytorch")
-    import vector_quantize_pytorch as vqp
+    from bench.speed.peers import peers
+    from bench.speed.shapes import Shape
 
     torch.manual_seed(0)
     ours = methods.create("vqbridge", k, dim, beta=beta, joint_loss=joint).train()
     _spread(ours)
-    peer = vqp.VectorQuantize(dim=dim, codebook_size=k, accept_image_fmap=True, vq_bridge=copy.deepcopy(ours.bridge),
-                              learnable_codebook=True, ema_update=False, rotation_trick=False,
-                              threshold_ema_dead_code=0, commitment_weight=commitment_weight).train()
-    with torch.no_grad():
-        peer._codebook.embed.copy_(ours.codes[None])
+    peer = peers()["vqbridge"].make(Shape(B=2, H=4, W=4, D=dim, K=k), ours).train()
+    peer.commitment_weight = commitment_weight
+    assert peer._codebook.vq_bridge is not ours.bridge and torch.equal(peer._codebook.embed[0], ours.codes)
     return ours, peer
 
 

@@ -51,3 +51,26 @@ def test_groups_must_hold_the_models_parameters_once():
              LearningRateGroup("b", (model.weight,), lambda s, t: 1.0))
     with pytest.raises(ValueError, match="repeats a parameter"):
         lr_groups.generator_groups(model, twice, 1e-3, 10)
+
+
+def test_a_resumed_vqbridge_run_trains_at_the_rates_and_to_the_weights_of_an_uninterrupted_one(tmp_path):
+    """The checkpoint holds two generator groups and the rate of its last step; the resumed run sets
+    each step's scheduled rate again, so 2 + 2 steps across a checkpoint equal 4 straight (bit for bit)."""
+    from bench.training.checkpoint import load_checkpoint, save_checkpoint
+
+    torch.manual_seed(5)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    straight = _learner("vqbridge", codes_per_token=4)
+    for step in range(4):
+        straight(x, step)
+    first = _learner("vqbridge", codes_per_token=4)
+    for step in range(2):
+        first(x, step)
+    save_checkpoint(tmp_path / "ckpt.safetensors", 2, first.modules, first.optimizers)
+    resumed = _learner("vqbridge", codes_per_token=4)
+    assert load_checkpoint(tmp_path / "ckpt.safetensors", resumed.modules, resumed.optimizers, torch.device("cpu")) == 2
+    for step in range(2, 4):
+        resumed(x, step)
+    assert resumed.scheduled_rates() == straight.scheduled_rates()
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
