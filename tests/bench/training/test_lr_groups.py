@@ -1,6 +1,8 @@
 """Quantizer-declared learning-rate groups (`Quantizer.learning_rate_groups`, bench.training.lr_groups):
 no group changes nothing; declared groups get their own optimizer group, set from the step before
 every optimizer step, and logged."""
+import itertools
+
 import pytest
 import torch
 from torch import nn
@@ -39,7 +41,7 @@ def test_vqbridge_anneals_its_own_group_and_leaves_the_rest_at_the_run_rate():
         assert rest["lr"] == learner.lr
     # 10 steps: 1 of warm-up from 0.005, full rate while under 30% of the other 9, then linear to 0.01
     assert rates[0] == pytest.approx(0.005) and rates[1] == 1.0 and rates[3] == 1.0
-    assert rates[-1] == pytest.approx(0.01) and all(a >= b for a, b in zip(rates[1:], rates[2:]))
+    assert rates[-1] == pytest.approx(0.01) and all(a >= b for a, b in itertools.pairwise(rates[1:]))
 
 
 def test_groups_must_hold_the_models_parameters_once():
