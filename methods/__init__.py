@@ -29,6 +29,7 @@ from . import (
     mgvq,  # noqa: E402,F401
     fsp,  # noqa: E402,F401
     ifsq,  # noqa: E402,F401
+    vqbridge,  # noqa: E402,F401
 )
 from .base import Quantizer, QuantOut
 from .registry import available, build_options, create, describe, entry, instantiate, register_method, validate

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -91,6 +92,13 @@ class Quantizer(nn.Module):
     def decode_indices(self, indices: Tensor) -> Tensor:  # pragma: no cover - interface
         """Return exactly the `z_q` that `forward` gives in eval mode for these indices, (B, C, H, W)."""
         raise NotImplementedError
+
+    def learning_rate_groups(self) -> tuple[LearningRateGroup, ...]:
+        """Parameters of this quantizer that train at the run's learning rate times a schedule of the
+        method's own (VQBridge: its warm-up, hold and linear annealing), each group its own optimizer
+        parameter group; every other parameter of the model keeps the run's learning rate. Groups are
+        disjoint. Default: none, so the generator's optimizer is built exactly as for every method."""
+        return ()
 
 
 def flatten_latent(z: Tensor) -> Tensor:
@@ -237,3 +245,14 @@ def _best_over_tiles(x_one: Tensor, scored_codes: Tensor, block: Tensor, index: 
             rows = order[start : start + count]
             start += count
             index[rows] = (x_one[rows] @ scored_codes[:, t * width : (t + 1) * width]).argmax(1) + t * width
+
+
+@dataclass(frozen=True)
+class LearningRateGroup:
+    """One parameter group of `Quantizer.learning_rate_groups`: at optimizer step `step` (0-based) of a
+    run of `total_steps`, its learning rate is the run's times `factor(step, total_steps)`. The factor
+    is a pure function of the step, so a resumed run sets the rate an uninterrupted one had."""
+
+    name: str  # the train log's `lr_<name>` column
+    parameters: tuple[nn.Parameter, ...]
+    factor: Callable[[int, int], float]

@@ -1,8 +1,8 @@
 """The speed benchmark's peer and comparison table: the only place in bench.speed that names methods.
 
 - PEERS: vector-quantize-pytorch's implementation of the same method, timed beside ours (every
-  method it implements: vqgan, vqgan-ema, simvq, lfq, fsq, rvq, bsq, vqgan-lc, pq, gsq, mgvq, fsp; not
-  optvq, cvq, ibq, gumbel, vqct, leech or ifsq, which it does not have).
+  method it implements: vqgan, vqgan-ema, simvq, lfq, fsq, rvq, bsq, vqgan-lc, pq, gsq, mgvq, fsp,
+  vqbridge; not optvq, cvq, ibq, gumbel, vqct, leech or ifsq, which it does not have).
 - REFERENCE: the method every row's `ratio_to_<reference>` is taken against (plain VQ, the cost a
   user swapping quantizers starts from).
 - PAIRED_WITH_REFERENCE: methods whose target is stated against the reference (VQCT: at most 1.5x
@@ -100,6 +100,9 @@ def peers() -> dict[str, Peer]:
             levels=list(q.levels), channel_first=True, act_name=q.options.act, quantize_rate=q.options.quantize_rate,
             need_inv_act=q.options.inverse_act, vector_norm=q.options.vector_norm), fsp_output_and_loss),
         # ifsq: vector-quantize-pytorch's FSQ has no distribution-matching activation, so no peer
+        # vqbridge: a copy of our bridge as the peer's vq_bridge (it takes the (1, K, dim) codebook as it is);
+        # straight-through and no dead-code replacement, as tests/methods/test_vqbridge.py checks them equal
+        "vqbridge": Peer("VectorQuantize(vq_bridge=...)", _vector_quantize_with_our_bridge, with_loss),
     }
 
 
@@ -146,3 +149,18 @@ def fsp_output_and_loss(m: torch.nn.Module) -> Callable[[torch.Tensor], torch.Te
         quantized, _, loss, _ = m(z)
         return quantized.sum() + loss
     return f
+
+
+def _vector_quantize_with_our_bridge(s: Shape, q: methods.Quantizer) -> torch.nn.Module:
+    """VectorQuantize over a copy of our bridge (same weights) and our codes, in the joint-loss form the
+    parity test compares at beta 0.25."""
+    import copy
+
+    import vector_quantize_pytorch as vqp
+
+    peer = vqp.VectorQuantize(dim=q.latent_channels, codebook_size=s.K, accept_image_fmap=True,
+                              vq_bridge=copy.deepcopy(q.bridge), learnable_codebook=True, ema_update=False,
+                              rotation_trick=False, threshold_ema_dead_code=0, commitment_weight=0.25)
+    with torch.no_grad():
+        peer._codebook.embed.copy_(q.codes[None])
+    return peer

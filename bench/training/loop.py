@@ -114,6 +114,7 @@ def train(run: ResolvedRun, dataset: ImageDataset, run_dir: Path, device: torch.
         if logged:
             usage = histogram_stats(replicas.sum_(window))  # every worker's codes (loss terms: rank 0's)
             logs = {"step": step, **{name: float(v) for name, v in terms.items()}, "lr": learner.lr,
+                    **learner.scheduled_rates(),
                     keys.UTILIZATION: usage[keys.UTILIZATION], keys.PERPLEXITY: usage[keys.PERPLEXITY],
                     "elapsed_s": time.perf_counter() - t0}
             if replicas.is_main:

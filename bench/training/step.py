@@ -9,7 +9,7 @@ from bench.models.autoencoder import VQAutoencoder
 from bench.models.discriminator import PatchDiscriminator, adaptive_gan_weight, hinge_d_loss
 from bench.models.perceptual import load_perceptual
 from bench.runs.config import ResolvedRun
-from bench.training import optimizers
+from bench.training import lr_groups, optimizers
 from bench.training.disc_inputs import reconstructions_after_update
 from bench.training.gan_schedule import gan_terms_on
 from bench.training.replicas import SINGLE, Replicas
@@ -86,7 +86,10 @@ class TrainStep:
                 module.compile()
         self.lr = run.lr
         self.accumulation = run.accumulation
-        self.opt_g = optimizers.Adam(self.model.parameters(), lr=self.lr, betas=(0.5, 0.9))
+        # A quantizer may train some of its parameters on a schedule of its own (VQBridge's annealing).
+        self.lr_groups = self.model.quantizer.learning_rate_groups()
+        self.opt_g = optimizers.Adam(lr_groups.generator_groups(self.model, self.lr_groups, self.lr, t.steps),
+                                     lr=self.lr, betas=(0.5, 0.9))
         self.opt_d = optimizers.Adam(self.disc.parameters(), lr=self.lr, betas=(0.5, 0.9))
         if t.perceptual_weight == 0:
             self.perceptual, self.perceptual_name = None, "off"
@@ -95,6 +98,10 @@ class TrainStep:
         self.use_bf16 = uses_bf16(device, t.precision) if bf16 is None else bf16
         self.modules = {"model": self.model, "disc": self.disc}
         self.optimizers = {"opt_g": self.opt_g, "opt_d": self.opt_d}
+
+    def scheduled_rates(self) -> dict[str, float]:
+        """The learning rates of the quantizer's own parameter groups, for the train log (none for most methods)."""
+        return lr_groups.scheduled_rates(self.opt_g, self.lr_groups)
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
@@ -122,6 +129,7 @@ class TrainStep:
             quantizer.end_step()
         self.replicas.mean_grads_(self.model.parameters())
         norm = gradient_norm(self.model.parameters()) if grad_norm else None
+        lr_groups.set_scheduled_rates(self.opt_g, self.lr_groups, self.lr, step, self.t.steps)
         self.opt_g.step()
         terms = {k: torch.stack([r[0][k] for r in results]).mean() for k in results[0][0]}
         if norm is not None:
