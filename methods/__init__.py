@@ -25,6 +25,8 @@ from . import (
     vqgan,  # noqa: E402,F401
     vqgan_ema,  # noqa: E402,F401
     vqgan_lc,  # noqa: E402,F401
+    diveq,  # noqa: E402,F401
+    sf_diveq,  # noqa: E402,F401
 )
 from .base import Quantizer, QuantOut
 from .registry import available, build_options, create, describe, entry, instantiate, register_method, validate
