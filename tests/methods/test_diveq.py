@@ -74,13 +74,17 @@ def test_unused_codes_are_replaced_by_used_ones_at_the_end_of_each_window():
 def test_same_as_vector_quantize_pytorch_directional_reparam():
     """Given our codebook and the same generator state: the same indices, z_q, loss (zero) and input and
     codebook gradients, in training (noise drawn by both, the peer's default variance) and in eval.
-    The peer's dead-code threshold (required > 0 there) is 1e-9, which its EMA counts (starting at 1,
-    decay 0.8) reach only after ~93 steps, so it never fires here; ours keeps its 100-step window."""
-    vqp = pytest.importorskip("vector_quantize_pytorch")
+    The peer (bench/speed/peers.py) has dead-code threshold 1e-9 (required > 0 there), which its EMA counts
+    (starting at 1, decay 0.8) reach only after ~93 steps, so it never fires here; ours keeps its
+    100-step window. Tolerance: 1e-6 absolute on z_q, 1e-5 relative + 1e-6 absolute on gradients."""
+    pytest.importorskip("vector_quantize_pytorch")
+    from bench.speed.peers import peers
+    from bench.speed.shapes import Shape
+
     torch.manual_seed(0)
     q = methods.create("diveq", 32, 8, noise_variance=5e-3)
-    peer = vqp.VectorQuantize(dim=8, codebook_size=32, directional_reparam=True, directional_reparam_variance=5e-3,
-                              threshold_ema_dead_code=1e-9, accept_image_fmap=True)
+    peer = peers()["diveq"].make(Shape(B=2, H=4, W=4, D=8, K=32), q)  # the speed benchmark's peer, as built there
+    assert peer.directional_reparam and peer.directional_reparam_variance == 5e-3
     with torch.no_grad():
         peer._codebook.embed.copy_(q.codebook[None])
     z = torch.randn(2, 8, 4, 4)
@@ -102,3 +106,19 @@ def test_same_as_vector_quantize_pytorch_directional_reparam():
             torch.testing.assert_close(zs[0].grad, zs[1].grad, rtol=1e-5, atol=1e-6)
             torch.testing.assert_close(q.codebook.grad, peer._codebook.embed.grad[0], rtol=1e-5, atol=1e-6)
             assert (ours.z_q - q.decode_indices(ours.indices)).abs().max() > 1e-4  # the noise was on
+
+
+def test_speed_rows_time_diveq_beside_its_peer_and_sf_diveq_quantising():
+    """bench.speed times diveq against the peer above, and sf-diveq with its warm-up off (with the
+    default warm-up the timed training step would pass the latent through unquantised)."""
+    pytest.importorskip("vector_quantize_pytorch")
+    from bench.speed.quantizers import _timed, quantizer_rows
+    from bench.speed.shapes import Shape
+
+    shape = Shape(B=2, H=4, W=4, D=8, K=32)
+    rows = {r["method"]: r for r in quantizer_rows(["vqgan", "diveq", "sf-diveq"], [shape], torch.device("cpu"), reps=1)}
+    assert rows["diveq"]["peer"] == "VectorQuantize(directional_reparam=True)" and rows["diveq"]["peer_ms"] > 0
+    assert rows["sf-diveq"]["peer"] == "" and rows["sf-diveq"]["ms"] > 0
+    q, _ = _timed("sf-diveq", shape, torch.device("cpu"))
+    z = torch.randn(1, 8, 2, 2)
+    assert q.options.skip_iters == 0 and not torch.equal(q(z).z_q, z)
