@@ -18,6 +18,7 @@ Dead codes: the paper's own remedy, as the official `_replace_unused_entries`: t
 counted in windows of `replacement_interval`; at the end of each window every code chosen less than
 `discard_threshold` times per step on average is replaced by a used code, drawn with probability
 proportional to its use in the window, plus `perturb_eps` Gaussian noise, and the counts restart.
+Counts are summed over data-parallel workers every step; the replacement's draw is rank 0's, broadcast.
 
 `directional_error` is shared with `sf-diveq` (methods/sf_diveq.py).
 """
@@ -85,11 +86,12 @@ class DiVeQQuantizer(Quantizer):
         self.latent_channels = dim
         # The official initialisation: uniform in [0, 1/K).
         self.codebook = nn.Parameter(torch.rand(codebook_size, dim) / codebook_size)
-        # Assignments in the current window and training steps so far (buffers: a resumed run equals
-        # an uninterrupted one).
+        # Assignments in the current window (all workers') and training steps so far: buffers, so a
+        # resumed run equals an uninterrupted one and rank 0's checkpoint holds every worker's counts.
         self.register_buffer("window_counts", torch.zeros(codebook_size))
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
         self._bracketed = False
+        self._step_counts = torch.zeros(codebook_size)  # this worker's assignments in the current step
 
     def forward(self, z: Tensor) -> QuantOut:
         rows = flatten_latent(z)
@@ -98,7 +100,8 @@ class DiVeQQuantizer(Quantizer):
         if self.training:
             z_q = rows + directional_error(rows, codes, math.sqrt(self.options.noise_variance))
             with torch.no_grad():
-                self.window_counts += torch.bincount(idx, minlength=self.codebook_size).to(self.window_counts.dtype)
+                counts = torch.bincount(idx, minlength=self.codebook_size).to(self.window_counts.dtype)
+                self._step_counts = self._step_counts.to(counts.device) + counts
             if not self._bracketed:
                 self._end_of_step_()
         else:
@@ -119,6 +122,9 @@ class DiVeQQuantizer(Quantizer):
 
     @torch.no_grad()
     def _end_of_step_(self) -> None:
+        # One small collective per step keeps the counts, like the codebook, the same on every worker.
+        self.window_counts += distributed.all_reduce_sum_(self._step_counts.to(self.window_counts.device))
+        self._step_counts = torch.zeros_like(self.window_counts)
         self.steps_done += 1
         if int(self.steps_done) % self.options.replacement_interval == 0:
             self._replace_unused_()
@@ -126,7 +132,7 @@ class DiVeQQuantizer(Quantizer):
     @torch.no_grad()
     def _replace_unused_(self) -> None:
         """The official replacement over all workers' counts; the random draw is rank 0's, broadcast."""
-        counts = distributed.all_reduce_sum_(self.window_counts.clone())
+        counts = self.window_counts.clone()
         self.window_counts.zero_()
         if self.options.discard_threshold <= 0:
             return

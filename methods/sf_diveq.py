@@ -21,7 +21,9 @@ Warm-up, as the official code: for the first `skip_iters` - 1 training steps the
 unquantised (z_q = z; indices 0), the last `avg_iters` of them are collected, and the codebook is
 initialised to the means of K consecutive equal chunks of those latents (in the order they came), so
 consecutive codewords start close to each other along the data. Only the running sums of the chunks
-are kept (buffers), never the latents of past steps.
+are kept (buffers), never the latents of past steps. Under data parallelism the latents of all workers
+are gathered (rank order) each collected step and rank 0's dither is broadcast each quantised step, so
+the workers bin, initialise and quantise as one process on the whole batch would.
 
 Eval mode and indices (a departure, see docs/methods.md): the official inference projects z onto the
 curve near its nearest codeword, a continuous point that no index can carry. vqbench's contract is a
@@ -124,7 +126,8 @@ class SFDiVeQQuantizer(Quantizer):
     def _quantise_on_curve(self, rows: Tensor) -> tuple[Tensor, Tensor]:
         """Training: (z_q rows, indices) on this step's dithered curve. Draws, in the official order,
         the dither (torch.rand) and then the two noises (torch.randn_like each)."""
-        dither = torch.rand(self.codebook_size - 1, 1, device=rows.device, dtype=self.codebook.dtype)
+        # One curve per step for the whole batch, as the official code: rank 0's dither, sent to all workers.
+        dither = distributed.broadcast_(torch.rand(self.codebook_size - 1, 1, device=rows.device, dtype=self.codebook.dtype))
         with torch.no_grad():
             segment = nearest_codes(rows.detach(), segment_points(self.codebook.detach(), dither))[:, 0]
         lam = dither[segment]
@@ -148,7 +151,9 @@ class SFDiVeQQuantizer(Quantizer):
     @torch.no_grad()
     def _end_of_step_(self) -> None:
         if self._pending:
-            self._bin_(torch.cat(self._pending))
+            # Every worker bins all workers' latents (in rank order, as one batch of all would hold them), so
+            # the chunk sums are the same everywhere and rank 0's checkpoint holds them.
+            self._bin_(distributed.gather_rows(torch.cat(self._pending)))
             self._pending.clear()
         self.steps_done += 1
         if self.options.skip_iters >= 2 and int(self.steps_done) == self.options.skip_iters - 1:
@@ -168,8 +173,7 @@ class SFDiVeQQuantizer(Quantizer):
         self.init_seen += len(rows)
 
     def _initialise_(self) -> None:
-        """Codebook = chunk means over all workers' chunks; a chunk that got no latent keeps its code."""
-        stats = distributed.all_reduce_sum_(torch.cat([self.init_sums, self.init_counts[:, None]], dim=1))
-        sums, counts = stats[:, :-1], stats[:, -1:]
-        means = sums / counts.clamp(min=1)
+        """Codebook = chunk means; a chunk that got no latent keeps its code."""
+        counts = self.init_counts[:, None]
+        means = self.init_sums / counts.clamp(min=1)
         self.codebook.data.copy_(torch.where(counts > 0, means, self.codebook.data).to(self.codebook.dtype))

@@ -116,7 +116,7 @@ def test_speed_rows_time_diveq_beside_its_peer_and_sf_diveq_quantising():
     from bench.speed.shapes import Shape
 
     shape = Shape(B=2, H=4, W=4, D=8, K=32)
-    rows = {r["method"]: r for r in quantizer_rows(["vqgan", "diveq", "sf-diveq"], [shape], torch.device("cpu"), reps=1)}
+    rows = {r["method"]: r for r in quantizer_rows(["diveq", "sf-diveq"], [shape], torch.device("cpu"), reps=1)}
     assert rows["diveq"]["peer"] == "VectorQuantize(directional_reparam=True)" and rows["diveq"]["peer_ms"] > 0
     assert rows["sf-diveq"]["peer"] == "" and rows["sf-diveq"]["ms"] > 0
     q, _ = _timed("sf-diveq", shape, torch.device("cpu"))
