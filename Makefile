@@ -25,7 +25,7 @@ bench: install
 	$(PYTHON) run_bench.py
 
 test: install-test
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q --durations=25  # the slowest tests named in the log: the suite must stay under 20 min on 2 cores
 
 test-slow: install-test
 	$(PYTHON) -m pytest -q -m slow

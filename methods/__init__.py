@@ -25,6 +25,10 @@ from . import (
     vqgan,  # noqa: E402,F401
     vqgan_ema,  # noqa: E402,F401
     vqgan_lc,  # noqa: E402,F401
+    gsq,  # noqa: E402,F401
+    mgvq,  # noqa: E402,F401
+    fsp,  # noqa: E402,F401
+    ifsq,  # noqa: E402,F401
     diveq,  # noqa: E402,F401
     sf_diveq,  # noqa: E402,F401
 )

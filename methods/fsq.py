@@ -79,19 +79,20 @@ def nearest_valid_sizes(k: int, n: int = 2) -> list[int]:
     return sorted(below + above)
 
 
-def levels_for(k: int, levels: tuple[int, ...] | None) -> tuple[int, ...]:
+def levels_for(k: int, levels: tuple[int, ...] | None, method: str = "fsq") -> tuple[int, ...]:
+    """The levels of a K (module docstring); `method` names the caller in messages (ifsq and fsp share
+    this rule). The smallest level a method allows is the range declared on its `levels` option,
+    checked by the registry before this runs."""
     if levels is not None:
-        if isinstance(levels, (str, int)) or not all(isinstance(x, int) for x in levels):
-            raise UserError(f"fsq: levels must be a sequence of integers such as (8, 5, 5, 5), got {levels!r}")
+        if isinstance(levels, (str, int)) or not levels or not all(isinstance(x, int) for x in levels):
+            raise UserError(f"{method}: levels must be a sequence of integers such as (8, 5, 5, 5), got {levels!r}")
         levels = tuple(int(x) for x in levels)
-        if not levels or min(levels) < 2:
-            raise UserError(f"fsq: every level must be >= 2, got {levels}")
         if math.prod(levels) != k:
-            raise UserError(f"fsq: levels {levels} give {math.prod(levels)} codes, not the codebook size {k}")
+            raise UserError(f"{method}: levels {levels} give {math.prod(levels)} codes, not the codebook size {k}")
         return levels
     found = auto_levels(k)
     if found is None:
-        raise UserError(f"fsq: codebook size {k} is not a product of levels in [{MIN_LEVEL}, {MAX_LEVEL}]; "
+        raise UserError(f"{method}: codebook size {k} is not a product of levels in [{MIN_LEVEL}, {MAX_LEVEL}]; "
                         f"nearest valid sizes: {', '.join(map(str, nearest_valid_sizes(k)))} "
                         f"(or pass levels=... explicitly)")
     return found
@@ -111,10 +112,11 @@ class FSQQuantizer(Quantizer):
     Options = FSQOptions
 
     bounded_memory = True
+    method = "fsq"  # names the method in messages; ifsq and fsp, which share this grid, set their own
 
     @classmethod
     def check(cls, codebook_size: int, dim: int, options: FSQOptions) -> None:
-        levels_for(codebook_size, options.levels)  # raises for a K no levels give
+        levels_for(codebook_size, options.levels, cls.method)  # raises for a K no levels give
 
     @classmethod
     def parameter_count(cls, codebook_size: int, dim: int, options: FSQOptions) -> int:
@@ -123,7 +125,7 @@ class FSQQuantizer(Quantizer):
     def __init__(self, codebook_size: int, dim: int, options: FSQOptions) -> None:
         super().__init__()
         self.options = options
-        self.levels = levels_for(codebook_size, options.levels)
+        self.levels = levels_for(codebook_size, options.levels, self.method)
         self.codebook_size = codebook_size
         self.latent_channels = len(self.levels)  # FSQ defines its own code dimension
         levels = torch.tensor(self.levels, dtype=torch.long)
@@ -152,8 +154,12 @@ class FSQQuantizer(Quantizer):
         zero = z.new_zeros(())
         return QuantOut(z_q, idx.view(z.shape[0], z.shape[2], z.shape[3]), zero, {})
 
+    def _level_digits(self, indices: Tensor) -> Tensor:
+        """(..., ) indices -> (..., d) level of each channel in [0, L_i): the mixed-radix digits."""
+        return (indices.unsqueeze(-1) // self._basis) % self._levels
+
     def decode_indices(self, indices: Tensor) -> Tensor:
         half_width = self._levels // 2
-        level_idx = (indices.unsqueeze(-1) // self._basis) % self._levels
+        level_idx = self._level_digits(indices)
         codes = (level_idx - half_width).float() / half_width.float()
         return codes.permute(0, 3, 1, 2).contiguous()

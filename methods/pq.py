@@ -50,12 +50,13 @@ class PQQuantizer(Quantizer):
     Options = PQOptions
 
     bounded_memory = True
+    name_in_messages = "pq"  # subclasses that reuse `check` (gsq, mgvq) name themselves in its refusal
 
     @classmethod
     def check(cls, codebook_size: int, dim: int, options: PQOptions) -> None:
         if dim % options.groups:
             valid = [g for g in range(1, dim + 1) if dim % g == 0]
-            raise UserError(f"pq: groups must divide the latent dimension {dim}; valid: {', '.join(map(str, valid))}; "
+            raise UserError(f"{cls.name_in_messages}: groups must divide the latent dimension {dim}; valid: {', '.join(map(str, valid))}; "
                             f"got {options.groups}")
 
     @classmethod

@@ -17,7 +17,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor
 
 ORDER = "raster over positions (row-major), the L indices of a position consecutively"

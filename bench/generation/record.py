@@ -46,6 +46,9 @@ class PriorRecord(JsonRecord):
     versions: dict[str, Any] = field(default_factory=dict)
     device: str | None = None
     torch_threads: int | None = None
+    deterministic: bool = False  # the CUDA deterministic mode was on (bench.training.determinism)
+    gpu_memory_fraction: float | None = None  # the GPU share this prior was capped to (--gpus-per-run < 1)
+    lease_taken_over: dict[str, Any] | None = None  # the stale lease of an earlier holder, taken over
     steps_done: int | None = None
     resumed_from: int | None = None
     checkpoint_discarded: str | None = None

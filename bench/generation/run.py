@@ -19,7 +19,6 @@ status "skipped" and the reason, so a scheduler can call this for every cell.
 """
 from __future__ import annotations
 
-import shutil
 import time
 import traceback
 from pathlib import Path
@@ -46,7 +45,9 @@ from bench.generation.tokens import Tokenizer, load_tokenizer, reference_images,
 from bench.generation.train import build_prior, mean_nll, train_prior
 from bench.generation.transformer import TokenPrior
 from bench.reporting import intervals
-from bench.runs import records
+from bench.runs import held_lease, lease, records
+from bench.runs.cuda_memory import limit_to_share, ray_gpu_share
+from bench.training import determinism
 from bench.training.loop import pick_device
 
 REFERENCE_SEED = 0  # which training images make a capped reference set (fixed: one reference per split)
@@ -54,11 +55,13 @@ REFERENCE_SEED = 0  # which training images make a capped reference set (fixed: 
 
 def run_prior(tokenizer_run_dir: Path | str, prior_config: PriorConfig | str, out: Path | str, *,
               force: bool = False, progress: bool = True, device: str | None = None, data_root: str | None = None,
-              dataset_paths: dict[str, str] | None = None,
+              dataset_paths: dict[str, str] | None = None, deterministic: bool = False,
               on_checkpoint: Callable[[int], None] | None = None) -> dict[str, Any]:
     """The prior run's record (dict); see the module docstring. `prior_config` is a PriorConfig or a
     prior preset name. `data_root` / `dataset_paths` say where the tokenizer's data is when it moved
-    (default: the data root its record names)."""
+    (default: the data root its record names). `deterministic` is the tokenizer grid's --deterministic
+    (bench.training.determinism). The prior's folder is leased while it works (bench.runs.held_lease): a
+    second driver on the same results folder waits for it and then finds its record."""
     cfg = prior_preset(prior_config) if isinstance(prior_config, str) else prior_config
     cfg.check()
     tok_dir = Path(tokenizer_run_dir)
@@ -66,18 +69,36 @@ def run_prior(tokenizer_run_dir: Path | str, prior_config: PriorConfig | str, ou
     run_id = tok_record["run_id"] if tok_record else tok_dir.name
     pid = folder.prior_id(run_id, cfg.preset, cfg.seed, cfg.to_dict())
     pdir = folder.prior_dir(out, pid)
-    existing = read_prior_record(pdir)
+    if not force:  # a finished prior needs no lease to be read
+        existing = read_prior_record(pdir)
+        if existing is not None and existing.get("status") == FINISHED:
+            return {**existing, "skipped": True}
+    with held_lease.hold(pdir, f"prior {pid}") as took_over:
+        return _leased(pid, pdir, cfg, tok_dir, tok_record, out, force, progress, device, data_root, dataset_paths,
+                       deterministic, took_over, on_checkpoint)
+
+
+def _leased(pid: str, pdir: Path, cfg: PriorConfig, tok_dir: Path, tok_record: dict[str, Any] | None, out: Path | str,
+            force: bool, progress: bool, device: str | None, data_root: str | None,
+            dataset_paths: dict[str, str] | None, deterministic: bool, took_over: dict[str, Any] | None,
+            on_checkpoint: Callable[[int], None] | None) -> dict[str, Any]:
+    """run_prior's work, under the prior folder's lease."""
+    run_id = tok_record["run_id"] if tok_record else tok_dir.name
+    existing = read_prior_record(pdir)  # again: another driver may have finished it while this one waited
     if existing is not None and existing.get("status") == FINISHED and not force:
         return {**existing, "skipped": True}
-    if force and pdir.exists():
-        shutil.rmtree(pdir)
+    if force:
+        lease.clear_run_folder(pdir)  # start over, keeping the lease this process holds
     elif existing is not None:
         (pdir / folder.RECORD).unlink()  # failed or skipped: redone, resuming from what the folder holds
     pdir.mkdir(parents=True, exist_ok=True)
     dev = pick_device(device)
+    deterministic = determinism.configure(deterministic, dev)  # before the prior's first CUDA call
+    share = limit_to_share(dev, ray_gpu_share())  # a packed GPU prior keeps to its share, as a tokenizer run
     record = PriorRecord(pid, FINISHED, _tokenizer_summary(tok_record, tok_dir), cfg.to_dict(),
                          overrides=dict(cfg.overrides), versions=records.versions(), device=str(dev),
-                         torch_threads=torch.get_num_threads())
+                         torch_threads=torch.get_num_threads(), deterministic=deterministic,
+                         gpu_memory_fraction=share, lease_taken_over=took_over)
     t0 = time.perf_counter()
     if tok_record is None or tok_record.get("status") != records.FINISHED:
         record.status = SKIPPED

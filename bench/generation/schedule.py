@@ -104,7 +104,7 @@ class PriorJobs:
 
         return run_prior(tok_dir, self.prior, self.out, force=self.force, progress=self.progress,
                          device=config.device, data_root=config.data_root,
-                         dataset_paths=dict(config.dataset_paths) or None)
+                         dataset_paths=dict(config.dataset_paths) or None, deterministic=config.deterministic)
 
     def report(self, record: Record) -> None:
         self.records.append(record)

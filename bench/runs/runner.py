@@ -45,6 +45,7 @@ from bench.runs.records import RunRecord
 from bench.training import curves, determinism
 from bench.training.loop import pick_device, train
 from bench.training.replicas import Replicas, current
+from methods import distributed
 
 DEFAULT_OUT = REPO_ROOT / "results"
 
@@ -167,6 +168,7 @@ def _code_layout(model: torch.nn.Module, dataset: Any, device: torch.device) -> 
     """(code positions per image, indices per position), read off one encoded image: methods with
     several codes per position (VQCT's top-k adjectives and noun, residual levels) emit (B, H, W, L)."""
     model.eval()
-    _, out = model(to_float(dataset[0][None].to(device)))
+    with distributed.local_only():  # rank 0 alone reads the layout: a collective here would hang the others
+        _, out = model(to_float(dataset[0][None].to(device)))
     b, h, w = out.indices.shape[:3]
     return h * w, (out.indices.shape[3] if out.indices.ndim == 4 else 1)

@@ -1,8 +1,9 @@
 """The speed benchmark's peer and comparison table: the only place in bench.speed that names methods.
 
 - PEERS: vector-quantize-pytorch's implementation of the same method, timed beside ours (every
-  method it implements: vqgan, vqgan-ema, simvq, lfq, fsq, rvq, bsq, vqgan-lc, pq; not optvq, cvq, ibq,
-  gumbel, vqct or leech, which it does not have). Also diveq; not sf-diveq (no space-filling variant there).
+  method it implements: vqgan, vqgan-ema, simvq, lfq, fsq, rvq, bsq, vqgan-lc, pq, gsq, mgvq, fsp; not
+  optvq, cvq, ibq, gumbel, vqct, leech or ifsq, which it does not have). Also diveq; not sf-diveq (no
+  space-filling variant there).
 - REFERENCE: the method every row's `ratio_to_<reference>` is taken against (plain VQ, the cost a
   user swapping quantizers starts from).
 - PAIRED_WITH_REFERENCE: methods whose target is stated against the reference (VQCT: at most 1.5x
@@ -93,6 +94,17 @@ def peers() -> dict[str, Peer]:
             codebook_size=q.level_size, accept_image_fmap=True, ema_update=False, learnable_codebook=True,
             commitment_weight=0.25), with_loss),
         # optvq: vector-quantize-pytorch has no optimal-transport assignment, so no peer
+        # gsq: one head per group, every head searching the ONE cosine-similarity codebook
+        "gsq": Peer("VectorQuantize(heads=G, use_cosine_sim=True)", lambda s, q: _spherical_heads(q, separate=False),
+                    with_loss),
+        # mgvq: one cosine-similarity codebook per head (its nested group masking has no peer)
+        "mgvq": Peer("VectorQuantize(heads=G, separate_codebook_per_head=True, use_cosine_sim=True)",
+                     lambda s, q: _spherical_heads(q, separate=True), with_loss),
+        # fsp: the same levels, activation and moment preset (tests/methods/test_fsp.py: same outputs)
+        "fsp": Peer("FSP", lambda s, q: vqp.FSP(
+            levels=list(q.levels), channel_first=True, act_name=q.options.act, quantize_rate=q.options.quantize_rate,
+            need_inv_act=q.options.inverse_act, vector_norm=q.options.vector_norm), fsp_output_and_loss),
+        # ifsq: vector-quantize-pytorch's FSQ has no distribution-matching activation, so no peer
         # DiVeQ's directional reparameterisation with our noise variance; the peer insists on dead-code
         # replacement, so its threshold is one its EMA counts (from 1, decay 0.8) reach only after ~93 steps
         "diveq": Peer("VectorQuantize(directional_reparam=True)", lambda s, q: vqp.VectorQuantize(
@@ -100,6 +112,19 @@ def peers() -> dict[str, Peer]:
             directional_reparam_variance=q.options.noise_variance, threshold_ema_dead_code=1e-9), with_loss),
         # sf-diveq: vector-quantize-pytorch has no space-filling variant, so no peer
     }
+
+
+def _spherical_heads(q: methods.Quantizer, separate: bool) -> torch.nn.Module:
+    """gsq's and mgvq's peer: G heads of dim / G channels on the unit sphere, straight-through (the
+    rotation trick off), the commitment term weighted by our beta. Its cosine codebook is a buffer
+    (vector-quantize-pytorch refuses a learnable one with cosine similarity), so it is held fixed
+    (`ema_update=False`): the peer has no codebook term (tests/methods/test_gsq.py, test_mgvq.py)."""
+    import vector_quantize_pytorch as vqp
+
+    return vqp.VectorQuantize(dim=q.latent_channels, codebook_dim=q.sub_dim, heads=q.groups,
+                              separate_codebook_per_head=separate, codebook_size=q.level_size, use_cosine_sim=True,
+                              accept_image_fmap=True, ema_update=False, rotation_trick=False,
+                              threshold_ema_dead_code=0, commitment_weight=q.options.beta)
 
 
 def rows_with_losses(m: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -125,3 +150,10 @@ def _simvq_over_frozen_features(s: Shape, q: methods.Quantizer) -> torch.nn.Modu
         peer.frozen_codebook.copy_(q.frozen_codebook)
     return peer
 
+
+def fsp_output_and_loss(m: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """FSP returns (output, indices, moment loss, info)."""
+    def f(z: torch.Tensor) -> torch.Tensor:
+        quantized, _, loss, _ = m(z)
+        return quantized.sum() + loss
+    return f

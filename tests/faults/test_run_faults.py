@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +15,7 @@ import pytest
 
 from bench.cli.main import main
 from bench.core import atomic, run_folder
+from bench.core.processes import EndedFirst, kill_hard, wait_for_file
 from bench.runs import records
 from bench.runs.config import RunConfig, resolve
 from bench.runs.runner import run_one
@@ -87,18 +86,12 @@ def test_sigkill_at_random_moments_gives_the_uninterrupted_result(tmp_path, unin
     for _ in range(6):
         proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stderr=subprocess.DEVNULL)
         try:
-            deadline = time.time() + 120
-            while not (run_dir / run_folder.CHECKPOINT).exists() and proc.poll() is None:
-                assert time.time() < deadline, "no checkpoint within 120 s"
-                time.sleep(0.02)
+            wait_for_file(proc, run_dir / run_folder.CHECKPOINT, timeout_s=120)
             time.sleep(rng.uniform(0.0, 0.6))  # somewhere in training, a checkpoint write or evaluation
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGKILL)
-                kills += 1
-            proc.wait(30)
+        except EndedFirst:
+            pass  # it finished (or resumed to the end) before the file check: nothing to kill
         finally:
-            if proc.poll() is None:
-                proc.kill()
+            kills += kill_hard(proc)
         if records.read_record(run_dir) is not None:
             break
     assert kills >= 2, "the run finished before it could be killed twice"

@@ -93,6 +93,21 @@ def test_local_only_is_a_group_of_one(fake_group):
     assert distributed.is_distributed()
 
 
+def test_the_runner_reads_the_code_layout_as_a_group_of_one(fake_group):
+    """After training, rank 0 encodes one image to learn the code layout (indices per image) while the
+    other ranks wait: that forward, too, must stay on this process."""
+    from bench.runs.runner import _code_layout
+
+    class Model(torch.nn.Module):
+        def forward(self, x):
+            seen.append(distributed.is_distributed())
+            return x, type("Out", (), {"indices": torch.zeros(1, 4, 4, 3, dtype=torch.long)})()
+
+    seen: list[bool] = []
+    assert _code_layout(Model(), [torch.zeros(3, 16, 16, dtype=torch.uint8)], torch.device("cpu")) == (16, 3)
+    assert seen == [False]
+
+
 # --- a real 2-process group --------------------------------------------------------------------------
 
 def _free_port() -> int:

@@ -65,3 +65,12 @@ def test_checkpoint_restores_state():
 @pytest.mark.slow
 def test_training_reduces_reconstruction_loss():
     assert_training_reduces_reconstruction_loss("fsq")
+
+
+def test_a_level_below_two_is_refused_once_by_the_declared_range():
+    """levels_for no longer re-checks the range FSQOptions.levels declares; the user sees one line."""
+    with pytest.raises(UserError, match=r"^method 'fsq' option 'levels': each item must be >= 2, got \(1, 64\)$") as err:
+        methods.create("fsq", 64, 8, levels=(1, 64))
+    assert "\n" not in str(err.value)
+    with pytest.raises(UserError, match=r"^fsq: levels must be a sequence of integers such as \(8, 5, 5, 5\), got \(\)$"):
+        methods.create("fsq", 1, 8, levels=())

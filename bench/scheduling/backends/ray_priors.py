@@ -28,14 +28,15 @@ Record = dict[str, Any]
 
 
 def prior_task(tok_dir: str, prior: PriorConfig, out: str, force: bool, threads: int, imports: Sequence[str],
-               device: str | None, data_root: str | None, dataset_paths: dict[str, str] | None) -> Record:
+               device: str | None, data_root: str | None, dataset_paths: dict[str, str] | None,
+               deterministic: bool = False) -> Record:
     """One prior in a Ray worker: `run_prior`, without progress bars."""
     from bench.generation.run import run_prior
     from bench.scheduling.backends.ray_tasks import worker_setup
 
     worker_setup(threads, imports)
     return run_prior(tok_dir, prior, out, force=force, progress=False, device=device, data_root=data_root,
-                     dataset_paths=dataset_paths)
+                     dataset_paths=dataset_paths, deterministic=deterministic)
 
 
 _REMOTE: dict[bool, Any] = {}
@@ -99,7 +100,7 @@ class RayPriors:
             options["runtime_env"] = self.runtime_env
         ref = remote_prior_task(bool(gpus)).options(**options).remote(
             str(tok_dir), self.jobs.prior, str(self.jobs.out), self.jobs.force, self.resources.threads, self.imports,
-            config.device, config.data_root, dict(config.dataset_paths) or None)
+            config.device, config.data_root, dict(config.dataset_paths) or None, config.deterministic)
         self.refs[ref] = (prior_id, tok_dir, config)
 
     def wait(self) -> None:

@@ -14,12 +14,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -27,6 +24,7 @@ from typing import Any
 
 from bench.core import run_folder
 from bench.core.paths import REPO_ROOT
+from bench.core.processes import EndedFirst, kill_once_file_exists
 from bench.runs.presets import PRESETS, Preset
 from bench.speed.gpu.section import NOTE, Context, Section, one_line
 from bench.speed.training import CODEBOOK_SIZE
@@ -108,20 +106,11 @@ def killed_then_resumed(spec: Spec, out: Path) -> tuple[dict[str, Any], str]:
         proc = subprocess.Popen([sys.executable, "-m", "bench.speed.gpu.resume", "--child", str(out),
                                  json.dumps(asdict(spec))], cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + FIRST_CHECKPOINT_WAIT_S
-        while not checkpoint.exists():
-            if proc.poll() is not None:
-                raise RuntimeError(f"the run to kill ended (exit {proc.returncode}) before its first checkpoint: "
-                                   f"{_last_line(log)}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the run to kill wrote no checkpoint within {FIRST_CHECKPOINT_WAIT_S} s")
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(30)
+        kill_once_file_exists(proc, checkpoint, FIRST_CHECKPOINT_WAIT_S)
+    except EndedFirst as ended:
+        raise RuntimeError(f"the run to kill ended before its first checkpoint ({ended}): {_last_line(log)}") from None
+    except TimeoutError:
+        raise RuntimeError(f"the run to kill wrote no checkpoint within {FIRST_CHECKPOINT_WAIT_S} s") from None
     from bench.runs import records
 
     note = ("killed by SIGKILL after its first checkpoint" if records.read_record(folder) is None

@@ -190,3 +190,50 @@ def test_several_indices_per_position_round_trip_and_decode(toy, tmp_path):
     with torch.no_grad():
         decoded = to_uint8(tok.model.decode_indices(tokens.layout.from_sequence(sampled)))
     assert np.array_equal(grid[:16, :16], decoded[0].permute(1, 2, 0).numpy())
+
+
+def test_a_prior_another_driver_holds_is_waited_for_and_its_record_taken(toy, tmp_path, monkeypatch, capsys):
+    """Two drivers with --generate on one results folder train each prior once: the second waits on the
+    prior folder's lease, then finds the first one's finished record instead of training again."""
+    import threading
+
+    from bench.core import run_folder
+    from bench.runs import held_lease, lease
+
+    _, out, tok_dir, rec = toy
+    assert not (folder.prior_dir(out, rec["prior_id"]) / run_folder.LEASE).exists()  # released after the run
+    monkeypatch.setattr(held_lease, "POLL_S", 0.05)
+    pdir = folder.prior_dir(tmp_path, rec["prior_id"])
+    assert lease.try_claim(pdir, "other")  # a live holder: this very process
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(run_prior(tok_dir, CFG, tmp_path, progress=False)))
+    waiter.start()
+    waiter.join(1.0)
+    assert waiter.is_alive() and not got  # waiting, not training beside the holder
+    shutil.copy(folder.prior_dir(out, rec["prior_id"]) / folder.RECORD, pdir / folder.RECORD)
+    lease.release(pdir, "other")
+    waiter.join(60)
+    assert got and got[0]["skipped"] is True and got[0]["metrics"] == rec["metrics"]
+    assert "held by driver other" in capsys.readouterr().err
+
+
+def test_a_stale_prior_lease_is_taken_over_and_noted_in_the_record(toy, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from bench.core import run_folder
+    from bench.generation import run as prior_run
+    from bench.runs import lease
+
+    _, _, tok_dir, rec = toy
+    monkeypatch.setattr(prior_run, "_run", lambda record, *args: None)  # the lease, not the training, is tested
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)
+    pdir = folder.prior_dir(tmp_path, rec["prior_id"])
+    assert lease.try_claim(pdir, "crashed")
+    held = json.loads((pdir / run_folder.LEASE).read_text())
+    (pdir / run_folder.LEASE).write_text(json.dumps({**held, "pid": dead_pid}))
+    again = run_prior(tok_dir, CFG, tmp_path, progress=False)
+    assert again["status"] == "finished" and again["lease_taken_over"]["pid"] == dead_pid
+    assert again["deterministic"] is False and again["gpu_memory_fraction"] is None  # a CPU prior: neither applies
+    assert not (pdir / run_folder.LEASE).exists()

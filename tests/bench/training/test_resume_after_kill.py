@@ -1,12 +1,10 @@
 """A run killed with SIGKILL after a checkpoint resumes and finishes with the right number of steps."""
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from bench.core import run_folder
+from bench.core.processes import kill_once_file_exists
 from bench.runs import records
 from bench.runs.config import RunConfig, resolve
 from bench.runs.runner import run_one
@@ -23,17 +21,7 @@ def test_killed_run_resumes(tmp_path):
     cfg = RunConfig(method="vqgan", preset="smoke", codebook_size=16, steps=STEPS)
     run_dir = run_folder.runs_dir(tmp_path) / resolve(cfg).run_id
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)
-    try:
-        deadline = time.time() + 240
-        while not (run_dir / run_folder.CHECKPOINT).exists():
-            assert proc.poll() is None, "the run ended before its first checkpoint"
-            assert time.time() < deadline, "no checkpoint within 240 s"
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    kill_once_file_exists(proc, run_dir / run_folder.CHECKPOINT, timeout_s=240)
     assert records.read_record(run_dir) is None
     rec = run_one(cfg, tmp_path, progress=False)
     assert rec["status"] == "finished"
