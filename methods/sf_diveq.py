@@ -98,6 +98,7 @@ class SFDiVeQQuantizer(Quantizer):
         self.register_buffer("init_hop", torch.zeros((), dtype=torch.long))
         self._bracketed = False
         self._pending: list[Tensor] = []  # this step's collected latents, binned at its end (never across steps)
+        self._step_dither: Tensor | None = None  # the dither of the current bracketed step
 
     def warming_up(self) -> bool:
         """Whether the current training step (number steps_done + 1) passes the latent unquantised."""
@@ -126,8 +127,14 @@ class SFDiVeQQuantizer(Quantizer):
     def _quantise_on_curve(self, rows: Tensor) -> tuple[Tensor, Tensor]:
         """Training: (z_q rows, indices) on this step's dithered curve. Draws, in the official order,
         the dither (torch.rand) and then the two noises (torch.randn_like each)."""
-        # One curve per step for the whole batch, as the official code: rank 0's dither, sent to all workers.
-        dither = distributed.broadcast_(torch.rand(self.codebook_size - 1, 1, device=rows.device, dtype=self.codebook.dtype))
+        # One curve per step for the whole batch, as the official code: rank 0's dither, sent to all workers,
+        # drawn by the step's first micro-batch and kept for the others (so N workers equal N micro-batches).
+        dither = self._step_dither
+        if dither is None:
+            dither = distributed.broadcast_(torch.rand(self.codebook_size - 1, 1, device=rows.device,
+                                                       dtype=self.codebook.dtype))
+            if self._bracketed:
+                self._step_dither = dither
         with torch.no_grad():
             segment = nearest_codes(rows.detach(), segment_points(self.codebook.detach(), dither))[:, 0]
         lam = dither[segment]
@@ -146,6 +153,7 @@ class SFDiVeQQuantizer(Quantizer):
 
     def end_step(self) -> None:
         self._bracketed = False
+        self._step_dither = None
         self._end_of_step_()
 
     @torch.no_grad()

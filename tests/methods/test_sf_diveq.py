@@ -123,3 +123,24 @@ def test_impossible_options_are_refused():
         methods.create("sf-diveq", 1, 4)
     with pytest.raises(UserError, match="avg_iters .* must not exceed skip_iters"):
         methods.create("sf-diveq", 16, 4, skip_iters=10, avg_iters=20)
+
+
+def test_the_micro_batches_of_one_step_share_its_dither():
+    """Bracketed by the trainer, every micro-batch of a step is quantised on the same dithered curve (one
+    per step, as the official code's one per batch): the two halves give what the whole batch gives."""
+    torch.manual_seed(0)
+    q = methods.create("sf-diveq", 16, 3, skip_iters=0, noise_variance=0.0).train()
+    with torch.no_grad():
+        q.codebook.copy_(torch.randn(16, 3))
+    z = torch.randn(4, 3, 2, 2)
+    torch.manual_seed(7)
+    whole = q(z)
+    torch.manual_seed(7)
+    q.begin_step()
+    first = q(z[:2])
+    torch.manual_seed(99)  # the trainer reseeds every micro-batch
+    second = q(z[2:])
+    q.end_step()
+    assert torch.equal(torch.cat([first.indices, second.indices]), whole.indices)
+    torch.testing.assert_close(torch.cat([first.z_q, second.z_q]), whole.z_q, rtol=0, atol=1e-6)
+    assert int(q.steps_done) == 2 and q._step_dither is None
