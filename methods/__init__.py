@@ -30,6 +30,8 @@ from . import (
     fsp,  # noqa: E402,F401
     ifsq,  # noqa: E402,F401
     vqbridge,  # noqa: E402,F401
+    diveq,  # noqa: E402,F401
+    sf_diveq,  # noqa: E402,F401
 )
 from .base import Quantizer, QuantOut
 from .registry import available, build_options, create, describe, entry, instantiate, register_method, validate

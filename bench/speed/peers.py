@@ -2,7 +2,7 @@
 
 - PEERS: vector-quantize-pytorch's implementation of the same method, timed beside ours (every
   method it implements: vqgan, vqgan-ema, simvq, lfq, fsq, rvq, bsq, vqgan-lc, pq, gsq, mgvq, fsp,
-  vqbridge; not optvq, cvq, ibq, gumbel, vqct, leech or ifsq, which it does not have).
+  vqbridge, diveq; not optvq, cvq, ibq, gumbel, vqct, leech, ifsq or sf-diveq, which it does not have).
 - REFERENCE: the method every row's `ratio_to_<reference>` is taken against (plain VQ, the cost a
   user swapping quantizers starts from).
 - PAIRED_WITH_REFERENCE: methods whose target is stated against the reference (VQCT: at most 1.5x
@@ -23,6 +23,10 @@ from bench.speed.shapes import Shape
 REFERENCE = "vqgan"
 PAIRED_WITH_REFERENCE = ("vqct",)
 TRAIN_STEP_METHODS = (REFERENCE, "vqct")
+# Options the quantizer rows time a method with instead of its defaults, where the defaults would time
+# something else: sf-diveq passes latents through unquantised for its first skip_iters - 1 training
+# steps (its warm-up), so it is timed with the warm-up off, quantising from the first step.
+TIMED_OPTIONS: dict[str, dict[str, object]] = {"sf-diveq": {"skip_iters": 0}}
 
 # The peers build the full N x K distance (or logit) matrix; above this many bytes they are not run.
 _PEER_MAX_MATRIX_BYTES = 2**31
@@ -103,6 +107,12 @@ def peers() -> dict[str, Peer]:
         # vqbridge: a copy of our bridge as the peer's vq_bridge (it takes the (1, K, dim) codebook as it is);
         # straight-through and no dead-code replacement, as tests/methods/test_vqbridge.py checks them equal
         "vqbridge": Peer("VectorQuantize(vq_bridge=...)", _vector_quantize_with_our_bridge, with_loss),
+        # DiVeQ's directional reparameterisation with our noise variance; the peer insists on dead-code
+        # replacement, so its threshold is one its EMA counts (from 1, decay 0.8) reach only after ~93 steps
+        "diveq": Peer("VectorQuantize(directional_reparam=True)", lambda s, q: vqp.VectorQuantize(
+            dim=q.latent_channels, codebook_size=s.K, accept_image_fmap=True, directional_reparam=True,
+            directional_reparam_variance=q.options.noise_variance, threshold_ema_dead_code=1e-9), with_loss),
+        # sf-diveq: vector-quantize-pytorch has no space-filling variant, so no peer
     }
 
 

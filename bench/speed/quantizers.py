@@ -15,7 +15,7 @@ import torch
 import methods
 from bench.core.errors import UserError
 from bench.speed.memory import peak_mb
-from bench.speed.peers import REFERENCE, Peer, paired_with_reference, peer_fits, peers
+from bench.speed.peers import REFERENCE, TIMED_OPTIONS, Peer, paired_with_reference, peer_fits, peers
 from bench.speed.shapes import Shape
 from bench.speed.timing import median_ms, paired_median_ms
 from methods.base import nearest_codes, search_block_rows
@@ -71,7 +71,7 @@ def quantizer_forward(q: methods.Quantizer) -> Callable[[torch.Tensor], torch.Te
 def _timed(name: str, shape: Shape, device: torch.device, dim: int | None = None) -> tuple[methods.Quantizer, Run]:
     """(quantizer, its forward+backward closure) at a shape, seeded."""
     torch.manual_seed(0)
-    q = methods.create(name, shape.K, dim or shape.D).to(device).train()
+    q = methods.create(name, shape.K, dim or shape.D, **TIMED_OPTIONS.get(name, {})).to(device).train()
     z = torch.randn(shape.B, q.latent_channels, shape.H, shape.W, device=device, requires_grad=True)
     return q, fwd_bwd(q, quantizer_forward(q), z)
 

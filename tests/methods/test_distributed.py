@@ -19,6 +19,8 @@ CASES = {
     "vqgan": {"kmeans_init": True, "threshold_ema_dead_code": 1.5},
     "rvq": {"kmeans_init": True, "threshold_ema_dead_code": 3.0, "levels": 2},
     "cvq": {},  # running usage and re-anchoring onto sampled features
+    "diveq": {"noise_variance": 0.0, "replacement_interval": 2, "discard_threshold": 0.3},  # window counts, replacement
+    "sf-diveq": {"noise_variance": 0.0, "skip_iters": 3, "avg_iters": 2},  # warm-up chunks, then rank 0's dither
 }
 K, DIM, STEPS = 16, 4, 3
 
