@@ -161,3 +161,50 @@ def test_a_training_sample_is_drawn_by_seed_cached_and_gives_kid(stand_in, tmp_p
     feats = _features(recons, None)
     assert metrics[keys.KID] == pytest.approx(fid.kid(again.features, feats)[0], rel=1e-9)
     assert entries["fid"]["reference"] == "train:6" and entries["fid"]["reference_n_images"] == 6
+
+
+PT_INCEPTION = "pt_inception-2015-12-05-6726825d.pth"  # the file pytorch-fid's FID_WEIGHTS_URL names
+PYTORCH_FID_REL = 1e-3  # measured 2.4e-4 (571.789 vs 571.926): pytorch-fid scales (u-127.5)/127.5, torch-fidelity (u-128)/128
+
+
+@pytest.mark.slow
+def test_rfid_against_pytorch_fid_statistics_equals_pytorch_fid(tmp_path, monkeypatch, capsys):
+    """pytorch-fid writes the .npz of an image folder itself (save_fid_stats: np.savez_compressed of mu
+    and sigma); `python -m bench.metrics ORIG RECON --fid-reference stats:THAT.npz` gives the rFID that
+    pytorch-fid's calculate_fid_given_paths gives for RECON against that file. Offline, pytorch-fid
+    reads its weights from the torch hub cache: the same 2015-12-05 network as vqbench's, whose derived
+    state dict loads into pytorch-fid's InceptionV3 key for key. 299 px images, so neither side
+    resizes. About 2 minutes on 2 CPU cores (pytorch-fid's scipy sqrtm of 2048 x 2048 dominates)."""
+    import json
+    import shutil
+
+    from pytorch_fid.fid_score import calculate_fid_given_paths, save_fid_stats
+    from threadpoolctl import threadpool_limits
+
+    from bench.cli.metrics import main
+    from bench.evaluation.metrics import fid_weights
+
+    import datasets
+
+    from .metric_images import blur, write_folder
+
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    shutil.copyfile(fid_weights.resolve_weights().path, hub / PT_INCEPTION)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    images = datasets.create("photos", "train", 299).images[::2][:16]  # its val split has one 299 px tile
+    write_folder(images[:8], tmp_path / "ref")
+    write_folder(images[8:], tmp_path / "orig")
+    write_folder(blur(images[8:], 1.5), tmp_path / "recon")
+    stats = tmp_path / "ref_stats.npz"
+    with threadpool_limits(limits=1, user_api="blas"):
+        save_fid_stats([str(tmp_path / "ref"), str(stats)], 8, "cpu", 2048, num_workers=0)
+        theirs = calculate_fid_given_paths([str(tmp_path / "recon"), str(stats)], 8, "cpu", 2048, num_workers=0)
+    capsys.readouterr()
+    assert main([str(tmp_path / "orig"), str(tmp_path / "recon"), "--fid-reference", f"stats:{stats}"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["protocol"]["fid"]["reference"].startswith("stats:ref_stats.npz@")
+    assert out["protocol"]["fid"]["reference_detail"]["layout"] == choice.PYTORCH_FID
+    print(f"rFID vs pytorch-fid statistics: vqbench {out['metrics']['fid']:.6f}, pytorch-fid {theirs:.6f}")
+    assert out["metrics"]["fid"] == pytest.approx(theirs, rel=PYTORCH_FID_REL)
+    assert out["metrics"]["kid"] is None
