@@ -113,8 +113,8 @@ def metric_columns(runs: pd.DataFrame, metrics: Sequence[str] | None) -> list[st
     each reference metric (rFID, rFID-infinity, KID), its columns of other FID references
     (fid_reference_columns), and its val column only where some record has a val value or no other
     reference has one."""
-    if metrics:
-        return _with_reference_columns(list(metrics), runs)
+    if metrics:  # asked for: kept even where empty, its other references' columns added
+        return _with_reference_columns(list(metrics), runs, keep=True)
     if runs.empty:
         return [k for k in DEFAULT_METRICS if k != keys.ST_LPIPS and k not in WHEN_RECORDED]
     out = [k for k in DEFAULT_METRICS if k in runs.columns
@@ -123,11 +123,11 @@ def metric_columns(runs: pd.DataFrame, metrics: Sequence[str] | None) -> list[st
     return _with_reference_columns([k for k in out if k not in OPTIONAL_METRICS or k in has], runs)
 
 
-def _with_reference_columns(cols: list[str], runs: pd.DataFrame) -> list[str]:
+def _with_reference_columns(cols: list[str], runs: pd.DataFrame, keep: bool = False) -> list[str]:
     out: list[str] = []
     for k in cols:
         others = [c for c in fid_refs.variants(k, runs.columns) if runs[c].notna().any()]
-        if not others or runs[k].notna().any():
+        if keep or not others or k not in runs.columns or runs[k].notna().any():
             out.append(k)
         out += [c for c in others if c not in cols]
     return out

@@ -7,7 +7,7 @@ import pandas as pd
 
 from bench.core import run_folder
 from bench.core.atomic import write_json_atomic
-from bench.reporting import comparability, tables
+from bench.reporting import comparability, frames, tables
 from bench.reporting.report import render_html
 from bench.reporting.summary import build
 
@@ -73,7 +73,9 @@ def test_two_references_never_share_a_column(tmp_path):
         if rec["run_id"] == "old":  # a record from before the option: its sentence means val
             rec["protocol"]["fid"]["reference"] = "originals of the same split, cached as x.npz"
         write_json_atomic(run_folder.run_dir(out, rec["run_id"]) / run_folder.RECORD, rec)
-    text = tables.render(build(out), "md")
+    built = build(out)
+    text = tables.render(built, "md")
+    assert frames.metric_columns(built.runs, ["fid"]) == ["fid", f"fid@{stats}"]  # asked for: both references
     header = next(line for line in text.splitlines() if line.startswith("| Method"))
     cols = [c.strip() for c in header.strip("|").split("|")]
     assert "rFID (vs val) ↓" in cols and f"rFID (vs {stats}) ↓" in cols
