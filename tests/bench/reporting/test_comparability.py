@@ -68,7 +68,7 @@ def test_the_report_has_the_section_and_the_real_data_file_is_read(tmp_path):
 def test_two_references_never_share_a_column(tmp_path):
     out = tmp_path / "out"
     stats = "stats:VIRTUAL_imagenet256_labeled.npz@0123456789"
-    for rec in (_record("v", fid=2.0), _record("s", reference=stats, fid=4.0, method="lfq"),
+    for rec in (_record("v", fid=2.0), _record("s", reference=stats, fid=4.0, method="lfq", n=252),
                 _record("old", fid=3.0, method="fsq")):
         if rec["run_id"] == "old":  # a record from before the option: its sentence means val
             rec["protocol"]["fid"]["reference"] = "originals of the same split, cached as x.npz"
@@ -83,6 +83,7 @@ def test_two_references_never_share_a_column(tmp_path):
             for line in text.splitlines() if line.startswith("| ") and not line.startswith("| Method")
             and not line.startswith("|:")}
     val_col, stats_col = cols.index("rFID (vs val) ↓"), cols.index(f"rFID (vs {stats}) ↓")
-    assert rows["lfq"][val_col] == "—" and rows["lfq"][stats_col].startswith("4.00")
+    assert rows["lfq"][val_col] == "—" and rows["lfq"][stats_col] == "4.00†"  # 252 images: daggered, and noted
+    assert "† rFID from fewer than 2048 images (n = 252)" in text
     assert rows["vqgan"][val_col].startswith("2.00") and rows["vqgan"][stats_col] == "—"
     assert rows["fsq"][val_col].startswith("3.00")
