@@ -208,3 +208,29 @@ def test_rfid_against_pytorch_fid_statistics_equals_pytorch_fid(tmp_path, monkey
     print(f"rFID vs pytorch-fid statistics: vqbench {out['metrics']['fid']:.6f}, pytorch-fid {theirs:.6f}")
     assert out["metrics"]["fid"] == pytest.approx(theirs, rel=PYTORCH_FID_REL)
     assert out["metrics"]["kid"] is None
+
+
+def test_a_run_records_its_reference_and_a_second_reference_is_a_second_run(stand_in, tmp_path, monkeypatch):
+    """run_one with --fid-reference train:N: the runner draws the sample, the record names it, and the
+    same run asked against val is another run id (never the first record, skipped as if comparable).
+    The smoke preset with its perceptual metrics on, the stand-in Inception: seconds."""
+    import dataclasses
+
+    from bench.runs import presets
+    from bench.runs.config import RunConfig
+    from bench.runs.runner import run_one
+
+    monkeypatch.setenv("VQBENCH_CACHE", str(tmp_path / "cache"))
+    smoke = presets.PRESETS["smoke"]
+    monkeypatch.setitem(presets.PRESETS, "smoke", dataclasses.replace(
+        smoke, train=dataclasses.replace(smoke.train, perceptual_metrics=True, steps=2)))
+    out = tmp_path / "out"
+    train = run_one(RunConfig("vqgan", codebook_size=8, preset="smoke", fid_reference="train:12", device="cpu",
+                              tensorboard=False), out, progress=False)
+    assert train["status"] == "finished", train.get("traceback")
+    assert train["protocol"]["fid"]["reference"] == "train:12" and train["config"]["fid_reference"] == "train:12"
+    assert train["metrics"][keys.FID] is not None and train["metrics"][keys.KID] is not None
+    val = run_one(RunConfig("vqgan", codebook_size=8, preset="smoke", device="cpu", tensorboard=False), out,
+                  progress=False)
+    assert val["run_id"] != train["run_id"] and not val.get("skipped")
+    assert val["protocol"]["fid"]["reference"] == "val" and "fid_reference" not in val["config"]
