@@ -7,6 +7,8 @@ Images are read with PIL, converted to RGB uint8 (as torch-fidelity reads folder
 one size. Human-readable lines go first, each metric with its 95% bootstrap interval over the images
 (the tables' resamples, bench.reporting.intervals); the last line is one JSON object {"metrics",
 "protocol", "intervals"}.
+`--fid-reference stats:PATH` compares RECON_DIR with precomputed statistics (pytorch-fid's or ADM's .npz)
+instead of ORIG_DIR (bench.evaluation.metrics.fid_reference_choice).
 `python -m bench.metrics --clear-cache [DATASET]` removes cached FID reference statistics;
 `python -m bench.metrics --throughput N` times the feature extractors on this machine.
 Bad input prints one line and exits with code 2.
