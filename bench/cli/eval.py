@@ -109,9 +109,8 @@ def _report(record: dict[str, Any]) -> None:
 
 def run(opts: argparse.Namespace) -> int:
     from bench import api
-    from bench.reporting import tables
-
     from bench.evaluation.metrics import fid_reference_choice
+    from bench.reporting import tables
 
     scheduling = _scheduling(opts)  # a bad backend flag fails before any checkpoint is read
     fid_reference_choice.parse(opts.fid_reference)  # so does a bad --fid-reference

@@ -18,8 +18,16 @@ from bench.evaluation.metrics import keys
 from bench.evaluation.metrics.fid_reference_choice import STATS, TRAIN, VAL
 from bench.evaluation.metrics.registry import REFERENCE_SEPARATOR, spec
 
-__all__ = ["VAL", "REFERENCE_METRICS", "base_key", "column", "label", "record_reference", "split_by_reference",
-           "variants"]
+__all__ = [
+    "REFERENCE_METRICS",
+    "VAL",
+    "base_key",
+    "column",
+    "label",
+    "record_reference",
+    "split_by_reference",
+    "variants",
+]
 REFERENCE_METRICS = (keys.FID, keys.FID_INF, keys.KID, keys.KID_STD)  # their values depend on the reference
 
 

@@ -5,14 +5,13 @@ formulas say (on small stand-in features: the Inception network is tested in tes
 end against pytorch-fid in the slow test at the bottom)."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch
 
 from bench.core.errors import UserError
-from bench.evaluation.metrics import fid, fid_infinity, fid_reference, fid_reference_choice as choice, keys
+from bench.evaluation.metrics import fid, fid_infinity, fid_reference, keys
+from bench.evaluation.metrics import fid_reference_choice as choice
 from bench.evaluation.metrics.registry import Batch, EvalContext
 
 D = choice.FEATURE_DIM
@@ -181,10 +180,9 @@ def test_rfid_against_pytorch_fid_statistics_equals_pytorch_fid(tmp_path, monkey
     from pytorch_fid.fid_score import calculate_fid_given_paths, save_fid_stats
     from threadpoolctl import threadpool_limits
 
+    import datasets
     from bench.cli.metrics import main
     from bench.evaluation.metrics import fid_weights
-
-    import datasets
 
     from .metric_images import blur, write_folder
 
