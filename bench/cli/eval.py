@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cli import parsing
-from bench.cli.run import _add_scheduling_args, _dataset_settings, _scheduling
+from bench.cli.run import _add_scheduling_args, _dataset_settings, _scheduling, add_fid_reference_arg
 from bench.cli.table import print_and_write_tables
 from bench.core.errors import UserError
 from bench.released.job import DEFAULT_EVAL_BATCH_SIZE, ReleasedEval
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-perceptual-metrics", action="store_true",
                    help="skip LPIPS, rFID and KID (recorded as None; part of the run id): seconds instead of minutes "
                         "per checkpoint on a CPU")
+    add_fid_reference_arg(p)
     p.add_argument("--data-root", default=None,
                    help="folder holding the datasets (default: $VQBENCH_DATA, else ~/data; see docs/datasets.md)")
     p.add_argument("--dataset-path", type=parsing.dataset_path, action="append", default=[], metavar="NAME=PATH",
@@ -108,14 +109,17 @@ def _report(record: dict[str, Any]) -> None:
 
 def run(opts: argparse.Namespace) -> int:
     from bench import api
+    from bench.evaluation.metrics import fid_reference_choice
     from bench.reporting import tables
 
     scheduling = _scheduling(opts)  # a bad backend flag fails before any checkpoint is read
+    fid_reference_choice.parse(opts.fid_reference)  # so does a bad --fid-reference
     data = _dataset_settings(opts)
     checkpoints = validated_checkpoints(opts)
     jobs = [ReleasedEval(kind=kind, path=path, description=d, dataset=dataset, config_path=config, prior_path=prior,
                          resolution=opts.resolution, eval_batch_size=opts.eval_batch_size, num_workers=opts.num_workers,
-                         perceptual_metrics=not opts.no_perceptual_metrics, device=opts.device, **data)
+                         perceptual_metrics=not opts.no_perceptual_metrics, fid_reference=opts.fid_reference,
+                         device=opts.device, **data)
             for kind, path, config, prior, d in checkpoints for dataset in opts.datasets]
     recs = api.run_grid(jobs, opts.out, force=opts.force, progress=not opts.no_progress,  # type: ignore[arg-type]
                         on_record=_report, **scheduling)

@@ -7,6 +7,8 @@ Images are read with PIL, converted to RGB uint8 (as torch-fidelity reads folder
 one size. Human-readable lines go first, each metric with its 95% bootstrap interval over the images
 (the tables' resamples, bench.reporting.intervals); the last line is one JSON object {"metrics",
 "protocol", "intervals"}.
+`--fid-reference stats:PATH` compares RECON_DIR with precomputed statistics (pytorch-fid's or ADM's .npz)
+instead of ORIG_DIR (bench.evaluation.metrics.fid_reference_choice).
 `python -m bench.metrics --clear-cache [DATASET]` removes cached FID reference statistics;
 `python -m bench.metrics --throughput N` times the feature extractors on this machine.
 Bad input prints one line and exits with code 2.
@@ -89,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric-weights", default=None, metavar="dinov2=PATH,clip=PATH",
                    help="local Hugging Face folders of DINOv2 ViT-L/14 (FD-DINOv2) and CLIP ViT-L/14@336 (CMMD); "
                         "without them those two metrics are unavailable")
+    p.add_argument("--fid-reference", default="val", metavar="val|stats:PATH",
+                   help="what rFID compares RECON_DIR with: val (default) the images of ORIG_DIR, paired by name; "
+                        "stats:PATH precomputed Inception statistics, pytorch-fid's .npz (mu, sigma) or ADM's "
+                        "reference batch (its pool3 mu and sigma); then KID is unavailable and rFID-infinity "
+                        "subsamples the reconstructions only (docs/metrics.md)")
     p.add_argument("--clear-cache", nargs="?", const="", default=None, metavar="DATASET",
                    help="remove cached FID reference statistics (of DATASET, or all) and exit")
     p.add_argument("--throughput", type=int, default=None, metavar="N",
@@ -169,7 +176,7 @@ def interval_text(entry: dict[str, Any] | None) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from bench.core.errors import UserError
-    from bench.evaluation.metrics import fid, fid_infinity, fid_reference, metric_weights
+    from bench.evaluation.metrics import fid, fid_infinity, fid_reference, fid_reference_choice, metric_weights
 
     if args.clear_cache is not None:
         n = fid_reference.clear_cache(args.clear_cache or None)
@@ -187,6 +194,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise InputError(str(exc)) from None
         if args.batch_size < 1:
             raise InputError(f"--batch-size must be positive, got {args.batch_size}")
+        try:
+            reference = fid_reference_choice.parse(args.fid_reference)
+        except UserError as exc:
+            raise InputError(str(exc)) from None
+        if reference.kind == fid_reference_choice.TRAIN:
+            raise InputError(f"--fid-reference {args.fid_reference}: two folders have no training split; give val, "
+                             "or stats:PATH (e.g. `python -m pytorch_fid --save-stats TRAIN_DIR train.npz`)")
         names = paired_names(args.orig_dir, args.recon_dir)
         originals = load_folder(args.orig_dir, names)
         recons = load_folder(args.recon_dir, names)
@@ -198,8 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from bench.evaluation.stream import evaluate_images
 
+    fixed = None if args.no_perceptual else fid_reference.fixed_reference(reference)
     result = evaluate_images(originals, recons, None, args.batch_size, args.device,
-                             perceptual=not args.no_perceptual, use_cache=False)
+                             perceptual=not args.no_perceptual, use_cache=False, fixed_reference=fixed)
     protocol = {"n_images": len(names), "resolution": list(originals.shape[-2:]), "orig_dir": str(args.orig_dir),
                 "recon_dir": str(args.recon_dir), **result.protocol}
     found = intervals(result)
@@ -211,6 +226,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[low, high]: 95% bootstrap interval over the {len(names)} images, each original resampled with "
               f"its reconstruction (resamples: {counts}): how precisely these reconstructions were measured "
               f"on these images")
+    if isinstance(ref := (protocol.get("fid") or {}).get("reference"), str):
+        print(f"rFID reference: {ref}" + ("" if ref == fid_reference_choice.VAL else
+                                          " (fixed statistics: no interval for rFID, KID unavailable without the "
+                                          "reference's features)" if fixed is not None and fixed.features is None
+                                          else " (fixed statistics: no paired interval for rFID)"))
     for key in ("fd_dinov2", "cmmd"):
         if (why := (protocol.get(key) or {}).get("skipped")) and not args.no_perceptual:
             print(f"note: {why}")

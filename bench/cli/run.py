@@ -11,7 +11,7 @@ from bench.cli import parsing
 from bench.cli.list import list_everything
 from bench.cli.table import print_and_write_tables
 from bench.core.errors import UserError
-from bench.evaluation.metrics import metric_weights
+from bench.evaluation.metrics import fid_reference_choice, metric_weights
 from bench.generation import schedule as generation_schedule
 from bench.reporting import tables
 from bench.runs import config, presets
@@ -101,8 +101,22 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metric-weights", default=None, metavar="dinov2=PATH,clip=PATH",
                    help="local Hugging Face folders of DINOv2 ViT-L/14 (FD-DINOv2) and CLIP ViT-L/14@336 (CMMD); "
                         "without them those metrics are unavailable (docs/metrics.md); not part of the run id")
+    add_fid_reference_arg(p)
     _add_scheduling_args(p)
     _add_until_resolved_args(p)
+
+
+def add_fid_reference_arg(p: argparse.ArgumentParser) -> None:
+    """--fid-reference, shared by run and eval (bench.evaluation.metrics.fid_reference_choice)."""
+    from bench.evaluation.metrics import fid_reference_choice as choice
+
+    p.add_argument("--fid-reference", default=choice.DEFAULT, metavar="val|train[:N]|stats:PATH",
+                   help="what rFID compares the reconstructions with: val (default) the originals of the evaluated "
+                        f"images; train[:N] N training images (default {choice.DEFAULT_TRAIN_IMAGES:,}, all when the "
+                        "split is smaller; drawn with a fixed seed); stats:PATH precomputed Inception statistics, "
+                        "pytorch-fid's .npz (mu, sigma) or ADM's reference batch (VIRTUAL_imagenet256_labeled.npz: "
+                        "its pool3 mu and sigma). Recorded as protocol.fid.reference and named in the table headers; "
+                        "part of the run id unless val (docs/metrics.md)")
 
 
 def _add_until_resolved_args(p: argparse.ArgumentParser) -> None:
@@ -291,6 +305,7 @@ def _method_sizes(opts: argparse.Namespace, chosen: list[str], per_method: dict[
 
 def run(opts: argparse.Namespace) -> int:
     metric_weights.use(opts.metric_weights)  # a bad folder stops here; the evaluating processes inherit it
+    fid_reference_choice.parse(opts.fid_reference)  # so does a bad --fid-reference, before any run folder
     if opts.list:
         print(list_everything())
         return 0
@@ -307,7 +322,7 @@ def run(opts: argparse.Namespace) -> int:
                          method_options=per_method.get(m, {}), device=opts.device, compile=opts.compile,
                          tensorboard=not opts.no_tensorboard, deterministic=opts.deterministic,
                          workers=opts.workers_per_run or 1, vqct_captions=opts.vqct_captions,
-                         vqct_clip=opts.vqct_clip, **data)
+                         vqct_clip=opts.vqct_clip, fid_reference=opts.fid_reference, **data)
         for d in opts.datasets for k, m in cells for s in seeds
     ]
     sequential_design = _until_resolved_design(opts, seeds)  # so does a budget with nothing to add

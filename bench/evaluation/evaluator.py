@@ -102,23 +102,27 @@ def write_files(run_dir: Path, result: Evaluation, names: list[str]) -> None:
 
 
 def evaluate(model: VQAutoencoder, dataset: ImageDataset, run_dir: Path, device: torch.device,
-             batch_size: int = 64, num_workers: int = 0, perceptual: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+             batch_size: int = 64, num_workers: int = 0, perceptual: bool = True,
+             fixed_reference: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(metrics, protocol) for the record; writes the grid, the code histogram, the per-image values
     and the features into `run_dir`. `perceptual=False` skips LPIPS/rFID/KID (None in the record, the
-    reason in the protocol). The protocol's "evaluation_precision" says how it was computed."""
+    reason in the protocol). The protocol's "evaluation_precision" says how it was computed.
+    `fixed_reference` (fid_reference.fixed_reference of a --fid-reference other than val) is what rFID
+    compares the reconstructions with instead of their originals."""
     with evaluation_precision(device.type), distributed.local_only():
-        return _evaluate(model, dataset, run_dir, device, batch_size, num_workers, perceptual)
+        return _evaluate(model, dataset, run_dir, device, batch_size, num_workers, perceptual, fixed_reference)
 
 
 def _evaluate(model: VQAutoencoder, dataset: ImageDataset, run_dir: Path, device: torch.device, batch_size: int,
-              num_workers: int, perceptual: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+              num_workers: int, perceptual: bool, fixed_reference: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
     t0 = time.perf_counter()
     model.eval()
     q = model.quantizer
     names = image_names(dataset)
     loader = lambda: DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)  # noqa: E731
     stream = MetricStream(device, batch_size, len(dataset), dataset.protocol, codebook_size=q.codebook_size,
-                          code_groups=q.code_groups, perceptual=perceptual, reread_originals=loader)
+                          code_groups=q.code_groups, perceptual=perceptual, reread_originals=loader,
+                          fixed_reference=fixed_reference)
     grid = GridImages()
     for images in loader():
         recons, indices = reconstruct_batch(model, images, device)

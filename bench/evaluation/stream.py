@@ -67,11 +67,11 @@ class MetricStream:
     def __init__(self, device: torch.device | str, batch_size: int, n_images: int,
                  reference: dict[str, Any] | None = None, use_cache: bool = True, codebook_size: int | None = None,
                  code_groups: dict[str, tuple[int, int]] | None = None, perceptual: bool = True,
-                 reread_originals: Callable[[], Iterable[Tensor]] | None = None) -> None:
+                 reread_originals: Callable[[], Iterable[Tensor]] | None = None, fixed_reference: Any = None) -> None:
         self._ctx_args = dict(device=torch.device(device), batch_size=batch_size, n_images=n_images,
                               reference=dict(reference) if reference else None, use_cache=use_cache,
                               codebook_size=codebook_size, code_groups=dict(code_groups or {}),
-                              reread_originals=reread_originals)
+                              reread_originals=reread_originals, fixed_reference=fixed_reference)
         self.perceptual = perceptual
         self.ctx: EvalContext | None = None
         self.seen = 0
@@ -143,9 +143,10 @@ class MetricStream:
 
 def evaluate_images(originals: Tensor, recons: Tensor, reference: dict[str, Any] | None = None,
                     batch_size: int = 64, device: torch.device | str = "cpu", perceptual: bool = True,
-                    use_cache: bool = True) -> Evaluation:
+                    use_cache: bool = True, fixed_reference: Any = None) -> Evaluation:
     """Every image metric of reconstructions against their originals, both uint8 (N, 3, H, W), fed
-    to the stream in batches of `batch_size` (the evaluator's batches for the same images)."""
+    to the stream in batches of `batch_size` (the evaluator's batches for the same images);
+    `fixed_reference` (fid_reference.fixed_reference) replaces the originals as rFID's reference."""
     for t in (originals, recons):
         if t.dtype != torch.uint8:
             raise TypeError("image metrics take uint8 images: convert once at the evaluator's boundary")
@@ -153,7 +154,7 @@ def evaluate_images(originals: Tensor, recons: Tensor, reference: dict[str, Any]
         raise ValueError(f"originals {tuple(originals.shape)} and reconstructions {tuple(recons.shape)} differ")
     chunks = lambda t: (t[i : i + batch_size] for i in range(0, len(t), batch_size))  # noqa: E731
     stream = MetricStream(device, batch_size, len(originals), reference, use_cache, perceptual=perceptual,
-                          reread_originals=lambda: chunks(originals))
+                          reread_originals=lambda: chunks(originals), fixed_reference=fixed_reference)
     for a, b in zip(chunks(originals), chunks(recons)):
         stream.update(Batch(a, b))
     return stream.finish()

@@ -218,11 +218,8 @@ def encode(model: VQAutoencoder, ds: ImageDataset, device: torch.device, num_wor
 
 def reference_images(ds: ImageDataset, limit: int, seed: int = 0) -> tuple[Tensor, list[int]]:
     """uint8 images of the split for the generation reference: all of them, or `limit` chosen by a
-    seeded permutation (a prefix of a sorted split could hold only a few classes), kept in split order."""
-    n = len(ds)
-    if limit and limit < n:
-        g = torch.Generator().manual_seed(seed)
-        chosen = sorted(torch.randperm(n, generator=g)[:limit].tolist())
-    else:
-        chosen = list(range(n))
-    return torch.stack([ds[i] for i in chosen]), chosen
+    seeded permutation, kept in split order (fid_reference.sample_images, which --fid-reference
+    train:N draws with too)."""
+    from bench.evaluation.metrics.fid_reference import sample_images
+
+    return sample_images(ds, limit, seed)

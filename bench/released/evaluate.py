@@ -25,7 +25,7 @@ from bench.released.job import ReleasedEval, ResolvedEval
 from bench.released.load import load_released
 from bench.runs import lease, records
 from bench.runs.records import RunRecord
-from bench.runs.runner import _code_layout, finished_record
+from bench.runs.runner import _code_layout, finished_record, fixed_fid_reference
 from bench.training.loop import pick_device
 
 
@@ -63,8 +63,11 @@ def _evaluate(run: ResolvedEval, run_dir: Path, device: torch.device, splits: di
                            f"{run.description['sha256'][:12]} then, {released.description['sha256'][:12]} now)")
     splits["val"] = datasets.create(run.dataset, "val", run.resolution, job.data_root, **run.data_options())
     model = released.model.to(device)
+    reference = (fixed_fid_reference(run.fid_reference, run.dataset, run.resolution, job.data_root,
+                                     run.data_options(), device)
+                 if run.fid_reference is not None and job.perceptual_metrics else None)
     metrics, protocol = evaluate(model, splits["val"], run_dir, device, job.eval_batch_size, job.num_workers,
-                                 perceptual=job.perceptual_metrics)
+                                 perceptual=job.perceptual_metrics, fixed_reference=reference)
     protocol["released"] = {"trained_resolution": released.description["resolution"],
                             "evaluated_resolution": run.resolution}
     positions, per_position = _code_layout(model, splits["val"], device)

@@ -48,6 +48,7 @@ class ReleasedEval:
     eval_batch_size: int = DEFAULT_EVAL_BATCH_SIZE
     num_workers: int = 0  # DataLoader workers
     perceptual_metrics: bool = True  # LPIPS, rFID, KID (off: None in the record, the reason in its protocol)
+    fid_reference: str = "val"  # --fid-reference (fid_reference_choice); in the id when not val
     dataset_options: dict[str, Any] = field(default_factory=dict)  # change the images: part of the run id
     data_root: str | None = None
     dataset_paths: dict[str, str] = field(default_factory=dict)  # as RunConfig's: where, not what (not in the id)
@@ -81,8 +82,11 @@ class ReleasedEval:
         dataset = datasets.canonical_name(self.dataset)
         datasets.check_options(dataset, self.dataset_options)
         datasets.locate(dataset, self.data_root, dataset_path(self))  # a missing folder fails before any work
+        from bench.evaluation.metrics import fid_reference_choice
+
+        reference = fid_reference_choice.parse(self.fid_reference)  # a bad statistics file stops here
         return ResolvedEval(dataset=dataset, resolution=int(resolution), dataset_options=dict(self.dataset_options),
-                            config=self)
+                            config=self, fid_reference=reference)
 
     def run(self, out: Any, force: bool = False, progress: bool = True) -> dict[str, Any]:
         """The job: evaluate and record (bench.released.evaluate.evaluate_released)."""
@@ -102,7 +106,8 @@ class ResolvedEval:
     config: ReleasedEval
     seed: int = 0  # datasets take a crop seed; the validation split is read the same for every seed
     prepares_method: bool = False  # no method cache to build: the codebook comes from the checkpoint's files
-    splits: tuple[str, ...] = ("val",)  # what the scheduler prepares: evaluation reads no training images
+    splits: tuple[str, ...] = ("val",)  # what the scheduler prepares (--fid-reference train:N reads its own)
+    fid_reference: Any = None  # fid_reference_choice.ReferenceChoice; None: val
 
     @property
     def description(self) -> dict[str, Any]:
@@ -149,7 +154,10 @@ class ResolvedEval:
             "dataset_options": dict(self.dataset_options),
             "model": {**d["model"], "embed_dim": int(d["embed_dim"])},
             "train": None,
-            "eval": {"resolution": self.resolution, "perceptual_metrics": bool(self.config.perceptual_metrics)},
+            "eval": {"resolution": self.resolution, "perceptual_metrics": bool(self.config.perceptual_metrics),
+                     # only when not val: the ids of evaluations from before the option are unchanged
+                     **({"fid_reference": self.fid_reference.run_id_value}
+                        if self.fid_reference is not None and self.fid_reference.fixed else {})},
             "checkpoint": {"kind": d["kind"], "sha256": d["sha256"],
                            "files": {role: f["sha256"] for role, f in sorted(d["files"].items())}},
         }

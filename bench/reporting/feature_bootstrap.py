@@ -105,10 +105,12 @@ class GeneratedResampler:
     """gFID and KID of resamples of generated samples against a fixed reference (module docstring)."""
 
     def __init__(self, generated: np.ndarray, ref_mu: np.ndarray, ref_sigma: np.ndarray,
-                 ref_features: np.ndarray, block: int = 512) -> None:
+                 ref_features: np.ndarray | None, block: int = 512) -> None:
         g = np.asarray(generated, np.float64)
         mu, sigma = np.asarray(ref_mu, np.float64), np.asarray(ref_sigma, np.float64)
-        ref = np.asarray(ref_features, np.float64)
+        # Without the reference's features (statistics read from a file) only FID can be resampled.
+        self.has_kid = ref_features is not None
+        ref = np.asarray(ref_features if ref_features is not None else np.zeros((2, len(mu))), np.float64)
         if g.ndim != 2 or mu.shape != (g.shape[1],) or sigma.shape != (g.shape[1],) * 2 or ref.shape[1:] != mu.shape:
             raise ValueError(f"feature sets differ: generated {g.shape}, reference mu {mu.shape}, sigma {sigma.shape}, "
                              f"features {ref.shape}")
@@ -121,7 +123,7 @@ class GeneratedResampler:
         self.ref_const = float(mu @ mu + np.trace(sigma))
         # Kernel means against the reference, in blocks of reference rows (the reference may be large).
         cross, rr = np.zeros(self.n), 0.0
-        for i in range(0, len(ref), block):
+        for i in range(0, len(ref) if self.has_kid else 0, block):
             part = ref[i : i + block]
             cross += _kernel(g @ part.T, self.d).sum(axis=1)
             k = _kernel(part @ ref.T, self.d)
@@ -146,6 +148,8 @@ class GeneratedResampler:
         return mean_term + tr_g - 2.0 * _sum_sqrt_eig(c / (n - 1))
 
     def kid(self, idx: np.ndarray) -> float:
+        if not self.has_kid:
+            raise ValueError("KID needs the reference's features; this reference has only mu and sigma")
         n = len(idx)
         u, w = _counts(idx)
         k = _kernel(self.gram[np.ix_(u, u)], self.d)

@@ -7,8 +7,9 @@ import pandas as pd
 
 from bench.evaluation.metrics import fid_infinity, keys, metric_weights
 from bench.evaluation.metrics.registry import spec
+from bench.reporting import fid_reference_columns as fid_refs
 from bench.reporting import fid_infinity_interval, intervals, paired, seeds_needed, sequential
-from bench.reporting.frames import INDICES, RELEASED, REPORTED
+from bench.reporting.frames import INDICES, RELEASED, REPORTED, metrics_of
 from bench.reporting.reported import TOKENS_AS_REPORTED
 from bench.reporting.table_model import FID_DAGGER_BELOW, fid_inf_dagger
 
@@ -161,9 +162,15 @@ def dagger_notes(df: pd.DataFrame) -> list[str]:
     if "fid_n_images" not in df.columns:
         return []
     n_col = df["fid_n_images"]
-    small = df[(n_col < FID_DAGGER_BELOW) & df[keys.FID].notna()] if keys.FID in df.columns else df.iloc[0:0]
-    inf = (df[df[keys.FID_INF].notna() & n_col.map(fid_inf_dagger)] if keys.FID_INF in df.columns
-           else df.iloc[0:0])
+
+    def any_reference(key: str) -> pd.Series | None:
+        """Rows with a value of `key` against any FID reference (fid_reference_columns)."""
+        cols = [c for c in metrics_of(df) if fid_refs.base_key(c) == key]  # not their _std, _lo, _rank
+        return df[cols].notna().any(axis=1) if cols else None
+
+    has_fid, has_inf = any_reference(keys.FID), any_reference(keys.FID_INF)
+    small = df[(n_col < FID_DAGGER_BELOW) & has_fid] if has_fid is not None else df.iloc[0:0]
+    inf = df[has_inf & n_col.map(fid_inf_dagger)] if has_inf is not None else df.iloc[0:0]
     if not len(small) and not len(inf):
         return []
     line = "†"
@@ -171,7 +178,7 @@ def dagger_notes(df: pd.DataFrame) -> list[str]:
         ns = ", ".join(str(int(n)) for n in sorted(set(small["fid_n_images"])))
         line += (f" rFID from fewer than {FID_DAGGER_BELOW} images (n = {ns}): biased upwards, not comparable with "
                  f"published rFIDs.")
-    return [line + (f" {fid_inf_note()}" if keys.FID_INF in df.columns else "")]
+    return [line + (f" {fid_inf_note()}" if has_inf is not None else "")]
 
 
 def unavailable_notes(df: pd.DataFrame) -> list[str]:

@@ -15,6 +15,7 @@ import pandas as pd
 
 from bench.evaluation.metrics import keys
 from bench.evaluation.metrics.registry import spec
+from bench.reporting import fid_reference_columns as fid_refs
 from bench.reporting.run_options import option_flags, options_labels
 from bench.runs import records
 
@@ -82,7 +83,8 @@ def runs_frame(recs: Iterable[dict[str, Any]], metrics: Sequence[str] | None = N
     rows = []
     for r, options in zip(recs, options_labels(recs)):
         c = r.get("config") or {}
-        m = r.get("metrics") or {}
+        # rFID, rFID-infinity and KID of a reference other than val go to their own columns
+        m = fid_refs.split_by_reference(r.get("metrics") or {}, fid_refs.record_reference(r))
         row = {"Dataset": c.get("dataset"), "Method": c.get("method"), "Options": options,
                "option_flags": option_flags(c), "Codebook size": c.get("codebook_size"), "Seed": c.get("seed"),
                "Preset": c.get("preset"), "Steps": c.get("steps"), POSITIONS: r.get("tokens"),
@@ -93,6 +95,8 @@ def runs_frame(recs: Iterable[dict[str, Any]], metrics: Sequence[str] | None = N
                "Source": RELEASED if r.get("source") == RELEASED else MEASURED,
                "Checkpoint": ((r.get("checkpoint") or {}).get("kind") if r.get("source") == RELEASED else None)}
         wanted = list(metrics) if metrics else list(dict.fromkeys(list(DEFAULT_METRICS) + list(m)))
+        if metrics:  # a reference metric asked for brings its columns of every reference
+            wanted += [k for k in m if fid_refs.base_key(k) in metrics and k not in wanted]
         for key in wanted:
             value = m.get(key)
             row[key] = float(value) * spec(key).scale if isinstance(value, (int, float)) else math.nan
@@ -105,15 +109,28 @@ def runs_frame(recs: Iterable[dict[str, Any]], metrics: Sequence[str] | None = N
 
 
 def metric_columns(runs: pd.DataFrame, metrics: Sequence[str] | None) -> list[str]:
-    """The metric columns of the tables: those asked for, else the default ones the records have."""
-    if metrics:
-        return list(metrics)
+    """The metric columns of the tables: those asked for, else the default ones the records have; after
+    each reference metric (rFID, rFID-infinity, KID), its columns of other FID references
+    (fid_reference_columns), and its val column only where some record has a val value or no other
+    reference has one."""
+    if metrics:  # asked for: kept even where empty, its other references' columns added
+        return _with_reference_columns(list(metrics), runs, keep=True)
     if runs.empty:
         return [k for k in DEFAULT_METRICS if k != keys.ST_LPIPS and k not in WHEN_RECORDED]
     out = [k for k in DEFAULT_METRICS if k in runs.columns
            and (k not in WHEN_RECORDED or runs[k].notna().any())]
     has = {k for k in OPTIONAL_METRICS if k in runs.columns and runs[k].notna().any()} or {keys.LPIPS}
-    return [k for k in out if k not in OPTIONAL_METRICS or k in has]
+    return _with_reference_columns([k for k in out if k not in OPTIONAL_METRICS or k in has], runs)
+
+
+def _with_reference_columns(cols: list[str], runs: pd.DataFrame, keep: bool = False) -> list[str]:
+    out: list[str] = []
+    for k in cols:
+        others = [c for c in fid_refs.variants(k, runs.columns) if runs[c].notna().any()]
+        if keep or not others or k not in runs.columns or runs[k].notna().any():
+            out.append(k)
+        out += [c for c in others if c not in cols]
+    return out
 
 
 def _grid_keys(ddf: pd.DataFrame, cols: list[str], groups: dict[tuple, Any], methods: Sequence[str] | None) -> None:
@@ -176,7 +193,8 @@ def _group_row(g: pd.DataFrame | None, expected_n: int, metric_cols: list[str]) 
         vals = done[k].dropna() if k in done else pd.Series(dtype=float)
         row[k] = float(vals.mean()) if len(vals) else math.nan
         row[f"{k}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else math.nan
-    fid_n = (done.loc[done[keys.FID].notna(), "fid_n_images"].dropna() if keys.FID in done
+    fid_cols = [c for c in done.columns if fid_refs.base_key(str(c)) == keys.FID]  # rFID of every reference
+    fid_n = (done.loc[done[fid_cols].notna().any(axis=1), "fid_n_images"].dropna() if fid_cols
              else pd.Series(dtype=float))
     row["fid_n_images"] = float(fid_n.min()) if len(fid_n) else math.nan
     n_img = done["n_images"].dropna() if "n_images" in done else pd.Series(dtype=float)

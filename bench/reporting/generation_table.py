@@ -36,7 +36,8 @@ from bench.core.atomic import write_text_atomic
 from bench.evaluation.metrics.registry import HIGHER, LOWER
 from bench.generation import bootstrap, folder
 from bench.generation.record import FINISHED, SKIPPED, iter_prior_records
-from bench.reporting import feature_bootstrap, fid_infinity_interval, footnotes, intervals, renderers, run_options
+from bench.reporting import (feature_bootstrap, fid_infinity_interval, fid_reference_columns, footnotes, intervals,
+                             renderers, run_options)
 from bench.reporting.frames import BITS
 from bench.reporting.per_image import load_run, reference_entry
 from bench.reporting.table_model import (FID_DAGGER_BELOW, NA, Cell, Column, Document, Table, bits_text,
@@ -72,6 +73,18 @@ COLUMNS = (
     MetricColumn("val_nll", "NLL", None, 3),  # nats per token: not comparable across layouts, so no marks
 )
 TOKENIZER_KEYS = ("rfid", "rfid_inf")  # from the tokenizer's record: averaged over distinct tokenizer runs
+# Each column's FID reference is named in its header, and rows of different references never share a
+# table (bench.reporting.fid_reference_columns): rFID's is the tokenizer record's, gFID's the prior's.
+REFERENCE_OF = {"rfid": "rfid_reference", "rfid_inf": "rfid_reference", "gfid": "gfid_reference",
+                "gfid_inf": "gfid_reference", "gkid": "gfid_reference"}
+REFERENCE_KEYS = ("rfid_reference", "gfid_reference")
+
+
+def gfid_reference(fid_proto: dict[str, Any]) -> str:
+    """The short label of a prior's gFID reference: the training split's sample, `train:N`."""
+    ref = fid_proto.get("reference") if isinstance(fid_proto.get("reference"), dict) else {}
+    n = ref.get("n_images")
+    return f"train:{int(n)}" if isinstance(n, (int, float)) and not pd.isna(n) else "train"
 PRIOR_COLUMNS = tuple(c for c in COLUMNS if c.key not in TOKENIZER_KEYS)
 
 
@@ -125,6 +138,8 @@ def prior_rows(recs: Iterable[dict[str, Any]], out: Path | str) -> pd.DataFrame:
                "rfid_n_images": _number(tok_proto.get("n_images") if isinstance(tok_proto, dict) else None),
                "rfid_skipped": tok_proto.get("skipped") if isinstance(tok_proto, dict) else None,
                "gfid_n_images": _number(fid_proto.get("generated")),
+               "rfid_reference": fid_reference_columns.record_reference(tok or {}),
+               "gfid_reference": gfid_reference(fid_proto),
                "gfid_skipped": fid_proto.get("skipped"),
                "is_unavailable": None if is_proto.get("available", True) else is_proto.get("why")}
         for c in PRIOR_COLUMNS:
@@ -142,7 +157,7 @@ def prior_rows(recs: Iterable[dict[str, Any]], out: Path | str) -> pd.DataFrame:
         if pd.isna(row["rfid"]) and not pd.isna(_number(m.get("tokenizer_rfid"))):
             # the tokenizer's record has none: the rFID the prior measured (bench.generation.tokenizer_rfid)
             row.update(rfid=_number(m["tokenizer_rfid"]), rfid_n_images=_number(measured.get("n_images")),
-                       rfid_skipped=None, rfid_by_prior=True)
+                       rfid_skipped=None, rfid_by_prior=True, rfid_reference=fid_reference_columns.VAL)
             feats = bootstrap.tokenizer_rfid_features(folder.prior_dir(out, r["prior_id"]))
             got = None if feats is None else feature_bootstrap.replicates(*feats)
             row["rfid_replicates"] = None if got is None else got["fid"]
@@ -223,7 +238,7 @@ def generation_frame(rows: pd.DataFrame) -> pd.DataFrame:
     95% interval (`<k>_lo`, `<k>_hi`, its kind in `Interval`), counts and the largest image counts."""
     if rows.empty:
         return rows
-    keys = ["Dataset", *ID_COLUMNS]
+    keys = ["Dataset", *ID_COLUMNS, *REFERENCE_KEYS]
     out = []
     for key, g in rows.groupby(keys, sort=False, dropna=False):
         done = g[g["Status"] == FINISHED]
@@ -283,6 +298,14 @@ def _metric_cell(r: pd.Series, c: MetricColumn, rank: int) -> Cell:
     return Cell(text, rank, dagger=dagger)
 
 
+def _label(c: MetricColumn, sub: pd.DataFrame) -> str:
+    """A column's label naming its FID reference (one per table: `document` splits by reference)."""
+    col = REFERENCE_OF.get(c.key)
+    if col is None or col not in sub or sub[col].dropna().empty:
+        return c.label
+    return f"{c.label} (vs {sub[col].dropna().iloc[0]})"
+
+
 def dataset_table(sub: pd.DataFrame, dataset: str) -> Table:
     sub = sub.reset_index(drop=True)
     ids = [c for c in ID_COLUMNS if c in ("Method", "Codebook size", "Prior") or sub[c].nunique(dropna=False) > 1]
@@ -303,7 +326,7 @@ def dataset_table(sub: pd.DataFrame, dataset: str) -> Table:
         cells[i].append(Cell(str(r["Interval"] or NA)))
     columns = ([Column({"Sequence": SEQUENCE_LABEL, "Bits": BITS}.get(c, c),
                        numeric=c in ("Codebook size", "Sequence", "Bits")) for c in ids]
-               + [Column(c.label, c.better, True) for c in shown] + [Column("Runs"), Column("95% interval")])
+               + [Column(_label(c, sub), c.better, True) for c in shown] + [Column("Runs"), Column("95% interval")])
     return Table(f"Generation on {dataset}", columns, cells)
 
 
@@ -379,7 +402,9 @@ def select(rows: pd.DataFrame, methods: Sequence[str] | None = None, datasets: S
 
 def document(rows: pd.DataFrame) -> Document:
     frame = generation_frame(rows)
-    tables = [dataset_table(sub, str(d)) for d, sub in frame.groupby("Dataset", sort=False)] if len(frame) else []
+    tables = []
+    for key, sub in (frame.groupby(["Dataset", *REFERENCE_KEYS], sort=False, dropna=False) if len(frame) else []):
+        tables.append(dataset_table(sub, str(key[0])))  # one table per dataset and pair of FID references
     return Document(tables, notes(frame, rows) if tables else [], frame)
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from bench.core import run_folder
 from bench.core.paths import cache_root
+from bench.reporting import fid_reference_columns
 from bench.runs import records
 
 REFERENCE_FOLDER = ("fid", "reference")  # bench.evaluation.metrics.fid_reference.REFERENCE_FOLDER
@@ -103,6 +104,8 @@ def load_run(out: Path | str, run_id: str, record: dict[str, Any] | None = None,
         return got
     got.features = feats
     rec = record if record is not None else records.read_record(run_dir) or {}
+    if fid_reference_columns.record_reference(rec) != fid_reference_columns.VAL:
+        return got  # a fixed reference is not paired with the images: nothing to resample it with
     fid_entry = (rec.get("protocol") or {}).get("fid") or {}
     got.reference, why = reference_features(fid_entry.get("reference_file") if isinstance(fid_entry, dict) else None,
                                             len(feats))

@@ -22,7 +22,7 @@ import pandas as pd
 from bench.core import run_folder
 from bench.core.atomic import write_text_atomic
 from bench.generation import folder as prior_folder
-from bench.reporting import generation_table, plots, tables
+from bench.reporting import comparability, generation_table, plots, tables
 from bench.reporting.summary import Summary, build
 from bench.runs import records
 
@@ -209,6 +209,7 @@ def render_html(summary: Summary, figs: dict[str, Any], recs: list[dict[str, Any
           if generation is not None and len(generation) else []),
         ("runs", "Runs", _runs_html(runs, out, base)),
         ("protocol", "Protocol", _protocol_html(recs)),
+        ("compare", "How these numbers compare", comparability.section_html(recs)),
         ("environment", "Environment", _environment_html(recs)),
         ("sources", "Published numbers: sources", _sources_html(rep)),
     ]

@@ -13,6 +13,7 @@ import pandas as pd
 
 from bench.evaluation.metrics import fid_infinity, keys
 from bench.evaluation.metrics.registry import HIGHER, LOWER, spec
+from bench.reporting import fid_reference_columns as fid_refs
 from bench.reporting.frames import (
     BIT_COLUMNS,
     BITS_PER_PIXEL,
@@ -165,8 +166,9 @@ def dataset_table(sub: pd.DataFrame, title: str, refs: dict[str, int]) -> Table:
               else ranks(_floats(sub[k]), m.better, m.decimals, eligible))
         for i, r in sub.iterrows():
             n = r.get("fid_n_images")
-            dagger = not is_na(r[k]) and ((k == keys.FID and not is_na(n) and n < FID_DAGGER_BELOW)
-                                          or (k == keys.FID_INF and fid_inf_dagger(n)))
+            base = fid_refs.base_key(k)
+            dagger = not is_na(r[k]) and ((base == keys.FID and not is_na(n) and n < FID_DAGGER_BELOW)
+                                          or (base == keys.FID_INF and fid_inf_dagger(n)))
             cells[i].append(Cell(mean_text(r[k], *_interval(r, k), m.decimals), rk[i], dagger, italic[i]))
     extra = [c for c in ("Images", "Interval") if c in sub.columns]
     for i, r in sub.iterrows():
@@ -177,7 +179,7 @@ def dataset_table(sub: pd.DataFrame, title: str, refs: dict[str, int]) -> Table:
             cells[i].append(Cell(str(r["Interval"] or NA), italic=italic[i]))
     columns = ([Column(c, numeric=c in ("Codebook size", "Steps", "Seed", *LAYOUT_COLUMNS, *BIT_COLUMNS))
                 for c in id_cols]
-               + [Column(spec(k).label, spec(k).better, True) for k in metrics] + [Column("Runs")]
+               + [Column(fid_refs.label(k), spec(k).better, True) for k in metrics] + [Column("Runs")]
                + [Column("Images", numeric=True)] * ("Images" in extra) + [Column("95% interval")] * ("Interval" in extra))
     return Table(title, columns, cells)
 
@@ -212,4 +214,4 @@ def cross_table(cross: pd.DataFrame, refs: dict[str, int]) -> Table:
     columns = ([Column(c, numeric=c in ("Codebook size", "Steps", "Seed")) for c in id_cols]
                + [Column(str(d), numeric=True) for d in cross.attrs["datasets"]]
                + [Column(c, numeric=True) for c in summary_cols])
-    return Table(f"{m.header()} across datasets", columns, cells)
+    return Table(f"{Column(fid_refs.label(m.key), m.better).header} across datasets", columns, cells)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from bench.core.errors import UserError
+from bench.evaluation.metrics import fid_reference_choice
 from bench.runs import official_vqct
 from bench.runs.presets import ModelPreset, TrainPreset, default_preset, preset, recorded_train, why_default
 
@@ -74,6 +75,10 @@ class RunConfig:
     # and encoder options of the methods that build the prior, and as K.
     vqct_captions: str | None = None
     vqct_clip: str | None = None
+    # What rFID compares the reconstructions with (--fid-reference; bench.evaluation.metrics.
+    # fid_reference_choice): val, train[:N] or stats:PATH. Anything but val changes the numbers and
+    # enters the run id; val adds nothing to it, so ids from before the option are unchanged.
+    fid_reference: str = fid_reference_choice.DEFAULT
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,8 @@ class ResolvedRun:
     model: ModelPreset
     train: TrainPreset  # with --steps applied
     config: RunConfig = field(compare=False)
+    fid_reference: fid_reference_choice.ReferenceChoice = field(
+        default_factory=lambda: fid_reference_choice.ReferenceChoice(fid_reference_choice.VAL))
 
     @property
     def steps(self) -> int:
@@ -129,7 +136,9 @@ class ResolvedRun:
         return {}
 
     def to_dict(self) -> dict[str, Any]:
-        """The record's `config`: JSON-ready, hashed into the run id."""
+        """The record's `config`: JSON-ready, hashed into the run id. `fid_reference` only when it is not
+        val (fid_reference_choice), so the ids of every run from before the option stay as they were."""
+        reference = self.fid_reference.run_id_value
         return {
             "method": self.method,
             "dataset": self.dataset,
@@ -141,6 +150,7 @@ class ResolvedRun:
             "dataset_options": dict(self.dataset_options),
             "model": dataclasses.asdict(self.model),
             "train": recorded_train(self.train),
+            **({"fid_reference": reference} if reference is not None else {}),
         }
 
     @property
@@ -184,6 +194,7 @@ def resolve(cfg: RunConfig) -> ResolvedRun:
             raise UserError(f"{name} must be at most {LARGEST_COUNT:,} (2^31 - 1), got {value}")
     if isinstance(cfg.workers, bool) or not isinstance(cfg.workers, numbers.Integral) or cfg.workers < 1:
         raise UserError(f"workers per run must be a positive integer, got {cfg.workers!r}")
+    reference = fid_reference_choice.parse(cfg.fid_reference)  # a bad statistics file stops here
     p = preset(cfg.preset if cfg.preset is not None else default_preset())
     _check_batch(p.name, p.train, int(cfg.workers))
     dataset = datasets.canonical_name(cfg.dataset)  # aliases (adeg20k) are recorded as the canonical name
@@ -203,7 +214,7 @@ def resolve(cfg: RunConfig) -> ResolvedRun:
         train = p.train if cfg.steps is None else dataclasses.replace(p.train, steps=int(cfg.steps))
     return ResolvedRun(method=cfg.method, dataset=dataset, codebook_size=k, seed=int(cfg.seed),
                        preset=p.name, method_options=options, dataset_options=given.dataset_options,
-                       model=p.model, train=train, config=cfg)
+                       model=p.model, train=train, config=cfg, fid_reference=reference)
 
 
 def full_codebook_size(method: str, dim: int, options: Any, shared: Callable[[], int] | None = None) -> int:

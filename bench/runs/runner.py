@@ -138,8 +138,11 @@ def _train_and_evaluate(run: ResolvedRun, run_dir: Path, device: torch.device, s
     trained.append(True)
     if not replicas.is_main:
         return None
+    reference = (fixed_fid_reference(run.fid_reference, run.dataset, resolution, run.config.data_root,
+                                     run.data_options(), device) if run.train.perceptual_metrics else None)
     metrics, protocol = evaluate(result.model, splits["val"], run_dir, device, run.train.eval_batch_size,
-                                 run.train.num_workers, perceptual=run.train.perceptual_metrics)
+                                 run.train.num_workers, perceptual=run.train.perceptual_metrics,
+                                 fixed_reference=reference)
     positions, per_position = _code_layout(result.model, splits["val"], device)
     if run.config.tensorboard:
         curves.write_hparams(run_dir, run.to_dict(), metrics)
@@ -152,6 +155,25 @@ def _train_and_evaluate(run: ResolvedRun, run_dir: Path, device: torch.device, s
                      perceptual=result.perceptual, final_train_logs=result.last_logs,
                      tokens=positions, indices_per_image=positions * per_position,
                      **code_bits(result.model.quantizer, positions, resolution), **context)
+
+
+def fixed_fid_reference(choice: Any, dataset: str, resolution: int, data_root: str | None,
+                        data_options: dict[str, Any], device: torch.device) -> Any:
+    """The statistics of a --fid-reference other than val (None for val), before the evaluation: for
+    `train:N`, N images of the training split in a fixed view (centre crop, no flip, for datasets read
+    from files, as the generation reference: a random crop would make every run's reference differ),
+    through the reference cache under that view's name."""
+    from bench.evaluation.metrics import fid, fid_reference, fid_reference_choice
+
+    if not choice.fixed:
+        return None
+    if choice.kind != fid_reference_choice.TRAIN:
+        return fid_reference.fixed_reference(choice)
+    reads_files = datasets.entry(dataset).reads_files
+    options = dict(data_options, **({"train_crop": "center", "hflip": False} if reads_files else {}))
+    view = datasets.create(dataset, "train", resolution, data_root, **options)
+    key = {"dataset": dataset, "split": "train-center-noflip" if reads_files else "train", "resolution": resolution}
+    return fid_reference.fixed_reference(choice, view, device, fid.get_extractor(device), protocol=key)
 
 
 def code_bits(quantizer: Any, positions: int, resolution: int) -> dict[str, float]:

@@ -152,7 +152,8 @@ def generated_fid_of(generated: np.ndarray, ref_mu: np.ndarray, ref_sigma: np.nd
 
     g = np.asarray(generated)
     mu, sigma = np.asarray(ref_mu, np.float64), np.asarray(ref_sigma, np.float64)
-    if len(g) <= feature_bootstrap.MAX_IMAGES and len(g) < g.shape[1] and ref_features is not None:
+    if len(g) <= feature_bootstrap.MAX_IMAGES and len(g) < g.shape[1]:
+        # The Gram route needs the reference's mu and sigma only (its features serve KID).
         res = feature_bootstrap.GeneratedResampler(g, mu, sigma, ref_features)
         return res.fid
     root = _psd_sqrt(sigma)

@@ -47,7 +47,7 @@ UNNAMED_VARIANT = precision.cache_tag("cpu")  # the variant whose entries carry 
 class Reference:
     mu: np.ndarray
     sigma: np.ndarray
-    features: np.ndarray  # (N, 2048) float32, for KID
+    features: np.ndarray | None  # (N, 2048) float32, for KID; None for statistics read from a file (stats:PATH)
     cached: bool  # True when read from the cache, False when computed now
     path: Path | None
     info: dict[str, Any] = field(default_factory=dict)
@@ -247,3 +247,44 @@ def clear_cache(dataset: str | None = None) -> int:
     if dataset is None:
         shutil.rmtree(folder, ignore_errors=True)
     return removed
+
+
+def sample_images(ds: Any, limit: int, seed: int = 0) -> tuple[Tensor, list[int]]:
+    """uint8 images of a split for a fixed reference: all of them, or `limit` chosen by a seeded
+    permutation (a prefix of a sorted split could hold only a few classes), kept in split order. The
+    generation reference and `--fid-reference train:N` both draw with it, so equal N share one entry."""
+    import torch
+
+    n = len(ds)
+    if limit and limit < n:
+        chosen = sorted(torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].tolist())
+    else:
+        chosen = list(range(n))
+    return torch.stack([ds[i] for i in chosen]), chosen
+
+
+def fixed_reference(choice: Any, train_view: Any = None, device: Any = "cpu", extractor: fid.Extractor | None = None,
+                    use_cache: bool = True, protocol: Mapping[str, Any] | None = None) -> Reference | None:
+    """The statistics a non-`val` --fid-reference (fid_reference_choice.ReferenceChoice) stands for, made
+    before the evaluation streams: None for `val` (the evaluated originals are the reference). `train_view`
+    is the training split in a deterministic view (no random crop or flip), `protocol` its cache key
+    (default: its own protocol). `info["label"]` is what
+    records write as protocol["fid"]["reference"]."""
+    from bench.evaluation.metrics import fid_reference_choice as choices
+
+    if not choice.fixed:
+        return None
+    if choice.kind == choices.STATS:
+        mu, sigma, layout = choices.read_stats(choice.path)
+        return Reference(mu, sigma, None, False, choice.path,  # type: ignore[arg-type]
+                         {"label": choice.label, "layout": layout, "file": str(choice.path), "sha1": choice.sha1,
+                          "statistics": "mu and sigma of Inception pool3 as stored in the file"})
+    if train_view is None:
+        raise ValueError(f"{choice.label}: the training split is needed for this FID reference")
+    images, chosen = sample_images(train_view, choice.n_images, choices.TRAIN_SEED)
+    protocol = dict(protocol if protocol is not None else getattr(train_view, "protocol", {}) or {})
+    ref = reference_statistics(images, protocol, device=device, extractor=extractor, use_cache=use_cache)
+    ref.info = {**ref.info, "label": f"{choices.TRAIN}:{len(chosen)}", "of": len(train_view),
+                "subset_seed": choices.TRAIN_SEED if len(chosen) < len(train_view) else None,
+                "split": protocol.get("split", "train")}
+    return ref

@@ -48,6 +48,9 @@ class EvalContext:
     # The originals again, batch by batch in the same order, for a metric that finds out at the end
     # that it needs another look (a stale FID reference cache entry).
     reread_originals: Callable[[], Any] | None = None
+    # A --fid-reference other than val (fid_reference.fixed_reference: mu, sigma, features or None, and
+    # info["label"]): rFID and KID compare the reconstructions with it instead of their originals.
+    fixed_reference: Any = None
 
     def has(self, reads: str) -> bool:
         return reads == IMAGES or (reads == CODES and self.codebook_size is not None)
@@ -154,6 +157,10 @@ def load_all() -> Registry[Metric]:
     return METRICS
 
 
+# Tables never put two FID references in one column: a value measured against reference R (other than
+# val) is shown in the column `<key>@R` (bench.reporting.fid_reference_columns), labelled "<label> (vs R)".
+REFERENCE_SEPARATOR = "@"
+
 # Usage statistics of one codebook group (VQCT: "adj", "noun") are keyed `<metric>_<group>`.
 GROUPED = ("utilization", "perplexity", "dead_codes", "entropy_bits", "entropy_ratio")
 
@@ -164,6 +171,10 @@ def spec(key: str) -> Metric:
     load_all()
     if key in METRICS:
         return METRICS.get(key)
+    base, sep, reference = key.partition(REFERENCE_SEPARATOR)
+    if sep and base in METRICS:  # a table column of one FID reference (bench.reporting.fid_reference_columns)
+        parent = METRICS.get(base)
+        return dataclasses.replace(parent, key=key, label=f"{parent.label} (vs {reference})")
     for base in GROUPED:
         if key.startswith(base + "_") and base in METRICS:
             parent = METRICS.get(base)

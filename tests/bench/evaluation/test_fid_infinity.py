@@ -66,7 +66,11 @@ def test_both_routes_equal_the_evaluators_frechet_distance():
     g = ref[:40] + 0.3
     expected = fid.frechet_distance(mu, sigma, *fid.statistics(g[rows]))
     assert fid_infinity.generated_fid_of(g, mu, sigma, ref)(rows) == pytest.approx(expected, rel=1e-6)
-    assert fid_infinity.generated_fid_of(g, mu, sigma, None)(rows) == pytest.approx(expected, rel=1e-10)
+    # without the reference's features (--fid-reference stats:PATH) the Gram route still serves
+    assert fid_infinity.generated_fid_of(g, mu, sigma, None)(rows) == pytest.approx(expected, rel=1e-6)
+    mu8, sigma8 = fid.statistics(ref[:, :8])  # more images than dimensions: the direct route
+    expected = fid.frechet_distance(mu8, sigma8, *fid.statistics(g[rows, :8]))
+    assert fid_infinity.generated_fid_of(g[:, :8], mu8, sigma8, None)(rows) == pytest.approx(expected, rel=1e-10)
     est = fid_infinity.against_reference(g, mu, sigma, ref)
     assert est.value == pytest.approx(fid_infinity.fit(est.sizes, est.fids)[0])
 

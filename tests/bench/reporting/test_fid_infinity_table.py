@@ -40,8 +40,8 @@ def test_rfid_infinity_column_with_its_interval_and_dagger(tmp_path, monkeypatch
     md_text = tables.render(summary, "md")
     md = _md_tables(md_text)["photos"].set_index("Method")
     cols = list(md.columns)
-    assert cols[cols.index("rFID ↓") + 1] == "rFID∞ ↓"
-    assert re.fullmatch(r"\*\*[0-9.]+ ± [0-9.]+†\*\*", md.loc["alpha", "rFID∞ ↓"])  # 60 images: daggered
+    assert cols[cols.index("rFID (vs val) ↓") + 1] == "rFID∞ (vs val) ↓"
+    assert re.fullmatch(r"\*\*[0-9.]+ ± [0-9.]+†\*\*", md.loc["alpha", "rFID∞ (vs val) ↓"])  # 60 images: daggered
     assert "is the number comparable across image counts" in md_text
     assert "the first 50 of the same resamples" in md_text
     assert r"rFID$_\infty$" in tables.render(summary, "tex")
@@ -77,7 +77,7 @@ def test_generation_table_shows_rfid_and_gfid_infinity(tmp_path):
     prior.write_text(json.dumps(prec))
     text = generation_table.render(generation_table.read(tmp_path), "md")
     header = next(line for line in text.splitlines() if line.startswith("| Method"))
-    assert "rFID∞ ↓" in header and "gFID∞ ↓" in header
+    assert "rFID∞ (vs val) ↓" in header and "gFID∞ (vs train) ↓" in header
     row = next(line for line in text.splitlines() if line.startswith("| vqgan"))
     assert "11.00†" in row and "37.00†" in row
     assert "is the number comparable across image counts" in text

@@ -103,7 +103,7 @@ def test_rfid_interval_from_stored_features_and_the_cached_reference(tmp_path, m
     for m in ("alpha", "beta"):
         assert df.loc[m, "fid_lo"] < df.loc[m, "fid"] < df.loc[m, "fid_hi"]
     md = _md_tables(tables.render(summary, "md"))["photos"].set_index("Method")
-    assert re.fullmatch(r"\*\*[0-9.]+ ± [0-9.]+†\*\*", md.loc["alpha", "rFID ↓"])  # resolved: noise 0.2 vs 0.6
+    assert re.fullmatch(r"\*\*[0-9.]+ ± [0-9.]+†\*\*", md.loc["alpha", "rFID (vs val) ↓"])  # resolved: noise 0.2 vs 0.6
     assert "rFID without ±" not in tables.render(summary, "md")
     # on a machine whose cache lacks the reference entry: no rFID interval, and the note says why
     monkeypatch.setenv("VQBENCH_CACHE", str(tmp_path / "empty"))

@@ -82,11 +82,11 @@ def _half(cell: str) -> float:
 def test_markdown_bold_best_underline_second_and_arrows(built):
     md = _md_tables(tables.render(built, "md"))
     photos = md["photos"].set_index(["Method", "Codebook size"])
-    assert {"rFID ↓", "PSNR ↑", "SSIM ↑", "LPIPS ↓", "Usage % ↑", "Perplexity", "Runs", "Images",
+    assert {"rFID (vs val) ↓", "PSNR ↑", "SSIM ↑", "LPIPS ↓", "Usage % ↑", "Perplexity", "Runs", "Images",
             "95% interval"} <= set(photos.columns)
     # rFID: the fixture stores no Inception features, so no interval and nothing to test: no marks
-    assert photos.loc[("vqct", "16"), "rFID ↓"] == "8.00†"
-    assert photos.loc[("vqgan", "32"), "rFID ↓"] == "9.00" and photos.loc[("vqgan", "16"), "rFID ↓"] == "12.00"
+    assert photos.loc[("vqct", "16"), "rFID (vs val) ↓"] == "8.00†"
+    assert photos.loc[("vqgan", "32"), "rFID (vs val) ↓"] == "9.00" and photos.loc[("vqgan", "16"), "rFID (vs val) ↓"] == "12.00"
     # PSNR (higher is better): vqct 25 best, resolved on the same 64 images; vqgan K=32 23 second
     assert re.fullmatch(r"\*\*25\.00 ± 0\.\d\d\*\*", photos.loc[("vqct", "16"), "PSNR ↑"])
     assert re.fullmatch(r"<u>23\.00 ± 0\.\d\d</u>", photos.loc[("vqgan", "32"), "PSNR ↑"])
@@ -115,14 +115,14 @@ def test_markdown_bold_best_underline_second_and_arrows(built):
 def test_latex_booktabs_marks_and_parse_back(built):
     tex = tables.render(built, "tex")
     assert tex.count(r"\toprule") == 2 and tex.count(r"\midrule") == 2 and tex.count(r"\bottomrule") == 2
-    assert r"rFID $\downarrow$" in tex and r"PSNR $\uparrow$" in tex and r"Usage \% $\uparrow$" in tex
+    assert r"rFID (vs val) $\downarrow$" in tex and r"PSNR $\uparrow$" in tex and r"Usage \% $\uparrow$" in tex
     photos = tex.split(r"\caption{Reconstruction on photos}")[1].split(r"\bottomrule")[0]
     rows = {}
     for line in photos.split(r"\midrule")[1].strip().splitlines():
         cells = [c.strip() for c in line.rstrip("\\ ").split(" & ")]
         rows[(cells[0], cells[1])] = cells
     header = [h.strip() for h in photos.split(r"\toprule")[1].split(r"\midrule")[0].rstrip("\\ \n").split(" & ")]
-    fid = header.index(r"rFID $\downarrow$")
+    fid = header.index(r"rFID (vs val) $\downarrow$")
     psnr = header.index(r"PSNR $\uparrow$")
     assert rows[("vqct", "16")][fid] == r"8.00$^\dagger$"
     assert re.fullmatch(r"\\textbf\{25\.00 \$\\pm\$ 0\.\d\d\}", rows[("vqct", "16")][psnr])
@@ -144,8 +144,8 @@ def test_terminal_parses_back(built):
     header = [c.strip() for c in block[0].strip("|").split("|")]
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in block[2:]]
     df = pd.DataFrame(cells, columns=header).set_index("Method")
-    assert df.loc["vqct", "rFID ↓"] == "20.00†"  # 1024 FID images: dagger
-    assert df.loc["vqgan", "rFID ↓"] == "30.00"   # 4096 FID images: none
+    assert df.loc["vqct", "rFID (vs val) ↓"] == "20.00†"  # 1024 FID images: dagger
+    assert df.loc["vqgan", "rFID (vs val) ↓"] == "30.00"   # 4096 FID images: none
     assert df.loc["vqct", "Usage % ↑"] == "90.0"
 
 
@@ -229,13 +229,13 @@ def test_reported_rows_are_marked_and_never_ranked(out):
     cub = _md_tables(md)["cub200"].set_index("Method")
     # CVQ's published 3.61 would be the best rFID and VQ-VAE's 24.38 the best PSNR, but reported rows
     # are italic and unranked: vqgan's 19.00 keeps the (resolved) best PSNR
-    assert cub.loc["*CVQ [R1]*", "rFID ↓"] == "*3.61*"
+    assert cub.loc["*CVQ [R1]*", "rFID (vs val) ↓"] == "*3.61*"
     assert cub.loc["*VQ-VAE [R1]*", "PSNR ↑"] == "*24.38*"
     assert cub.loc["vqgan", "PSNR ↑"].startswith("**19.00 ±")
     assert cub.loc["*CVQ [R1]*", "Runs"] == "*reported*"
     assert "[R1] Liang et al., LG-VQ" in md and "openreview.net" in md
     # LG-VQ Table 12 quotes VQCT at its whole vocabulary; its "512 tokens" is LG-VQ's own count
-    assert cub.loc["*VQCT [R2]*", "rFID ↓"] == "*2.13*" and cub.loc["*VQCT [R2]*", "Codebook size"] == "*6207*"
+    assert cub.loc["*VQCT [R2]*", "rFID (vs val) ↓"] == "*2.13*" and cub.loc["*VQCT [R2]*", "Codebook size"] == "*6207*"
     assert cub.loc["*VQCT [R2]*", ["Positions", "Indices per image"]].tolist() == ["—", "—"]
     assert cub.loc["*CVQ [R1]*", ["Positions", "Indices per image"]].tolist() == ["*256*", "*256*"]
     assert "[R2] Liang et al., LG-VQ: Language-Guided Codebook Learning (NeurIPS 2024), Table 12" in md
