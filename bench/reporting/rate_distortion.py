@@ -95,13 +95,18 @@ def _name(key: dict[str, object]) -> str:
     return " ".join(words)
 
 
-def caption(dataset: str, metrics: list[str], drawn: list[Line]) -> str:
-    """What the figure plots and what its bars are, for the report's alt text and caption."""
-    labels = ", ".join(spec(m).label for m in metrics)
+def caption(dataset: str, per_metric: dict[str, list[Line]]) -> str:
+    """What the figure plots, what its bars are and which panels are empty, for the report's alt text
+    and caption."""
+    labels = ", ".join(spec(m).label for m in per_metric)
+    drawn = [line for got in per_metric.values() for line in got]
     kinds = "; ".join(sorted({k for line in drawn for k in line.kinds})) or "none"
+    empty = [spec(m).label for m, got in per_metric.items() if not got]
     return (f"Rate-distortion on {dataset}: {labels} against bits per image (log2 axis), one line per method "
             f"through its budgets, each point the mean over seeds of a table row; error bars: {kinds}, "
-            "as the tables' ± (a method with one budget is one point).")
+            "as the tables' ± (a method with one budget is one point)."
+            + (f" No {' or '.join(empty)} in these records: {'that panel is' if len(empty) == 1 else 'those panels are'} "
+               "empty." if empty else ""))
 
 
 def figures(per_dataset: pd.DataFrame, out: Path) -> tuple[list[Path], dict[str, str]]:
@@ -112,7 +117,6 @@ def figures(per_dataset: pd.DataFrame, out: Path) -> tuple[list[Path], dict[str,
     for dataset, rows in rows_all.groupby("Dataset", sort=True):
         shown = shown_metrics(rows)
         fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 3.4), squeeze=False)
-        drawn: list[Line] = []
         per_metric = {m: lines(rows, m) for m in shown}
         names = sorted({line.name for got in per_metric.values() for line in got})
         colors = plt.get_cmap("tab10")  # one colour per line in every panel, even where one lacks a metric
@@ -121,7 +125,6 @@ def figures(per_dataset: pd.DataFrame, out: Path) -> tuple[list[Path], dict[str,
             for line in got:
                 ax.errorbar(line.bits, line.mean, yerr=line.bars, marker="o", capsize=3, label=line.name,
                             color=colors(names.index(line.name) % 10))
-            drawn += got
             _bits_axis(ax, rows)
             ax.set_ylabel(spec(m).header())
             if got:
@@ -132,7 +135,7 @@ def figures(per_dataset: pd.DataFrame, out: Path) -> tuple[list[Path], dict[str,
         fig.suptitle(f"Rate-distortion on {dataset} (error bars: the tables' 95% intervals)")
         stem = f"{STEM}_{safe(dataset)}"
         paths += save(fig, Path(out) / FIGURES, stem)
-        captions[stem] = caption(str(dataset), shown, drawn)
+        captions[stem] = caption(str(dataset), per_metric)
     return paths, captions
 
 

@@ -70,6 +70,7 @@ def test_the_figure_and_its_caption(out):
     text = captions["rate_distortion_photos"]
     assert text.startswith("Rate-distortion on photos: rFID, PSNR, LPIPS against bits per image (log2 axis)")
     assert "95% t-interval over 3 seeds" in text and "bootstrap interval over the validation images" in text
+    assert text.endswith("No rFID or LPIPS in these records: those panels are empty.")
     svg = paths[1].read_text()
     assert "bits per image" in svg and "no rFID in these records" in svg  # write_run records no rFID
 
