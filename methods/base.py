@@ -49,6 +49,14 @@ class Quantizer(nn.Module):
         return None
 
     @classmethod
+    def fixed_codebook_size(cls, options: object) -> int | None:
+        """K where the codebook is fixed by construction rather than chosen (leech: the 196,560 Leech-lattice
+        vectors), else None. Such a method defines its own latent channels, so K cannot depend on dim. A run of such a method is refused any other K before it starts
+        (bench.runs.config.resolve), the default grid gives it this K instead of the preset's sizes, and
+        `--bits-per-image` takes it or refuses the budget. Default: K is a choice."""
+        return None
+
+    @classmethod
     def parameter_count(cls, codebook_size: int, dim: int, options: object) -> int:
         """How many parameters training would hold for this configuration, for the memory check
         before any run starts. Default: one learned (K, dim) codebook."""

@@ -48,7 +48,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--datasets", type=parsing.comma_list(str), default=list(DEFAULT_DATASETS), help="comma-separated datasets (default: photos)")
     p.add_argument("--codebook-sizes", type=parsing.comma_list(parsing.codebook_size), default=None,
                    help="comma-separated codebook sizes K, or full: the whole vocabulary of a method that has one "
-                        "(vqct; default: 256, and full under --preset vqct-official)")
+                        "(vqct; default: 256, and full under --preset vqct-official; a method whose codebook is "
+                        "fixed, leech, takes its own K and is refused any other)")
     p.add_argument("--bits-per-image", type=parsing.positive_float, action="append", default=None, metavar="B",
                    help="instead of --codebook-sizes: for each method the K whose bits per image (positions x "
                         "log2 of each index's codebook size) are closest to B at the preset's grid, printed before "
@@ -285,12 +286,16 @@ def _until_resolved_design(opts: argparse.Namespace, seeds: list[int]) -> Any:
 
 
 def _method_sizes(opts: argparse.Namespace, chosen: list[str], per_method: dict[str, dict[str, Any]],
-                  preset: presets.Preset) -> list[tuple[int | str, str]]:
-    """(K, method) cells of the grid: every --codebook-sizes K (default: the preset's) for every method,
-    or with --bits-per-image each method's K for each budget (bench.runs.bit_budget), printed; a budget
-    a method cannot reach stops here, before any run."""
+                  preset: presets.Preset) -> list[tuple[int | str, str, float | None]]:
+    """(K, method, budget) cells of the grid: every --codebook-sizes K (default: the preset's, or a method's
+    own where its codebook is fixed) for every method, budget None; or with --bits-per-image each method's
+    K for each budget B (bench.runs.bit_budget), printed, with the first B that chose it; a budget a method
+    cannot reach stops here, before any run."""
     if not opts.bits_per_image:
-        return [(k, m) for k in (opts.codebook_sizes or preset.codebook_sizes) for m in chosen]
+        if opts.codebook_sizes:
+            return [(k, m, None) for k in opts.codebook_sizes for m in chosen]
+        own = _fixed_sizes(chosen, per_method)
+        return list(dict.fromkeys((own.get(m, k), m, None) for k in preset.codebook_sizes for m in chosen))
     if opts.codebook_sizes is not None:
         raise UserError("--bits-per-image chooses each method's codebook size; drop --codebook-sizes")
     from bench.runs import bit_budget
@@ -300,15 +305,24 @@ def _method_sizes(opts: argparse.Namespace, chosen: list[str], per_method: dict[
     for budget in dict.fromkeys(opts.bits_per_image):
         picked = [c.describe() for c in choices if c.budget == budget]
         print(f"bits per image {budget:g} at {side}x{side} positions: {'; '.join(picked)}", flush=True)
-    return list(dict.fromkeys((c.codebook_size, c.method) for c in choices))
+    first: dict[tuple[int, str], float] = {}
+    for c in choices:
+        first.setdefault((c.codebook_size, c.method), c.budget)
+    return [(k, m, b) for (k, m), b in first.items()]
 
 
-def run(opts: argparse.Namespace) -> int:
-    metric_weights.use(opts.metric_weights)  # a bad folder stops here; the evaluating processes inherit it
-    fid_reference_choice.parse(opts.fid_reference)  # so does a bad --fid-reference, before any run folder
-    if opts.list:
-        print(list_everything())
-        return 0
+def _fixed_sizes(chosen: list[str], per_method: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """{method: its K} for the methods whose codebook is fixed (Quantizer.fixed_codebook_size)."""
+    import methods
+
+    sizes = {m: methods.entry(m).cls.fixed_codebook_size(methods.build_options(m, **per_method.get(m, {})))
+             for m in chosen}
+    return {m: int(k) for m, k in sizes.items() if k is not None}
+
+
+def grid(opts: argparse.Namespace) -> tuple[list[str], list[config.RunConfig], list[int], str, str]:
+    """What a command line asks for, before anything runs: (methods, the RunConfigs of its grid, seeds,
+    the preset's name, why that preset). Bad input stops here with a UserError."""
     chosen = opts.methods or default_methods()
     per_method = _method_options(chosen, opts.option)
     data = _dataset_settings(opts)
@@ -322,9 +336,19 @@ def run(opts: argparse.Namespace) -> int:
                          method_options=per_method.get(m, {}), device=opts.device, compile=opts.compile,
                          tensorboard=not opts.no_tensorboard, deterministic=opts.deterministic,
                          workers=opts.workers_per_run or 1, vqct_captions=opts.vqct_captions,
-                         vqct_clip=opts.vqct_clip, fid_reference=opts.fid_reference, **data)
-        for d in opts.datasets for k, m in cells for s in seeds
+                         vqct_clip=opts.vqct_clip, fid_reference=opts.fid_reference, bits_budget=budget, **data)
+        for d in opts.datasets for k, m, budget in cells for s in seeds
     ]
+    return chosen, configs, seeds, preset_name, why
+
+
+def run(opts: argparse.Namespace) -> int:
+    metric_weights.use(opts.metric_weights)  # a bad folder stops here; the evaluating processes inherit it
+    fid_reference_choice.parse(opts.fid_reference)  # so does a bad --fid-reference, before any run folder
+    if opts.list:
+        print(list_everything())
+        return 0
+    chosen, configs, seeds, preset_name, why = grid(opts)
     sequential_design = _until_resolved_design(opts, seeds)  # so does a budget with nothing to add
     if opts.deterministic:
         determinism.set_cublas_workspace()  # before this process or the workers it starts use CUDA

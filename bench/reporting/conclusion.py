@@ -66,11 +66,33 @@ def _seeds_to_run(have: set[int]) -> list[int]:
     return sorted(seeds)
 
 
+def _size_flags(g: pd.DataFrame) -> list[tuple[list[str], str]]:
+    """How one command group's runs chose their K, as (methods, the flag) per command: runs an equal-bit
+    grid made (record["bits_budget"]) repeat its --bits-per-image values, which give each method its own K
+    again; the others repeat --codebook-sizes, one command per set of sizes (a method whose codebook is
+    fixed, or that ran at other sizes, must not be crossed with the others' sizes)."""
+    budget = (pd.to_numeric(g["bits_budget"], errors="coerce") if "bits_budget" in g
+              else pd.Series(float("nan"), index=g.index))
+    parts: list[tuple[list[str], str]] = []
+    by_budget = g[budget.notna()]
+    if len(by_budget):
+        values = sorted(set(budget[by_budget.index]))
+        parts.append((sorted(set(by_budget["Method"].astype(str))),
+                      " ".join(f"--bits-per-image {int(v) if float(v).is_integer() else v!r}" for v in values)))
+    sizes: dict[tuple[int, ...], list[str]] = {}
+    for method, runs in g[budget.isna()].groupby("Method", sort=True):
+        ks = tuple(sorted({int(k) for k in runs["Codebook size"].dropna()}))
+        sizes.setdefault(ks, []).append(str(method))
+    parts += [(names, "--codebook-sizes " + ",".join(map(str, ks))) for ks, names in sizes.items()]
+    return parts
+
+
 def resolving_commands(summary: Summary, cells: pd.DataFrame) -> list[str]:
     """`run_bench.py` command(s) that give `cells` MIN_SEEDS seeds: the grid their runs were trained
-    on (methods, datasets, codebook sizes, preset and steps from the records) with more seeds. One
-    command per preset and step count; the preset is given explicitly, because the default preset
-    depends on the machine."""
+    on (methods, datasets, codebook sizes or bit budgets, preset and steps from the records) with more
+    seeds, so that every run id they had comes back. One command per preset, step count, options
+    variant and way of choosing K (_size_flags); the preset is given explicitly, because the default
+    preset depends on the machine."""
     ids = {i for s in cells["run_ids"].astype(str) for i in s.split()}
     runs = summary.runs[summary.runs["run_id"].isin(ids)] if len(summary.runs) else summary.runs
     if runs.empty:
@@ -83,21 +105,21 @@ def resolving_commands(summary: Summary, cells: pd.DataFrame) -> list[str]:
     for _, g in runs.groupby(["Preset", "Steps", "Method"], sort=True, dropna=False):
         order = {f: i for i, f in enumerate(sorted(set(flags[g.index])))}
         variant[g.index] = [order[f] for f in flags[g.index]]
-    for (preset, steps, _), g in runs.groupby(["Preset", "Steps", variant], sort=True, dropna=False):
-        parts = ["python run_bench.py",
-                 "--methods " + ",".join(sorted(set(g["Method"].astype(str)))),
-                 "--datasets " + ",".join(sorted(set(g["Dataset"].astype(str)))),
-                 "--codebook-sizes " + ",".join(str(int(k)) for k in sorted(set(g["Codebook size"].dropna())))]
-        parts += [f for f in dict.fromkeys(flags[g.index]) if f]
-        if isinstance(preset, str):
-            parts.append(f"--preset {preset}")
-        default_steps = presets.PRESETS[preset].train.steps if preset in presets.PRESETS else None
-        if not pd.isna(steps) and int(steps) != default_steps:
-            parts.append(f"--steps {int(steps)}")
-        parts.append("--seeds " + ",".join(map(str, _seeds_to_run({int(s) for s in g["Seed"].dropna()}))))
-        if Path(summary.out).resolve() != DEFAULT_OUT.resolve():
-            parts.append(f"--out {summary.out}")
-        commands.append(" ".join(parts))
+    for (preset, steps, _), group in runs.groupby(["Preset", "Steps", variant], sort=True, dropna=False):
+        for names, size_flag in _size_flags(group):
+            g = group[group["Method"].astype(str).isin(names)]
+            parts = ["python run_bench.py", "--methods " + ",".join(names),
+                     "--datasets " + ",".join(sorted(set(g["Dataset"].astype(str)))), size_flag]
+            parts += [f for f in dict.fromkeys(flags[g.index]) if f]
+            if isinstance(preset, str):
+                parts.append(f"--preset {preset}")
+            default_steps = presets.PRESETS[preset].train.steps if preset in presets.PRESETS else None
+            if not pd.isna(steps) and int(steps) != default_steps:
+                parts.append(f"--steps {int(steps)}")
+            parts.append("--seeds " + ",".join(map(str, _seeds_to_run({int(s) for s in g["Seed"].dropna()}))))
+            if Path(summary.out).resolve() != DEFAULT_OUT.resolve():
+                parts.append(f"--out {summary.out}")
+            commands.append(" ".join(parts))
     return commands
 
 

@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display on the machines this runs on; set before pyplot is imported
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from bench.core.atomic import atomic_path
@@ -57,3 +58,16 @@ def styles(runs: pd.DataFrame) -> dict[tuple[str, int], dict[str, Any]]:
     dashes = ["-", "--", ":", "-."]
     return {(m, k): {"color": colors(i % 10), "linestyle": dashes[j % len(dashes)]}
             for i, m in enumerate(methods) for j, k in enumerate(sizes)}
+
+
+def error_bars(g: pd.DataFrame, m: str) -> np.ndarray:
+    """(2, n) distances below and above each mean: per row the table's 95% interval (`<m>_lo`,
+    `<m>_hi`, asymmetric for rFID and KID), else the std over seeds; 0 where a row has neither."""
+    mean = g[m].to_numpy(dtype=float)
+    nan = np.full_like(mean, np.nan)
+    std = g[f"{m}_std"].to_numpy(dtype=float) if f"{m}_std" in g.columns else nan
+    lo = mean - (g[f"{m}_lo"].to_numpy(dtype=float) if f"{m}_lo" in g.columns else nan)
+    hi = (g[f"{m}_hi"].to_numpy(dtype=float) if f"{m}_hi" in g.columns else nan) - mean
+    has = np.isfinite(lo) & np.isfinite(hi)
+    bars = np.vstack([np.where(has, lo, std), np.where(has, hi, std)])
+    return np.nan_to_num(np.clip(bars, 0.0, None))

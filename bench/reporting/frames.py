@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.core.errors import UserError
 from bench.evaluation.metrics import keys
 from bench.evaluation.metrics.registry import spec
 from bench.reporting import fid_reference_columns as fid_refs
@@ -62,7 +63,7 @@ EQUAL_BITS = 0.05
 ID_COLUMNS = {"Dataset", "Method", "Options", "Codebook size", "Seed", "Preset", "Steps", POSITIONS, INDICES, BITS,
               BITS_PER_PIXEL, "Status",
               "Error", "run_id", "wall_s", "train_s", "fid_n_images", "n_images", "Source", "Checkpoint",
-              "option_flags"}
+              "option_flags", "bits_budget"}
 
 
 def _fid_images(record: dict[str, Any]) -> float | None:
@@ -89,7 +90,8 @@ def runs_frame(recs: Iterable[dict[str, Any]], metrics: Sequence[str] | None = N
                "option_flags": option_flags(c), "Codebook size": c.get("codebook_size"), "Seed": c.get("seed"),
                "Preset": c.get("preset"), "Steps": c.get("steps"), POSITIONS: r.get("tokens"),
                INDICES: r.get("indices_per_image"), BITS: r.get("bits_per_image"),
-               BITS_PER_PIXEL: r.get("bits_per_pixel"), "Status": r.get("status"), "Error": r.get("error"),
+               BITS_PER_PIXEL: r.get("bits_per_pixel"), "bits_budget": r.get("bits_budget"),
+               "Status": r.get("status"), "Error": r.get("error"),
                "run_id": r.get("run_id"), "wall_s": r.get("wall_s"), "train_s": r.get("train_s"),
                "fid_n_images": _fid_images(r), "n_images": (r.get("protocol") or {}).get("n_images"),
                "Source": RELEASED if r.get("source") == RELEASED else MEASURED,
@@ -139,13 +141,33 @@ def _grid_keys(ddf: pd.DataFrame, cols: list[str], groups: dict[tuple, Any], met
     all_methods = sorted(set(ddf["Method"]) | set(methods or []))
     others = {tuple(v for i, v in enumerate(k) if i not in (mi, ki)) for k in groups}
     sizes = sorted(set(ddf["Codebook size"]))
+    fixed = _fixed_sizes(all_methods)
+    own_only = {k for k in sizes if set(ddf.loc[ddf["Codebook size"] == k, "Method"]) <= set(fixed)}
     for m, k, rest in itertools.product(all_methods, sizes, sorted(others, key=str)):
-        if _has_equal_budget_run(ddf, m, k):
-            continue
+        if _has_equal_budget_run(ddf, m, k) or fixed.get(m, k) != k or (m not in fixed and k in own_only):
+            continue  # a fixed codebook (leech) is a grid of its own K: no missing cells across it
         key = list(rest)
         for i, v in sorted(((mi, m), (ki, k))):
             key.insert(i, v)
         groups.setdefault(tuple(key), None)
+
+
+def _fixed_sizes(names: Sequence[str]) -> dict[str, int]:
+    """{method: K} for the registered methods whose codebook is fixed (Quantizer.fixed_codebook_size at
+    their default options); methods this version does not know have none."""
+    try:
+        from methods import registry
+    except ImportError:  # reading records without the methods package: no method is known to be fixed
+        return {}
+    out = {}
+    for name in names:
+        try:
+            k = registry.entry(str(name)).cls.fixed_codebook_size(registry.build_options(str(name)))
+        except (UserError, KeyError, TypeError):
+            continue
+        if k is not None:
+            out[str(name)] = int(k)
+    return out
 
 
 def _has_equal_budget_run(ddf: pd.DataFrame, method: str, k: Any) -> bool:

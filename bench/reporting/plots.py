@@ -3,6 +3,8 @@
 - code_frequency_<dataset>: sorted code-frequency curves per run (the picture of codebook collapse)
 - utilization_<dataset>: codebook usage over training steps, from each run's train_log.jsonl
 - sweep_<dataset>: rFID and usage against codebook size, one line per method, error bars over seeds
+- rate_distortion_<dataset>: rFID, PSNR and LPIPS against bits per image, one line per method
+  (bench.reporting.rate_distortion)
 - reconstructions_<dataset>: the same validation images reconstructed by every method
 - code_words_<run_id>: the most used codes with their names, for runs whose codes have names
   (bench.reporting.code_words)
@@ -23,8 +25,9 @@ from PIL import Image
 from bench.core import run_folder
 from bench.evaluation.metrics import keys
 from bench.evaluation.metrics.registry import spec
+from bench.reporting import rate_distortion
 from bench.reporting.code_words import code_words_figures
-from bench.reporting.figure_style import FIGURES, finished, plt, run_label, safe, save, styles
+from bench.reporting.figure_style import FIGURES, error_bars, finished, plt, run_label, safe, save, styles
 from bench.reporting.frames import MEASURED
 from bench.reporting.summary import Summary
 from bench.training.train_log import read_train_log
@@ -94,19 +97,6 @@ def utilization_over_training(runs: pd.DataFrame, out: Path) -> list[Path]:
 
 
 # ------------------------------------------------------------------------------------------ sweeps
-
-def error_bars(g: pd.DataFrame, m: str) -> np.ndarray:
-    """(2, n) distances below and above each mean: per row the table's 95% interval (`<m>_lo`,
-    `<m>_hi`, asymmetric for rFID and KID), else the std over seeds; 0 where a row has neither."""
-    mean = g[m].to_numpy(dtype=float)
-    nan = np.full_like(mean, np.nan)
-    std = g[f"{m}_std"].to_numpy(dtype=float) if f"{m}_std" in g.columns else nan
-    lo = mean - (g[f"{m}_lo"].to_numpy(dtype=float) if f"{m}_lo" in g.columns else nan)
-    hi = (g[f"{m}_hi"].to_numpy(dtype=float) if f"{m}_hi" in g.columns else nan) - mean
-    has = np.isfinite(lo) & np.isfinite(hi)
-    bars = np.vstack([np.where(has, lo, std), np.where(has, hi, std)])
-    return np.nan_to_num(np.clip(bars, 0.0, None))
-
 
 def sweep(summ: pd.DataFrame, out: Path, metrics: Sequence[str] = (keys.FID, keys.UTILIZATION)) -> list[Path]:
     """Per dataset with at least two codebook sizes: each metric against K (log2 axis), one line per
@@ -192,7 +182,8 @@ def reconstructions(runs: pd.DataFrame, out: Path, n_images: int = MAX_RECON_IMA
 
 
 def make_all(out: Path | str, summary: Summary) -> dict[str, Any]:
-    """Every figure for a Summary: {"figures": {kind: [paths]}, "notes": [...]}."""
+    """Every figure for a Summary: {"figures": {kind: [paths]}, "notes": [...], "captions": {stem: text}}
+    (captions: the figures whose text depends on their data, such as the kind of their error bars)."""
     out = Path(out)
     runs = summary.runs
     figures: dict[str, list[Path]] = {}
@@ -205,7 +196,10 @@ def make_all(out: Path | str, summary: Summary) -> dict[str, Any]:
     figures["sweep"] = sweep(summary.per_dataset, out)
     if not figures["sweep"]:
         notes.append("no codebook-size sweep: no dataset has finished runs at two or more codebook sizes")
-    return {"figures": figures, "notes": notes}
+    figures["rate_distortion"], captions = rate_distortion.figures(summary.per_dataset, out)
+    if not figures["rate_distortion"]:
+        notes.append("no rate-distortion figure: no finished run recorded its bits per image")
+    return {"figures": figures, "notes": notes, "captions": captions}
 
 
 __all__ = ["FIGURES", "code_frequency", "make_all", "reconstructions", "sweep", "utilization_over_training"]

@@ -76,21 +76,26 @@ FIGURE_TEXT = {
     "sweep": ("rFID and usage against codebook size; error bars are the tables' 95% intervals (over seeds with "
               ">= 3 seeds, else over the images of the run; the std over seeds where neither exists)."),
     "reconstructions": "The same validation images (top row) reconstructed by each method.",
+    "rate_distortion": "rFID, PSNR and LPIPS against bits per image, one line per method; error bars are the "
+                       "tables' 95% intervals.",
     "code_words": "Runs whose codes have names (the quantizer's code labels, code_words.json): the most used "
                   "codes of each code group, labelled with their names.",
 }
 
 
-def _figures_html(figures: dict[str, list[Path]], base: Path) -> str:
+def _figures_html(figures: dict[str, list[Path]], base: Path, captions: dict[str, str] | None = None) -> str:
+    """Each figure's PNG embedded, its SVG linked; `captions` (plots.make_all) replace FIGURE_TEXT, in
+    the caption and the alt text, for the figures whose text depends on their data."""
     parts = []
     for kind, paths in figures.items():
         for png in [p for p in paths if p.suffix == ".png"]:
             svg = png.with_suffix(".svg")
             rel_svg = os.path.relpath(svg, base)
-            alt = f"{kind.replace('_', ' ')}: {png.stem}"
+            own = (captions or {}).get(png.stem)
+            alt = own or f"{kind.replace('_', ' ')}: {png.stem}"
             parts.append(
                 f"<figure id=\"fig-{_esc(png.stem)}\">\n<img alt=\"{_esc(alt)}\" src=\"{_data_uri(png)}\">\n"
-                f"<figcaption><strong>{_esc(png.stem)}</strong>. {_esc(FIGURE_TEXT.get(kind, ''))} "
+                f"<figcaption><strong>{_esc(png.stem)}</strong>. {_esc(own or FIGURE_TEXT.get(kind, ''))} "
                 f"<a href=\"{_esc(rel_svg)}\">SVG</a></figcaption></figure>")
     return "\n".join(parts) if parts else "<p>No figures: no finished runs with the files they need.</p>"
 
@@ -204,7 +209,7 @@ def render_html(summary: Summary, figs: dict[str, Any], recs: list[dict[str, Any
     sections = [
         ("tables", "Results per dataset", tables_html),
         ("summary", "Cross-dataset summary", cross_html),
-        ("figures", "Figures", _figures_html(figs["figures"], base) + notes_html),
+        ("figures", "Figures", _figures_html(figs["figures"], base, figs.get("captions")) + notes_html),
         *([("generation", "Generation", _generation_html(generation, out, base))]
           if generation is not None and len(generation) else []),
         ("runs", "Runs", _runs_html(runs, out, base)),

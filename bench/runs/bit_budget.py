@@ -57,9 +57,9 @@ def choose(method: str, method_options: dict[str, Any], budget: float, preset_na
             return False
         return bits(k) is not None
 
-    full = cls.full_codebook_size(dim, options)
-    if full is not None and bits(2) == bits(MAX_CODEBOOK_SIZE) and bits(full) is not None:
-        return _fixed(method, budget, full, bits(full), side, preset_name)  # a fixed codebook (leech): its own K
+    fixed = cls.fixed_codebook_size(options)
+    if fixed is not None:
+        return _fixed(method, budget, fixed, float(cls.budget_bits(fixed, dim, options, side)), side, preset_name)
     lo, hi = 2, MAX_CODEBOOK_SIZE
     while lo < hi:  # the smallest K whose budget reaches B (an undefined budget counts as too large)
         mid = (lo + hi) // 2

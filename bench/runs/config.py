@@ -79,6 +79,10 @@ class RunConfig:
     # fid_reference_choice): val, train[:N] or stats:PATH. Anything but val changes the numbers and
     # enters the run id; val adds nothing to it, so ids from before the option are unchanged.
     fid_reference: str = fid_reference_choice.DEFAULT
+    # The --bits-per-image budget B that chose this run's K (bench.runs.bit_budget). Recorded, not in the
+    # run id (K is, as any K): the conclusion's command to run more seeds repeats B, which gives every
+    # method of the grid its own K again, where one --codebook-sizes list would cross them all.
+    bits_budget: float | None = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +208,11 @@ def resolve(cfg: RunConfig) -> ResolvedRun:
     options = methods.build_options(cfg.method, **given.method_options)
     k = (full_codebook_size(cfg.method, p.model.embed_dim, options, given.shared_vocabulary) if full
          else int(cfg.codebook_size))
+    fixed = methods.entry(cfg.method).cls.fixed_codebook_size(options)
+    if fixed is not None and k != fixed:  # its codes are what they are: a run id saying another K would lie
+        raise UserError(f"method {cfg.method!r} has a fixed codebook of {fixed:,} codes, so codebook size {k} cannot "
+                        f"be asked of it; give --codebook-sizes full (or {fixed}), or drop --codebook-sizes (the "
+                        f"grid then gives {cfg.method} its own K)")
     methods.validate(cfg.method, k, p.model.embed_dim, options)
     if p.train.epochs is not None:  # the length in epochs of this dataset's training split, as steps
         n = official_vqct.train_images(dataset, p.model.resolution, cfg.data_root,

@@ -54,6 +54,7 @@ class RunRecord(JsonRecord):
     # The image's bit budget: positions x sum over index levels of log2(that level's codebook size)
     bits_per_image: float | None = None
     bits_per_pixel: float | None = None  # bits_per_image / (resolution x resolution)
+    bits_budget: float | None = None  # the --bits-per-image B that chose K (RunConfig.bits_budget); None without
     optimization: dict[str, Any] = field(default_factory=dict)  # global batch, micro-batch, workers, accumulation, lr
     preset_source: str | None = None  # "given", or why this machine's default preset was taken
     steps_done: int | None = None

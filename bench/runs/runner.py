@@ -94,7 +94,8 @@ def run_one(config: RunConfig, out: Path | str = DEFAULT_OUT, force: bool = Fals
     context = dict(versions=records.versions(), device=str(device), torch_threads=torch.get_num_threads(),
                    compiled=config.compile, data_root=config.data_root, optimization=run.optimization(),
                    preset_source=run.preset_source, resumed_after_failure=earlier,
-                   deterministic=config.deterministic, lease_taken_over=lease.taken_over(run_dir))
+                   deterministic=config.deterministic, lease_taken_over=lease.taken_over(run_dir),
+                   bits_budget=config.bits_budget)
     splits: dict[str, Any] = {}
     trained: list[bool] = []  # set once training has ended: the group is past its last collective of training
     try:

@@ -60,3 +60,56 @@ def test_fixed_codebook_declares_its_size_and_bits():
     assert q.codebook_size == KISSING_NUMBER and q.latent_channels == 72 and not list(q.parameters())
     assert q.index_level_sizes() == (KISSING_NUMBER,) * 3
     assert methods.entry("leech").cls.full_codebook_size(8, q.options) == KISSING_NUMBER
+
+
+def test_a_run_asking_another_k_is_refused_with_one_line():
+    from bench.core.errors import UserError
+    from bench.runs.config import RunConfig, resolve
+
+    with pytest.raises(UserError, match=r"'leech' has a fixed codebook of 196,560 codes, so codebook size 1024") as err:
+        resolve(RunConfig(method="leech", codebook_size=1024, preset="smoke"))
+    assert "\n" not in str(err.value) and "--codebook-sizes full" in str(err.value)
+    for k in (KISSING_NUMBER, "full"):
+        assert resolve(RunConfig(method="leech", codebook_size=k, preset="smoke")).run_id.startswith("leech-photos-K196560-")
+
+
+def test_the_command_line_refuses_before_any_run(tmp_path, capsys):
+    from bench.cli import main as cli
+
+    out = tmp_path / "out"
+    code = cli.main(["--methods", "vqgan,leech", "--codebook-sizes", "1024", "--preset", "smoke", "--no-ray", "--out",
+                     str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "fixed codebook of 196,560 codes" in err[0]
+    assert not (out / "runs").exists()
+
+
+def test_the_default_grid_gives_leech_its_own_k(monkeypatch):
+    """Without --codebook-sizes the others take the preset's sizes and leech its own, once."""
+    import dataclasses
+
+    from bench.cli.run import build_parser, grid
+    from bench.runs import presets
+
+    monkeypatch.setitem(presets.PRESETS, "smoke", dataclasses.replace(presets.PRESETS["smoke"], codebook_sizes=(256, 1024)))
+    opts = build_parser().parse_args(["--methods", "vqgan,leech", "--preset", "smoke", "--seeds", "0"])
+    cells = sorted((c.method, c.codebook_size) for c in grid(opts)[1])
+    assert cells == [("leech", KISSING_NUMBER), ("vqgan", 256), ("vqgan", 1024)]
+
+
+def test_tables_show_no_missing_cells_across_a_fixed_codebook(tmp_path):
+    """vqgan at K=256 and 1024 beside leech at its own K: leech at 256 or 1024 and vqgan at 196,560 are no
+    cells of the grid, so no "missing" rows."""
+    from bench.core import run_folder
+    from bench.core.atomic import write_json_atomic
+    from bench.reporting.summary import build
+    from tests.bench.reporting.results_fixture import make_record
+
+    metrics = {"psnr": 20.0, "utilization": 0.5, "perplexity": 4.0}
+    for method, k in (("vqgan", 256), ("vqgan", 1024), ("leech", KISSING_NUMBER)):
+        rec = make_record("photos", method, k, 0, metrics)
+        (run_folder.runs_dir(tmp_path) / rec["run_id"]).mkdir(parents=True)
+        write_json_atomic(run_folder.runs_dir(tmp_path) / rec["run_id"] / run_folder.RECORD, rec)
+    frame = build(tmp_path, metrics=["psnr"]).per_dataset
+    assert sorted(zip(frame["Method"], frame["Codebook size"], frame["Status"])) == [
+        ("leech", KISSING_NUMBER, "ok"), ("vqgan", 256, "ok"), ("vqgan", 1024, "ok")]

@@ -7,6 +7,7 @@ per_image.npz, reconstructions.png, code_counts.npy, train_log.jsonl) without tr
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -90,11 +91,20 @@ def make_record(dataset: str, method: str, k: int, seed: int, metrics: dict[str,
     }
 
 
-def write_fixture(out: Path, images: bool = True, per_image: bool = True) -> list[dict[str, Any]]:
+def fixture_bits(method: str, k: int) -> float:
+    """The bit budget of a fixture run at its 16 positions: VQCT at K = 16 splits 6 adjectives : 10 nouns
+    and emits 2 adjective indices and 1 noun index per position; the others one index of K."""
+    return 16 * (2 * math.log2(6) + math.log2(10)) if method == "vqct" else 16 * math.log2(k)
+
+
+def write_fixture(out: Path, images: bool = True, per_image: bool = True, bits: bool = False) -> list[dict[str, Any]]:
+    """`bits`: finished records carry bits_per_image and bits_per_pixel (as the runner's do now)."""
     recs = []
     rng = np.random.default_rng(0)
     for dataset, method, k, seed, metrics in RUNS:
         rec = make_record(dataset, method, k, seed, metrics)
+        if bits and metrics:
+            rec.update(bits_per_image=fixture_bits(method, k), bits_per_pixel=fixture_bits(method, k) / (32 * 32))
         run_dir = run_folder.runs_dir(out) / rec["run_id"]
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(run_dir / run_folder.RECORD, rec)

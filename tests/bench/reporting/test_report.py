@@ -13,7 +13,18 @@ import pytest
 
 from bench.cli import main as cli
 from bench.reporting import report
-from tests.bench.reporting.results_fixture import results_out, write_fixture  # noqa: F401 - results_out is the `out` fixture
+from tests.bench.reporting.results_fixture import write_fixture
+
+FIGURES = 11  # code frequency, usage, reconstructions, code words and rate-distortion x 2 datasets, one sweep
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory) -> Path:
+    """The fixture records, carrying their bits per image as the runner's records do: the report then
+    has its rate-distortion figures."""
+    folder = tmp_path_factory.mktemp("results")
+    write_fixture(folder, bits=True)
+    return folder
 
 
 class Page(HTMLParser):
@@ -61,9 +72,18 @@ def test_every_table_and_figure(out, page):
     tabs = [t for t in page.tags["table"] if t.get("class") == "results"]
     assert len(tabs) == 3  # photos, cub200, and the cross-dataset summary
     pngs = sorted((out / "figures").glob("*.png"))
-    assert len(page.tags["img"]) == len(pngs) == 9
+    assert len(page.tags["img"]) == len(pngs) == FIGURES
     figure_ids = {f["id"] for f in page.tags["figure"]}
     assert figure_ids == {f"fig-{p.stem}" for p in pngs}
+
+
+def test_rate_distortion_figures_say_what_they_plot(page):
+    figs = {f["id"] for f in page.tags["figure"]}
+    assert {"fig-rate_distortion_photos", "fig-rate_distortion_cub200"} <= figs
+    alts = [img["alt"] for img in page.tags["img"] if img["alt"].startswith("Rate-distortion on photos")]
+    assert len(alts) == 1
+    assert "rFID, PSNR, LPIPS against bits per image" in alts[0] and "95% bootstrap interval" in alts[0]
+    assert alts[0] in " ".join(page.text)  # the caption says it too
 
 
 def test_links_to_run_folders_and_svgs_resolve(out, page):
@@ -126,11 +146,20 @@ def test_page_in_headless_chromium(out, page_path, page):
             driver.execute_script("arguments[0].scrollIntoView()", t)
             assert t.is_displayed() and t.size["height"] > 0 and t.size["width"] > 0
         imgs = driver.find_elements(By.TAG_NAME, "img")
-        assert len(imgs) == len(page.tags["img"]) == 9
+        assert len(imgs) == len(page.tags["img"]) == FIGURES
         for img in imgs:
             driver.execute_script("arguments[0].scrollIntoView()", img)
             assert img.is_displayed()
             assert driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
+        rd = driver.find_element(By.ID, "fig-rate_distortion_photos")
+        driver.execute_script("arguments[0].scrollIntoView()", rd)
+        rd_img = rd.find_element(By.TAG_NAME, "img")
+        assert rd_img.is_displayed() and rd_img.size["width"] > 300 and rd_img.size["height"] > 100
+        assert driver.execute_script("return arguments[0].naturalWidth", rd_img) > 300
+        caption = rd.find_element(By.TAG_NAME, "figcaption").text
+        assert caption.startswith("rate_distortion_photos. Rate-distortion on photos: rFID, PSNR, LPIPS against "
+                                  "bits per image") and "95% bootstrap interval" in caption
+        assert rd_img.get_attribute("alt") in caption
         # nothing was fetched from anywhere: figures are data URIs, the style is inline
         assert driver.execute_script("return performance.getEntriesByType('resource').length") == 0
         assert driver.get_log("browser") == []
