@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench.core.errors import UserError
+from bench.evaluation.metrics import fid_reference_choice
 
 
 def _options(config: dict[str, Any]) -> dict[str, Any]:
@@ -52,8 +53,9 @@ def _cli_value(value: Any) -> str:
 
 
 def option_flags(config: dict[str, Any]) -> str | None:
-    """`--option` / `--dataset-option` flags that give a new run this run's options: every method option
-    that differs from the method's default (variant defaults included) and every dataset option given.
+    """`--option` / `--dataset-option` / `--fid-reference` flags that give a new run this run's options: every
+    method option that differs from the method's default (variant defaults included), every dataset option
+    given, and an FID reference other than val.
     None when the method is not registered in this version (its defaults are unknown)."""
     method = config.get("method")
     try:
@@ -67,4 +69,7 @@ def option_flags(config: dict[str, Any]) -> str | None:
              if k not in defaults or _canonical(defaults[k]) != _canonical(v)]
     flags += [f"--dataset-option {shlex.quote(f'{k}={_cli_value(v)}')}"
               for k, v in sorted((config.get("dataset_options") or {}).items())]
+    reference = config.get("fid_reference") or fid_reference_choice.DEFAULT
+    if reference != fid_reference_choice.DEFAULT:  # it enters the run id (bench.runs.config)
+        flags.append(f"--fid-reference {shlex.quote(str(reference))}")
     return " ".join(flags)

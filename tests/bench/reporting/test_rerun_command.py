@@ -75,3 +75,13 @@ def test_a_fixed_codebook_method_is_not_crossed_with_the_others_sizes(tmp_path):
     assert len(commands) == 2 and any("--methods leech --datasets photos --codebook-sizes 196560" in c
                                       for c in commands)
     assert ids == made
+
+
+def test_a_grid_against_another_fid_reference_is_rerun_against_it(tmp_path):
+    """A reference other than val enters the run id (bench.runs.config), so the command must repeat it."""
+    argv = ["--methods", "vqgan,fsq", "--preset", "smoke", "--seeds", "0", "--fid-reference", "train:64",
+            "--out", str(tmp_path)]
+    made = _write_grid(tmp_path, argv)
+    commands, ids = _rerun(tmp_path)
+    assert all("--fid-reference train:64" in c for c in commands)
+    assert ids == made
