@@ -16,7 +16,6 @@ precision and are encoded again.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import datasets
 from bench.core import run_folder
 from bench.core.atomic import atomic_path
 from bench.core.errors import UserError
+from bench.core.hashing import file_digest
 from bench.core.images import to_float
 from bench.evaluation.precision import TAG as EVALUATION_PRECISION
 from bench.evaluation.precision import evaluation_precision
@@ -79,14 +79,6 @@ class Tokenizer:
         return next(self.model.parameters()).device
 
 
-def file_sha1(path: Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_tokenizer(run_dir: Path | str, device: torch.device, data_root: str | None = None,
                    dataset_paths: dict[str, str] | None = None) -> Tokenizer:
     """The tokenizer of a finished run folder. The architecture comes from the record's own config, so
@@ -117,7 +109,7 @@ def load_tokenizer(run_dir: Path | str, device: torch.device, data_root: str | N
     load_checkpoint(ckpt, {"model": model}, {}, device)
     torch.set_rng_state(rng)  # loading a checkpoint restores the training RNG; the prior keeps its own
     model.eval().requires_grad_(False)
-    return Tokenizer(model, run, record, run_dir, file_sha1(ckpt))
+    return Tokenizer(model, run, record, run_dir, file_digest(ckpt))
 
 
 def view_dataset(tok: Tokenizer, split: str) -> ImageDataset:

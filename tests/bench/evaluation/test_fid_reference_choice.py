@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from bench.core.errors import UserError
+from bench.core.hashing import file_digest
 from bench.evaluation.metrics import fid, fid_infinity, fid_reference, keys
 from bench.evaluation.metrics import fid_reference_choice as choice
 from bench.evaluation.metrics.registry import Batch, EvalContext
@@ -29,7 +30,7 @@ def test_values_and_labels(tmp_path):
     assert choice.parse("train:500").n_images == 500 and choice.parse("train:500").run_id_value == "train:500"
     pf = _stats_file(tmp_path / "pf.npz")
     got = choice.parse(f"stats:{pf}")
-    assert got.label == f"stats:pf.npz@{choice.file_sha1(pf)[:10]}" and got.fixed
+    assert got.label == f"stats:pf.npz@{file_digest(pf)[:10]}" and got.fixed
     assert choice.read_stats(pf)[2] == choice.PYTORCH_FID
     # ADM's reference batch (guided-diffusion evaluations/evaluator.py): images plus pool3 and spatial stats
     adm = _stats_file(tmp_path / "VIRTUAL_imagenet256_labeled.npz", arr_0=np.zeros((2, 8, 8, 3), np.uint8),
