@@ -71,3 +71,12 @@ def error_bars(g: pd.DataFrame, m: str) -> np.ndarray:
     has = np.isfinite(lo) & np.isfinite(hi)
     bars = np.vstack([np.where(has, lo, std), np.where(has, hi, std)])
     return np.nan_to_num(np.clip(bars, 0.0, None))
+
+
+def legend_or_note(ax: Any, has_values: bool, metric_label: str) -> None:
+    """The panel's legend, or, on a panel with nothing drawn, a line saying the records hold no such
+    metric (an empty axis would look like a plotting failure)."""
+    if has_values:
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, f"no {metric_label} in these records", ha="center", va="center", transform=ax.transAxes)

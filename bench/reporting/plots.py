@@ -27,7 +27,7 @@ from bench.evaluation.metrics import keys
 from bench.evaluation.metrics.registry import spec
 from bench.reporting import rate_distortion
 from bench.reporting.code_words import code_words_figures
-from bench.reporting.figure_style import FIGURES, error_bars, finished, plt, run_label, safe, save, styles
+from bench.reporting.figure_style import FIGURES, error_bars, finished, legend_or_note, plt, run_label, safe, save, styles
 from bench.reporting.frames import MEASURED
 from bench.reporting.summary import Summary
 from bench.training.train_log import read_train_log
@@ -126,11 +126,7 @@ def sweep(summ: pd.DataFrame, out: Path, metrics: Sequence[str] = (keys.FID, key
             ax.set_xscale("log", base=2)
             ax.set_xlabel("codebook size K")
             ax.set_ylabel(m_spec.header())
-            if any_value:
-                ax.legend(fontsize=7)
-            else:
-                ax.text(0.5, 0.5, f"no {m_spec.label} in these records", ha="center", va="center",
-                        transform=ax.transAxes)
+            legend_or_note(ax, any_value, m_spec.label)
         fig.suptitle(f"Codebook-size sweep on {dataset} (error bars: 95% intervals, as in the tables)")
         paths += save(fig, Path(out) / FIGURES, f"sweep_{safe(dataset)}")
     return paths

@@ -20,7 +20,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from bench.evaluation.metrics import keys
 from bench.evaluation.metrics.registry import spec
-from bench.reporting.figure_style import FIGURES, error_bars, plt, safe, save
+from bench.reporting.figure_style import FIGURES, error_bars, legend_or_note, plt, safe, save
 from bench.reporting.frames import BITS, GROUP_FIELDS, MEASURED
 
 STEM = "rate_distortion"
@@ -127,11 +127,7 @@ def figures(per_dataset: pd.DataFrame, out: Path) -> tuple[list[Path], dict[str,
                             color=colors(names.index(line.name) % 10))
             _bits_axis(ax, rows)
             ax.set_ylabel(spec(m).header())
-            if got:
-                ax.legend(fontsize=7)
-            else:
-                ax.text(0.5, 0.5, f"no {spec(m).label} in these records", ha="center", va="center",
-                        transform=ax.transAxes)
+            legend_or_note(ax, bool(got), spec(m).label)
         fig.suptitle(f"Rate-distortion on {dataset} (error bars: the tables' 95% intervals)")
         stem = f"{STEM}_{safe(dataset)}"
         paths += save(fig, Path(out) / FIGURES, stem)
