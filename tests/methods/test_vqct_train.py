@@ -18,10 +18,13 @@ def _l1(model, images):
     return float((model(x)[0] - x).abs().mean())
 
 
+# 87 s in the whole suite on 2 cores (one torch thread per test process); VQCT's training path also runs
+# in the default suite through tests/bench/runs/test_official_vqct.py's smoke-sized run.
+@pytest.mark.slow
 def test_vqct_reconstruction_loss_falls(tmp_path):
     import datasets
 
-    # cpu-tiny (the default preset) for 60 steps: about 15 s on 2 idle cores.
+    # cpu-tiny (the default preset) for 60 steps.
     resolved = resolve(RunConfig(method="vqct", codebook_size=256, steps=60)).with_train(log_every=15)
     res = resolved.model.resolution
     train_set = datasets.create("photos", "train", res)

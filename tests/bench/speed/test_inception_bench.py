@@ -16,6 +16,7 @@ def tables():
     return B.run(B.QUICK)
 
 
+@pytest.mark.slow  # the quick benchmark they share takes ~80 s on 2 cores
 def test_flops_per_image_are_inception_v3s(tables):
     rows = tables["bound"]
     assert [r["what"].split()[0] for r in rows] == ["Inception-v3", "fp32", B.LARGEST_CONV]
@@ -25,6 +26,7 @@ def test_flops_per_image_are_inception_v3s(tables):
         assert r["GFLOP/s"] > 0 and r["images/s bound"] == pytest.approx(r["GFLOP/s"] / flops)
 
 
+@pytest.mark.slow  # the quick benchmark they share takes ~80 s on 2 cores
 def test_variant_rows_compare_against_channels_last(tables):
     by = {r["variant"]: r for r in tables["variants"]}
     assert list(by) == [B.SHIPPED, B.BEFORE, B.FOLDED, B.KEPT]  # quick has no bf16 row
@@ -37,6 +39,7 @@ def test_variant_rows_compare_against_channels_last(tables):
         assert by[exact]["max rel diff"] < 1e-5 and abs(by[exact]["rFID diff"]) < 1e-3
 
 
+@pytest.mark.slow  # the quick benchmark they share takes ~80 s on 2 cores
 def test_batch_and_thread_rows(tables):
     assert [r["batch"] for r in tables["batch"]] == list(B.QUICK.batches)
     assert all(r["images/s"] == pytest.approx(r["batch"] / r["ms"] * 1e3) for r in tables["batch"])
@@ -45,6 +48,7 @@ def test_batch_and_thread_rows(tables):
     assert all(r["images/s per thread"] == pytest.approx(r["images/s"] / r["threads"]) for r in threads)
 
 
+@pytest.mark.slow  # the quick benchmark they share takes ~80 s on 2 cores
 def test_report_prints_every_table_and_row(tables):
     text = B.report(tables, B.QUICK)
     for heading in ("bound:", "variants (batch", "batch size", "threads ("):

@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.core import run_folder
 from bench.core.processes import kill_once_file_exists
 from bench.runs import records
@@ -13,6 +15,7 @@ REPO = Path(__file__).resolve().parents[3]
 STEPS = 400
 
 
+@pytest.mark.slow  # ~70 s on 2 cores; the default run kills runs at random moments (tests/faults/test_run_faults.py)
 def test_killed_run_resumes(tmp_path):
     code = (
         "from bench.runs.runner import run_one; from bench.runs.config import RunConfig; "
