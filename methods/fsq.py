@@ -20,6 +20,7 @@ K mapping (`levels_for`):
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -70,7 +71,9 @@ def auto_levels(k: int) -> tuple[int, ...] | None:
 
 
 def nearest_valid_sizes(k: int, n: int = 2) -> list[int]:
-    below = [c for c in range(k - 1, MIN_LEVEL - 1, -1) if auto_levels(c)][:n]
+    # islice stops at the n-th hit: a list here would factorise every size below k (seconds per refusal
+    # at k ~ 65,536, which --bits-per-image's search meets many times)
+    below = list(itertools.islice((c for c in range(k - 1, MIN_LEVEL - 1, -1) if auto_levels(c)), n))
     above, c = [], k + 1
     while len(above) < n:
         if auto_levels(c):

@@ -42,6 +42,16 @@ def test_a_method_with_valid_sizes_only_takes_one_of_them():
     assert choice.codebook_size == 256 and choice.bits == 512
 
 
+def test_fsq_reaches_a_large_budget_through_many_refused_sizes():
+    """1024 bits at smoke's 8x8 grid is K = 2^16 for fsq; the search on its way asks fsq about many sizes
+    no levels give, each refusal naming the nearest valid sizes (which used to factorise every size
+    below K: about two minutes for this one choice)."""
+    from methods import fsq
+
+    assert bit_budget.choose("fsq", {}, 1024, "smoke").codebook_size == 65536
+    assert fsq.nearest_valid_sizes(65537) == [64827, 65536, 65610, 65625]
+
+
 def test_an_unreachable_budget_is_refused_with_one_line():
     with pytest.raises(UserError, match=r"leech's codebook is fixed \(K=196560\), 1125.4 bits") as err:
         bit_budget.choose("leech", {}, 512, "smoke")
