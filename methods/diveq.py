@@ -57,6 +57,33 @@ def exact_with_gradient(value: Tensor, surrogate: Tensor) -> Tensor:
     return value.detach() + (surrogate - surrogate.detach())
 
 
+class StepBracketedCodebook(Quantizer):
+    """A quantizer over `self.codebook` (K x dim) with work to do once per optimizer step
+    (`_end_of_step_`): the trainer brackets a step's micro-batches with `begin_step`/`end_step`, and
+    outside a bracket every training forward is a step of its own. diveq (usage counts, dead-code
+    replacement) and sf-diveq (warm-up binning, one dither per step) share it."""
+
+    _bracketed = False
+
+    def decode_indices(self, indices: Tensor) -> Tensor:
+        return F.embedding(indices, self.codebook).permute(0, 3, 1, 2).contiguous()
+
+    def begin_step(self) -> None:
+        self._bracketed = True
+
+    def end_step(self) -> None:
+        self._bracketed = False
+        self._end_of_step_()
+
+    def _training_forward_done(self) -> None:
+        """Called at the end of every training forward: a step ends here unless the trainer brackets it."""
+        if not self._bracketed:
+            self._end_of_step_()
+
+    def _end_of_step_(self) -> None:
+        raise NotImplementedError
+
+
 @dataclass
 class DiVeQOptions:
     # Variance sigma^2 of the direction noise, as the paper writes it (and vector-quantize-pytorch's
@@ -72,7 +99,7 @@ class DiVeQOptions:
 
 
 @register_method("diveq", "DiVeQ: nearest code, z_q = z + |c - z| x noisy direction (gradient to encoder and codes), no loss")
-class DiVeQQuantizer(Quantizer):
+class DiVeQQuantizer(StepBracketedCodebook):
     """DiVeQ (https://arxiv.org/abs/2509.26469)."""
 
     Options = DiVeQOptions
@@ -90,7 +117,6 @@ class DiVeQQuantizer(Quantizer):
         # resumed run equals an uninterrupted one and rank 0's checkpoint holds every worker's counts.
         self.register_buffer("window_counts", torch.zeros(codebook_size))
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
-        self._bracketed = False
         self._step_counts = torch.zeros(codebook_size)  # this worker's assignments in the current step
 
     def forward(self, z: Tensor) -> QuantOut:
@@ -102,23 +128,11 @@ class DiVeQQuantizer(Quantizer):
             with torch.no_grad():
                 counts = torch.bincount(idx, minlength=self.codebook_size).to(self.window_counts.dtype)
                 self._step_counts = self._step_counts.to(counts.device) + counts
-            if not self._bracketed:
-                self._end_of_step_()
+            self._training_forward_done()
         else:
             z_q = exact_with_gradient(codes, rows + directional_error(rows, codes, 0.0))
         indices = idx.view(z.shape[0], z.shape[2], z.shape[3])
         return QuantOut(unflatten_latent(z_q, z), indices, z.new_zeros(()), {})
-
-    def decode_indices(self, indices: Tensor) -> Tensor:
-        return F.embedding(indices, self.codebook).permute(0, 3, 1, 2).contiguous()
-
-    # One step is one optimizer step: the trainer brackets its micro-batches with these (as vqgan-ema's).
-    def begin_step(self) -> None:
-        self._bracketed = True
-
-    def end_step(self) -> None:
-        self._bracketed = False
-        self._end_of_step_()
 
     @torch.no_grad()
     def _end_of_step_(self) -> None:

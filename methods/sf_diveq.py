@@ -45,8 +45,8 @@ from bench.core.errors import UserError
 from bench.core.option_ranges import AT_LEAST_ONE, NON_NEGATIVE, option
 
 from . import distributed
-from .base import Quantizer, QuantOut, flatten_latent, nearest_codes, unflatten_latent
-from .diveq import directional_error, exact_with_gradient
+from .base import QuantOut, flatten_latent, nearest_codes, unflatten_latent
+from .diveq import StepBracketedCodebook, directional_error, exact_with_gradient
 from .registry import register_method
 
 
@@ -68,7 +68,7 @@ def segment_points(codebook: Tensor, dither: Tensor) -> Tensor:
 
 
 @register_method("sf-diveq", "SF-DiVeQ: nearest point of a dithered curve through consecutive codes, DiVeQ gradients; eval: nearest code")
-class SFDiVeQQuantizer(Quantizer):
+class SFDiVeQQuantizer(StepBracketedCodebook):
     """Space-filling DiVeQ (https://arxiv.org/abs/2509.26469)."""
 
     Options = SFDiVeQOptions
@@ -96,7 +96,6 @@ class SFDiVeQQuantizer(Quantizer):
         self.register_buffer("init_counts", torch.zeros(codebook_size))
         self.register_buffer("init_seen", torch.zeros((), dtype=torch.long))
         self.register_buffer("init_hop", torch.zeros((), dtype=torch.long))
-        self._bracketed = False
         self._pending: list[Tensor] = []  # this step's collected latents, binned at its end (never across steps)
         self._step_dither: Tensor | None = None  # the dither of the current bracketed step
 
@@ -111,13 +110,11 @@ class SFDiVeQQuantizer(Quantizer):
         if self.training and self.warming_up():
             if int(self.steps_done) + 1 >= self.options.skip_iters - self.options.avg_iters:
                 self._pending.append(rows.detach().float())
-            if not self._bracketed:
-                self._end_of_step_()
+            self._training_forward_done()
             return QuantOut(z, torch.zeros(b, h, w, dtype=torch.long, device=z.device), zero, {})
         if self.training:
             z_q, idx = self._quantise_on_curve(rows)
-            if not self._bracketed:
-                self._end_of_step_()
+            self._training_forward_done()
         else:
             idx = nearest_codes(rows.detach(), self.codebook.detach())[:, 0]
             codes = F.embedding(idx, self.codebook)
@@ -144,20 +141,9 @@ class SFDiVeQQuantizer(Quantizer):
                + lam * directional_error(rows, second, noise_std))
         return z_q, segment + (lam[:, 0] >= 0.5).long()
 
-    def decode_indices(self, indices: Tensor) -> Tensor:
-        return F.embedding(indices, self.codebook).permute(0, 3, 1, 2).contiguous()
-
-    # One step is one optimizer step: the trainer brackets its micro-batches with these.
-    def begin_step(self) -> None:
-        self._bracketed = True
-
-    def end_step(self) -> None:
-        self._bracketed = False
-        self._step_dither = None
-        self._end_of_step_()
-
     @torch.no_grad()
     def _end_of_step_(self) -> None:
+        self._step_dither = None  # the next step draws its own (set only inside a bracket)
         if self._pending:
             # Every worker bins all workers' latents (in rank order, as one batch of all would hold them), so
             # the chunk sums are the same everywhere and rank 0's checkpoint holds them.
