@@ -112,8 +112,6 @@ def _stats_choice(path: Path) -> ReferenceChoice:
 _CHECKED: dict[tuple[str, int, int], ReferenceChoice] = {}
 
 
-
-
 def read_stats(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
     """(mu, sigma, layout) of a statistics file; UserError naming what is wrong and the fix."""
     where = f"{FLAG} stats:{path}"
